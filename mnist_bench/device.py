@@ -1,0 +1,52 @@
+"""Which device to train on, and the facts about it that belong beside every result."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from mnist_bench.errors import MnistBenchError
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise MnistBenchError(f"device {spec!r} is not one of auto, cpu, cuda, cuda:N") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise MnistBenchError(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise MnistBenchError(f"device {spec!r} asked for, but this torch sees no CUDA GPU")
+    index = device.index or 0
+    if index >= torch.cuda.device_count():
+        raise MnistBenchError(
+            f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible"
+        )
+    return torch.device("cuda", index)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def environment(device: torch.device) -> dict[str, str | int | None]:
+    """Device, versions and CPU count: stored beside every figure we report."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }

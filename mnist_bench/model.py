@@ -1,0 +1,55 @@
+"""The multilayer perceptron, built from a frozen config and nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from mnist_bench.data import IMAGE_SIDE, N_CLASSES
+
+INPUT_SIZE = IMAGE_SIDE * IMAGE_SIDE
+MAX_DEPTH = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...]  # width of each hidden layer, input side first (1-4 layers)
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.hidden) <= MAX_DEPTH:
+            raise ValueError(f"hidden={self.hidden} must have 1 to {MAX_DEPTH} layers")
+        if any(w < 1 for w in self.hidden):
+            raise ValueError(f"hidden={self.hidden} widths must be >= 1")
+
+    @property
+    def layers(self) -> str:
+        """The architecture as people write it: '784-512-256-10'."""
+        return "-".join(str(w) for w in (INPUT_SIZE, *self.hidden, N_CLASSES))
+
+    @property
+    def n_params(self) -> int:
+        sizes = (INPUT_SIZE, *self.hidden, N_CLASSES)
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelConfig:
+        """'784-128-64-10', '128-64' or '128,64' -> ModelConfig((128, 64))."""
+        try:
+            widths = [int(part) for part in spec.replace(",", "-").split("-") if part.strip()]
+        except ValueError:
+            raise ValueError(f"layers {spec!r} must be integers joined by '-'") from None
+        if len(widths) >= 2 and widths[0] == INPUT_SIZE and widths[-1] == N_CLASSES:
+            widths = widths[1:-1]
+        return cls(hidden=tuple(widths))
+
+
+def build_mlp(config: ModelConfig) -> nn.Sequential:
+    """Linear-ReLU blocks, then a linear layer to the 10 logits."""
+    layers: list[nn.Module] = []
+    width_in = INPUT_SIZE
+    for width in config.hidden:
+        layers += [nn.Linear(width_in, width), nn.ReLU()]
+        width_in = width
+    layers.append(nn.Linear(width_in, N_CLASSES))
+    return nn.Sequential(*layers)

@@ -1,0 +1,190 @@
+"""Train one MLP configuration on device-resident data.
+
+The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
+trial: the search reaches it only through the ``on_epoch`` callback, which gets the
+epoch's evaluation accuracy and answers whether to stop (pruning).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_bench.data import DeviceData
+from mnist_bench.model import ModelConfig, build_mlp
+
+OPTIMIZERS = ("sgd", "adam")
+EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
+
+# Called after every epoch with (epoch, evaluation accuracy); True means stop now.
+EpochCallback = Callable[[int, float], bool]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig  # layer widths
+    optimizer: str  # "sgd" or "adam"
+    lr: float  # learning rate
+    momentum: float = 0.0  # SGD momentum; must stay 0 for Adam
+    batch_size: int = 64  # images per optimizer step
+    epochs: int = 10  # passes over the training images (at most, when pruned)
+    seed: int = 0  # weight init and batch order
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} must be one of {OPTIMIZERS}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr={self.lr} must be a positive number")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
+        if self.optimizer == "adam" and self.momentum:
+            raise ValueError(f"momentum={self.momentum} applies to SGD only")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        if self.epochs < 1:
+            raise ValueError(f"epochs={self.epochs} must be >= 1")
+
+    def summary(self) -> dict[str, Any]:
+        """Flat, table-friendly view (no nested dataclasses)."""
+        return {
+            "layers": self.model.layers,
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "momentum": self.momentum if self.optimizer == "sgd" else None,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "n_params": self.model.n_params,
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    config: TrainConfig
+    eval_acc: tuple[float, ...]  # evaluation accuracy after each epoch run
+    train_loss: tuple[float, ...]  # mean training loss of each epoch run
+    train_time_s: float  # optimizer steps only; evaluation excluded
+    samples_seen: int  # training images processed
+    stopped_early: bool  # on_epoch asked to stop before config.epochs
+    diverged: str | None  # why training was abandoned (non-finite loss), else None
+    model: nn.Module = field(repr=False, compare=False)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.eval_acc)
+
+    @property
+    def final_acc(self) -> float:
+        return self.eval_acc[-1] if self.eval_acc else float("nan")
+
+    @property
+    def best_acc(self) -> float:
+        return max(self.eval_acc) if self.eval_acc else float("nan")
+
+    @property
+    def best_epoch(self) -> int:
+        return 1 + self.eval_acc.index(self.best_acc) if self.eval_acc else 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_seen / self.train_time_s if self.train_time_s > 0 else float("nan")
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    # One multi-tensor kernel per step instead of one per parameter; fused Adam on CUDA.
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=config.lr, fused=True)
+    return torch.optim.Adam(params, lr=config.lr, foreach=True)
+
+
+def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    # Initialise from the config's seed without touching the global RNG.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_mlp(config.model)
+    return model.to(device)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + EVAL_CHUNK]) for i in range(0, x.shape[0], EVAL_CHUNK)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(0, x.shape[0], EVAL_CHUNK):
+        correct += (model(x[i : i + EVAL_CHUNK]).argmax(1) == y[i : i + EVAL_CHUNK]).sum()
+    return correct.item() / x.shape[0]  # one sync per evaluation
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(config: TrainConfig, data: DeviceData, *, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Train ``config`` on ``data.x_train`` and score every epoch on ``data.x_eval``."""
+    device = data.device
+    model = seeded_model(config, device)
+    optimizer = make_optimizer(config, model, device)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    x, y = data.x_train, data.y_train
+    n, bs = x.shape[0], config.batch_size
+
+    eval_acc: list[float] = []
+    train_loss: list[float] = []
+    train_time = 0.0
+    samples = 0
+    stopped = False
+    diverged = None
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        _sync(device)
+        start = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=generator)
+        # Summed on the device and read once per epoch: no .item() per batch.
+        loss_sum = torch.zeros((), device=device)
+        for i in range(0, n, bs):
+            idx = perm[i : i + bs]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach()
+        _sync(device)
+        train_time += time.perf_counter() - start
+        samples += n
+
+        mean_loss = loss_sum.item() / math.ceil(n / bs)
+        train_loss.append(mean_loss)
+        eval_acc.append(accuracy(model, data.x_eval, data.y_eval))
+        if not math.isfinite(mean_loss):
+            diverged = f"training loss became {mean_loss} in epoch {epoch}"
+            break
+        if on_epoch is not None and on_epoch(epoch, eval_acc[-1]) and epoch < config.epochs:
+            stopped = True
+            break
+
+    return TrainResult(
+        config=config,
+        eval_acc=tuple(eval_acc),
+        train_loss=tuple(train_loss),
+        train_time_s=train_time,
+        samples_seen=samples,
+        stopped_early=stopped,
+        diverged=diverged,
+        model=model,
+    )

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_bench.data import (
+    MNIST_MEAN,
+    MNIST_STD,
+    DeviceData,
+    ensure_split,
+    load_split,
+    normalize,
+    validation_indices,
+)
+from mnist_bench.errors import MnistBenchError
+from tests.conftest import make_mnist_dir, synthetic_digits
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_load_split_reads_back_what_was_written(tmp_path: Path, compress: bool) -> None:
+    root = make_mnist_dir(tmp_path, n_train=50, n_test=20, compress=compress)
+    train = load_split(root, "train", verify=False)
+    images, labels = synthetic_digits(50, seed=0)
+    assert train.images.dtype == torch.uint8 and train.images.shape == (50, 28, 28)
+    assert torch.equal(train.images, torch.from_numpy(images))
+    assert torch.equal(train.labels, torch.from_numpy(labels).long())
+    assert len(load_split(root, "test", verify=False)) == 20
+
+
+def test_checksum_mismatch_names_the_file(tiny_mnist: Path) -> None:
+    with pytest.raises(MnistBenchError, match=r"train-images-idx3-ubyte.gz is corrupted: sha256"):
+        load_split(tiny_mnist, "train")
+
+
+def test_truncated_gzip_is_reported(tiny_mnist: Path) -> None:
+    path = tiny_mnist / "MNIST/raw/train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(MnistBenchError, match="truncated or not a valid gzip"):
+        load_split(tiny_mnist, "train", verify=False)
+
+
+def test_truncated_content_says_what_was_expected(tiny_mnist: Path) -> None:
+    path = tiny_mnist / "MNIST/raw/train-labels-idx1-ubyte.gz"
+    content = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(content[:-10]))
+    with pytest.raises(MnistBenchError, match=r"expected 608 for shape \(600,\)"):
+        load_split(tiny_mnist, "train", verify=False)
+
+
+def test_wrong_magic_is_reported(tiny_mnist: Path) -> None:
+    path = tiny_mnist / "MNIST/raw/t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 20))
+    with pytest.raises(MnistBenchError, match="not an IDX file"):
+        load_split(tiny_mnist, "test", verify=False)
+
+
+def test_missing_files_say_where_they_are_expected(tmp_path: Path) -> None:
+    # No network here, and torchvision is absent or offline: the error must guide the user.
+    with pytest.raises(MnistBenchError, match=r"MNIST/raw.*--data-dir"):
+        ensure_split(tmp_path / "nowhere", "train")
+
+
+def test_one_missing_file_is_named(tiny_mnist: Path) -> None:
+    (tiny_mnist / "MNIST/raw/train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(MnistBenchError, match="missing train-labels-idx1-ubyte"):
+        ensure_split(tiny_mnist, "train", verify=False)
+
+
+def test_validation_split_is_fixed_disjoint_and_complete() -> None:
+    train_a, val_a = validation_indices(1000, 100, seed=0)
+    train_b, val_b = validation_indices(1000, 100, seed=0)
+    assert torch.equal(val_a, val_b) and torch.equal(train_a, train_b)
+    assert len(val_a) == 100 and len(train_a) == 900
+    assert torch.equal(torch.cat([train_a, val_a]).sort().values, torch.arange(1000))
+    _, val_other = validation_indices(1000, 100, seed=1)
+    assert not torch.equal(val_a, val_other)
+
+
+def test_validation_size_out_of_range() -> None:
+    with pytest.raises(MnistBenchError, match="val_size=1000"):
+        validation_indices(1000, 1000)
+
+
+def test_normalize_standardizes_on_the_input_device() -> None:
+    images = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    images[0, 0, 1] = 255
+    out = normalize(images)
+    assert out.shape == (1, 784) and out.dtype == torch.float32 and out.device == images.device
+    assert out[0, 0].item() == pytest.approx((0 - MNIST_MEAN) / MNIST_STD)
+    assert out[0, 1].item() == pytest.approx((1 - MNIST_MEAN) / MNIST_STD)
+
+
+def test_device_data_holds_out_validation_from_train(tiny_mnist: Path) -> None:
+    split = load_split(tiny_mnist, "train", verify=False)
+    data = DeviceData.with_validation(split, torch.device("cpu"), val_size=100)
+    assert data.x_train.shape == (500, 784) and data.x_eval.shape == (100, 784)
+    assert data.y_train.dtype == torch.int64
+
+
+@pytest.mark.slow
+def test_real_mnist_passes_its_checksums(real_mnist: Path) -> None:
+    train = load_split(real_mnist, "train")
+    test = load_split(real_mnist, "test")
+    assert len(train) == 60000 and len(test) == 10000
+    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
