@@ -103,8 +103,7 @@ def parse_idx(content: bytes, *, ndim: int, name: str) -> np.ndarray:
     expected = header + int(np.prod(dims))
     if len(content) != expected:
         raise MnistBenchError(
-            f"{name} is truncated or padded: {len(content)} bytes, "
-            f"expected {expected} for shape {tuple(dims)}"
+            f"{name} is truncated or padded: {len(content)} bytes, expected {expected} for shape {tuple(dims)}"
         )
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims)
 
@@ -121,9 +120,7 @@ def load_split(data_dir: Path, split: Split, *, verify: bool = True) -> MnistSpl
     paths = [_find(raw, stem) for stem in stems]
     missing = [stem for stem, path in zip(stems, paths, strict=True) if path is None]
     if missing:
-        raise MnistBenchError(
-            f"MNIST {split} files not found in {raw} (missing {', '.join(missing)}): {HOW_TO_GET}"
-        )
+        raise MnistBenchError(f"MNIST {split} files not found in {raw} (missing {', '.join(missing)}): {HOW_TO_GET}")
     arrays = []
     digests = {}
     for stem, path, ndim in zip(stems, paths, (3, 1), strict=True):
@@ -170,8 +167,7 @@ def download(data_dir: Path) -> None:
             torchvision.datasets.MNIST(str(data_dir), train=train, download=True)
     except Exception as exc:  # network errors come in many types
         raise MnistBenchError(
-            f"MNIST files not found in {raw_dir(data_dir)} and the download failed "
-            f"({exc}): {HOW_TO_GET}"
+            f"MNIST files not found in {raw_dir(data_dir)} and the download failed ({exc}): {HOW_TO_GET}"
         ) from exc
 
 
@@ -215,9 +211,7 @@ class DeviceData:
         return self.x_train.device
 
     @classmethod
-    def from_splits(
-        cls, train: MnistSplit, evaluation: MnistSplit, device: torch.device
-    ) -> DeviceData:
+    def from_splits(cls, train: MnistSplit, evaluation: MnistSplit, device: torch.device) -> DeviceData:
         return cls._build(train.images, train.labels, evaluation.images, evaluation.labels, device)
 
     @classmethod

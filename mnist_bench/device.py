@@ -27,9 +27,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise MnistBenchError(f"device {spec!r} asked for, but this torch sees no CUDA GPU")
     index = device.index or 0
     if index >= torch.cuda.device_count():
-        raise MnistBenchError(
-            f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible"
-        )
+        raise MnistBenchError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
     return torch.device("cuda", index)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from torch import nn
 
@@ -30,7 +31,7 @@ class ModelConfig:
     @property
     def n_params(self) -> int:
         sizes = (INPUT_SIZE, *self.hidden, N_CLASSES)
-        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+        return sum(a * b + b for a, b in pairwise(sizes))
 
     @classmethod
     def parse(cls, spec: str) -> ModelConfig:

@@ -1,0 +1,277 @@
+"""The Optuna study: storage, sampler, pruner and the objective around ``train``.
+
+This is the only module (with ``space.sample_config``) that touches Optuna trials.
+It returns plain data; the CLI renders it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_bench import __version__
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.space import SearchSpace, sample_config
+from mnist_bench.train import TrainResult, train
+
+PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random")
+DEFAULT_STUDY = "mnist-mlp"
+STORAGE_FILE = "mnist-bench.db"
+# Finished trials count towards --trials; FAIL ones do not (they are retried by design).
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Study names become folder names under studies/.
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str  # study name in the storage
+    storage: str  # Optuna storage URL
+    trials: int  # finished (complete or pruned) trials the study should hold in total
+    epochs: int  # most epochs one trial may train
+    pruner: str = "median"  # one of PRUNERS
+    sampler: str = "tpe"  # one of SAMPLERS
+    seed: int | None = None  # sampler seed, and root of every trial's training seed
+    timeout: float | None = None  # seconds after which no new trial starts
+    val_size: int = 5000  # training images held out for validation
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study)
+        if self.trials < 1:
+            raise MnistBenchError(f"--trials {self.trials}: must be at least 1")
+        if self.epochs < 1:
+            raise MnistBenchError(f"--epochs {self.epochs}: must be at least 1")
+        if self.pruner not in PRUNERS:
+            raise MnistBenchError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        if self.sampler not in SAMPLERS:
+            raise MnistBenchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
+
+
+def check_study_name(name: str) -> None:
+    if not _STUDY_NAME.fullmatch(name):
+        raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+
+
+def default_storage(studies_dir: Path) -> str:
+    return f"sqlite:///{(Path(studies_dir) / STORAGE_FILE).resolve()}"
+
+
+def _redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415  (optuna's own dependency)
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna RDB storage, or a one-line error naming the URL (password hidden).
+
+    ``must_exist`` refuses to create a new SQLite file, for commands that only read.
+    """
+    if "://" not in url:
+        raise MnistBenchError(
+            f"storage {url!r} is not a URL (e.g. sqlite:///studies/mnist-bench.db, postgresql://user@host/db)"
+        )
+    if url.startswith("sqlite:///") and must_exist:
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise MnistBenchError(f"no study storage at {path}: run `mnist-bench search` first, or pass --storage")
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MnistBenchError(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+
+
+def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "median":
+        # Let 5 trials finish first, and judge no trial on its first epoch alone (steps are
+        # epochs counted from 1; Optuna prunes once step >= n_warmup_steps).
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    return optuna.pruners.NopPruner()
+
+
+def training_seed(study_seed: int | None, trial_number: int) -> int:
+    """A trial's training seed: derived from (study seed, trial number), or fresh entropy.
+
+    Either way it is stored with the trial, so any trial can be retrained exactly.
+    """
+    entropy = None if study_seed is None else [study_seed, trial_number]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """An existing study, or an error listing the studies the storage holds."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        known = ", ".join(names) if names else "none"
+        raise MnistBenchError(f"study {name!r} does not exist in this storage (studies there: {known})") from None
+
+
+def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study, or resume it if its space and validation split match."""
+    study = optuna.create_study(
+        study_name=settings.study,
+        storage=storage,
+        sampler=make_sampler(settings.sampler, settings.seed),
+        pruner=make_pruner(settings.pruner, settings.epochs),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    wanted = {"space": space.to_dict(), "val_size": settings.val_size}
+    stored = {key: study.user_attrs.get(key) for key in wanted}
+    if all(value is None for value in stored.values()):
+        for key, value in wanted.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("objective", "best validation accuracy over the epochs trained")
+        study.set_user_attr("mnist_bench_version", __version__)
+    elif stored != wanted:
+        differs = ", ".join(key for key in wanted if stored[key] != wanted[key])
+        raise MnistBenchError(
+            f"study {settings.study!r} was run with another {differs}; "
+            "resume it with the same settings, or start a new study with --study NAME"
+        )
+    return study
+
+
+def stored_space(study: optuna.Study) -> SearchSpace:
+    values = study.user_attrs.get("space")
+    return SearchSpace.from_dict(values) if values else SearchSpace()
+
+
+def state_counts(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _record(trial: optuna.Trial, result: TrainResult) -> None:
+    attrs: dict[str, Any] = {
+        "epochs_run": result.epochs_run,
+        "train_time_s": round(result.train_time_s, 4),
+        "samples_per_s": round(result.samples_per_s, 1),
+        "final_val_acc": result.final_acc,
+        "best_val_acc": result.best_acc,
+        "best_epoch": result.best_epoch,
+        "val_acc": list(result.eval_acc),
+        "train_loss": [x if math.isfinite(x) else None for x in result.train_loss],
+        "n_params": result.config.model.n_params,
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def make_objective(settings: SearchSettings, space: SearchSpace, data: DeviceData) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        seed = training_seed(settings.seed, trial.number)
+        trial.set_user_attr("train_seed", seed)
+        trial.set_user_attr("device", str(data.device))
+        config = sample_config(trial, space, epochs=settings.epochs, seed=seed)
+
+        def on_epoch(epoch: int, acc: float) -> bool:
+            trial.report(acc, epoch)
+            return trial.should_prune()
+
+        try:
+            result = train(config, data, on_epoch=on_epoch)
+        except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
+            trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            raise
+        _record(trial, result)
+        if result.diverged:
+            trial.set_user_attr("reason", f"diverged: {result.diverged}")
+            raise optuna.TrialPruned(result.diverged)
+        if result.stopped_early:
+            trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
+            raise optuna.TrialPruned()
+        return result.best_acc
+
+    return objective
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    study: optuna.Study
+    ran: int  # trials started by this call
+    finished: int  # finished trials the study holds now
+    target: int  # settings.trials
+    counts: Counter[str]  # trials per state, whole study
+
+    @property
+    def best_value(self) -> float | None:
+        try:
+            return self.study.best_value
+        except ValueError:  # no complete trial yet
+            return None
+
+
+def run_search(
+    settings: SearchSettings,
+    space: SearchSpace,
+    data: DeviceData,
+    *,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    study: optuna.Study | None = None,
+) -> SearchOutcome:
+    """Run trials until the study holds ``settings.trials`` finished ones.
+
+    One call starts at most the number still missing, so trials that fail (and do not
+    count) cannot make it loop forever; running it again tops the study up.
+    """
+    if study is None:
+        study = open_study(settings, space, open_storage(settings.storage))
+    missing = settings.trials - n_finished(study)
+    ran = 0
+    if missing > 0:
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            nonlocal ran
+            ran += 1
+            if on_trial is not None:
+                on_trial(study, trial)
+            if n_finished(study) >= settings.trials:
+                study.stop()
+
+        study.optimize(
+            make_objective(settings, space, data),
+            n_trials=missing,
+            timeout=settings.timeout,
+            catch=(Exception,),
+            callbacks=[after_trial],
+        )
+    return SearchOutcome(
+        study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
+    )

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from mnist_bench.cli import app
+
+runner = CliRunner()
+
+
+def search_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    (tmp_path / "studies").mkdir(exist_ok=True)
+    (tmp_path / "studies" / "small.toml").write_text("depth = [1, 2]\nwidth = [8, 64]\nbatch_sizes = [32, 64]\n")
+    return [
+        "search", "--trials", "3", "--epochs", "2", "--seed", "0", "--val-size", "100",
+        "--space", "small", "--data-dir", str(data), "--no-verify",
+        "--studies-dir", str(tmp_path / "studies"), "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def test_search_prints_trials_and_leaderboard_and_writes_files(tmp_path: Path, tiny_mnist: Path) -> None:
+    result = runner.invoke(app, search_args(tmp_path, tiny_mnist))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.count("trial ") >= 3 and "Top 3 of study mnist-mlp" in out
+    assert "now holds 3 trials (3 complete, 0 pruned, 0 failed); 3/3 finished" in out
+    folder = tmp_path / "studies" / "mnist-mlp"
+    assert (folder / "leaderboard.csv").is_file() and (folder / "leaderboard.md").is_file()
+    assert (tmp_path / "studies" / "mnist-bench.db").is_file()
+
+    rerun = runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4"))
+    assert rerun.exit_code == 0 and "Ran 1 trial(s)" in rerun.stdout and "4/4 finished" in rerun.stdout
+
+
+def test_leaderboard_formats(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    common = ["leaderboard", "--studies-dir", str(tmp_path / "studies")]
+    as_json = runner.invoke(app, [*common, "--format", "json", "--top", "2"])
+    assert as_json.exit_code == 0 and len(json.loads(as_json.stdout)) == 2
+    as_csv = runner.invoke(app, [*common, "-f", "csv"])
+    assert as_csv.stdout.splitlines()[0].startswith("rank,trial,state,layers")
+    as_table = runner.invoke(app, common)
+    assert as_table.exit_code == 0 and "Study mnist-mlp: 3 trials" in as_table.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials 0"),
+        (["--epochs", "0"], "--epochs 0"),
+        (["--pruner", "sometimes"], "'sometimes' is not one of"),
+        (["--sampler", "grid"], "'grid' is not one of"),
+        (["--storage", "nonsense"], "is not a URL"),
+        (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open storage postgresql://u@127.0.0.1:1/db"),
+        (["--device", "tpu"], "device 'tpu'"),
+        (["--space", "nowhere"], "search space 'nowhere' not found"),
+        (["--trials", "many"], "Invalid value for '--trials'"),
+    ],
+)
+def test_bad_search_input_is_one_line_and_nonzero(
+    tmp_path: Path, tiny_mnist: Path, args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, search_args(tmp_path, tiny_mnist, *args))
+    assert result.exit_code != 0
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_corrupt_data_names_the_file(tmp_path: Path, tiny_mnist: Path) -> None:
+    path = tiny_mnist / "MNIST/raw/train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    result = runner.invoke(app, search_args(tmp_path, tiny_mnist))
+    assert result.exit_code == 1
+    assert "train-images-idx3-ubyte.gz is truncated" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_unverified_toy_data_fails_the_checksum(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = [a for a in search_args(tmp_path, tiny_mnist) if a != "--no-verify"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "is corrupted: sha256" in result.stderr
+
+
+def test_leaderboard_of_unknown_study_lists_known_ones(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    result = runner.invoke(app, ["leaderboard", "--study", "nope", "--studies-dir", str(tmp_path / "studies")])
+    assert result.exit_code == 1 and "studies there: mnist-mlp" in result.stderr
+
+
+def test_leaderboard_without_storage_does_not_create_one(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["leaderboard", "--studies-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no study storage" in result.stderr
+    assert not (tmp_path / "mnist-bench.db").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["search"], ["leaderboard"]])
+def test_help_shows_options_with_defaults(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    if command == ["search"]:
+        assert "--trials" in result.stdout and "[default: 50]" in result.stdout
+
+
+def test_python_dash_m_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "mnist_bench", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("mnist-bench ")
+
+
+def test_stored_study_carries_params_and_attributes(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    url = f"sqlite:///{(tmp_path / 'studies' / 'mnist-bench.db').resolve()}"
+    study = optuna.load_study(study_name="mnist-mlp", storage=url)
+    best = study.best_trial
+    assert best.params["n_layers"] in (1, 2)
+    assert {"epochs_run", "train_time_s", "samples_per_s", "final_val_acc", "best_val_acc"} <= set(best.user_attrs)
+
+
+@pytest.mark.slow
+def test_real_mnist_short_search_beats_95_percent(tmp_path: Path, real_mnist: Path) -> None:
+    # The acceptance run: 8 trials of 2 epochs on the real data, on the CPU.
+    args = ["search", "--trials", "8", "--epochs", "2", "--seed", "0", "--data-dir", str(real_mnist)]
+    result = runner.invoke(app, [*args, "--studies-dir", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="mnist-mlp", storage=f"sqlite:///{tmp_path / 'mnist-bench.db'}")
+    assert len(study.trials) == 8 and study.best_value > 0.95
+    assert (tmp_path / "mnist-mlp" / "leaderboard.csv").is_file()

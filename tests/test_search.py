@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.search import (
+    SearchSettings,
+    load_study,
+    open_storage,
+    open_study,
+    run_search,
+    training_seed,
+)
+from mnist_bench.space import SearchSpace
+
+# Small widths keep each tiny-data trial to a fraction of a second.
+SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
+
+
+def settings(tmp_path: Path, **overrides: object) -> SearchSettings:
+    values: dict[str, object] = dict(
+        study="t", storage=f"sqlite:///{tmp_path / 's.db'}", trials=4, epochs=2, seed=0, val_size=100
+    )
+    values.update(overrides)
+    return SearchSettings(**values)  # type: ignore[arg-type]
+
+
+def test_search_stores_trials_that_plain_optuna_can_read(tmp_path: Path, tiny_data: DeviceData) -> None:
+    outcome = run_search(settings(tmp_path), SMALL, tiny_data)
+    assert outcome.ran == 4 and outcome.finished == 4
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert {"n_layers", "width_0", "optimizer", "batch_size"} <= set(trial.params)
+        attrs = trial.user_attrs
+        assert attrs["epochs_run"] == 2 and len(attrs["val_acc"]) == 2
+        assert attrs["best_val_acc"] == max(attrs["val_acc"]) == trial.value
+        assert attrs["train_time_s"] > 0 and attrs["samples_per_s"] > 0
+        assert attrs["train_seed"] == training_seed(0, trial.number)
+        assert set(trial.intermediate_values) == {1, 2}
+    assert study.user_attrs["space"] == SMALL.to_dict() and study.user_attrs["val_size"] == 100
+
+
+def test_trials_counts_the_total_and_a_rerun_tops_up(tmp_path: Path, tiny_data: DeviceData) -> None:
+    run_search(settings(tmp_path, trials=2), SMALL, tiny_data)
+    again = run_search(settings(tmp_path, trials=2), SMALL, tiny_data)
+    assert again.ran == 0 and again.finished == 2
+    more = run_search(settings(tmp_path, trials=5), SMALL, tiny_data)
+    assert more.ran == 3 and more.finished == 5 and len(more.study.trials) == 5
+
+
+def test_same_seed_repeats_the_study(tmp_path: Path, tiny_data: DeviceData) -> None:
+    a = run_search(settings(tmp_path, study="a"), SMALL, tiny_data).study
+    b = run_search(settings(tmp_path, study="b"), SMALL, tiny_data).study
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.value for t in a.trials] == [t.value for t in b.trials]
+
+
+def test_diverging_trial_is_pruned_with_its_reason_and_search_goes_on(tmp_path: Path, tiny_data: DeviceData) -> None:
+    explosive = SearchSpace(depth=(1, 1), width=(8, 16), optimizers=("sgd",), sgd_lr=(1e5, 1e6), batch_sizes=(32,))
+    outcome = run_search(settings(tmp_path, trials=2, epochs=3), explosive, tiny_data)
+    assert outcome.ran == 2
+    for trial in outcome.study.trials:
+        assert trial.state == optuna.trial.TrialState.PRUNED
+        assert trial.user_attrs["reason"].startswith("diverged: training loss became")
+
+
+def test_pruner_stops_hopeless_trials(tmp_path: Path, tiny_data: DeviceData) -> None:
+    # Half the trials get a learning rate too small to learn anything in 6 epochs.
+    space = SearchSpace(depth=(1, 1), width=(16, 16), optimizers=("sgd",), sgd_lr=(1e-7, 0.3), batch_sizes=(32,))
+    outcome = run_search(settings(tmp_path, trials=16, epochs=6, sampler="random"), space, tiny_data)
+    pruned = outcome.study.get_trials(states=[optuna.trial.TrialState.PRUNED])
+    assert pruned, "median pruner pruned nothing"
+    for trial in pruned:
+        # No trial is judged on its first epoch alone.
+        assert 2 <= trial.user_attrs["epochs_run"] < 6 and "pruned by median" in trial.user_attrs["reason"]
+
+
+def test_resuming_with_another_space_is_refused(tmp_path: Path, tiny_data: DeviceData) -> None:
+    run_search(settings(tmp_path, trials=1), SMALL, tiny_data)
+    other = SearchSpace(depth=(3, 4))
+    storage = open_storage(settings(tmp_path).storage)
+    with pytest.raises(MnistBenchError, match="another space"):
+        open_study(settings(tmp_path), other, storage)
+    with pytest.raises(MnistBenchError, match="another val_size"):
+        open_study(settings(tmp_path, val_size=50), SMALL, storage)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(trials=0), "--trials 0"),
+        (dict(trials=-3), "--trials -3"),
+        (dict(epochs=0), "--epochs 0"),
+        (dict(pruner="sometimes"), "--pruner"),
+        (dict(sampler="grid"), "--sampler"),
+        (dict(timeout=0.0), "--timeout"),
+        (dict(study="../escape"), "--study"),
+    ],
+)
+def test_bad_settings_are_rejected(tmp_path: Path, overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(MnistBenchError, match=message):
+        settings(tmp_path, **overrides)
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("not a url", "is not a URL"),
+        ("nosuchdb://x/y", "cannot open storage nosuchdb://x/y"),
+        ("postgresql://user:secret@127.0.0.1:1/db", r"cannot open storage postgresql://user:\*\*\*@127.0.0.1:1/db"),
+    ],
+)
+def test_bad_storage_urls_give_one_line(url: str, message: str) -> None:
+    with pytest.raises(MnistBenchError, match=message) as info:
+        open_storage(url)
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)
+
+
+def test_load_study_lists_what_exists(tmp_path: Path, tiny_data: DeviceData) -> None:
+    run_search(settings(tmp_path, trials=1, study="exists"), SMALL, tiny_data)
+    with pytest.raises(MnistBenchError, match=r"'nope' does not exist .*studies there: exists"):
+        load_study("nope", open_storage(settings(tmp_path).storage))
+
+
+def test_training_seed_is_derived_and_spread() -> None:
+    assert training_seed(0, 5) == training_seed(0, 5)
+    assert len({training_seed(0, n) for n in range(100)}) == 100
+    assert training_seed(1, 5) != training_seed(0, 5)
+    assert 0 <= training_seed(None, 0) < 2**31

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import optuna
+import pytest
+
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.space import SearchSpace, load_space, sample_config
+from tests.conftest import REPO
+
+STUDIES = REPO / "studies"
+
+
+def test_default_file_matches_builtin_defaults() -> None:
+    # Outside a checkout the built-in defaults stand in for studies/default.toml.
+    assert load_space("default", STUDIES) == SearchSpace()
+    assert tomllib.loads((STUDIES / "default.toml").read_text()) == SearchSpace().to_dict()
+
+
+def test_missing_default_falls_back_but_other_names_do_not(tmp_path: Path) -> None:
+    assert load_space("default", tmp_path) == SearchSpace()
+    with pytest.raises(MnistBenchError, match="search space 'wide' not found"):
+        load_space("wide", tmp_path)
+
+
+def test_partial_file_overrides_only_its_keys(tmp_path: Path) -> None:
+    (tmp_path / "adam.toml").write_text('optimizers = ["adam"]\ndepth = [2, 2]\n')
+    space = load_space("adam", tmp_path)
+    assert space.optimizers == ("adam",) and space.depth == (2, 2)
+    assert space.width == SearchSpace().width
+    assert load_space(str(tmp_path / "adam.toml"), STUDIES) == space
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("depth = [1, 9]", "depth"),
+        ("depth = 3", "must be a list"),
+        ("widht = [1, 2]", "unknown key"),
+        ('optimizers = ["lbfgs"]', "optimizers"),
+        ("batch_sizes = [0, 64]", "batch_sizes"),
+        ("sgd_lr = [0.1]", r"\[low, high\]"),
+        ("depth = [", "not valid TOML"),
+    ],
+)
+def test_bad_space_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(MnistBenchError, match=message):
+        load_space("bad", tmp_path)
+
+
+def test_fixed_trial_rebuilds_the_config_a_live_trial_chose() -> None:
+    # Retraining rebuilds a stored trial through the same function: the space is written once.
+    space = SearchSpace()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(20):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=4, seed=1)
+        rebuilt = sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=4, seed=1)
+        assert rebuilt == chosen
+        assert space.depth[0] <= len(chosen.model.hidden) <= space.depth[1]
+        assert chosen.batch_size in space.batch_sizes
+        if chosen.optimizer == "adam":
+            assert chosen.momentum == 0.0 and space.adam_lr[0] <= chosen.lr <= space.adam_lr[1]
+        else:
+            assert space.sgd_momentum[0] <= chosen.momentum <= space.sgd_momentum[1]
+        study.tell(trial, chosen.lr)
+
+
+def test_space_steers_tpe_through_ask_and_tell() -> None:
+    # A cheap objective (prefer wide first layers) stands in for training.
+    space = SearchSpace()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10))
+    for _ in range(40):
+        trial = study.ask()
+        study.tell(trial, float(sample_config(trial, space, epochs=1, seed=0).model.hidden[0]))
+    assert study.best_value > 600
