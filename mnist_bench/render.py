@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -78,3 +79,69 @@ def counts_line(counts: dict[str, int]) -> str:
         for state, word in _STATE_WORDS.items()
         if counts.get(state) or state in ("COMPLETE", "PRUNED", "FAIL")
     )
+
+
+def key_value_table(rows: dict[str, Any], *, title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, _fmt(value, "{:.6g}") if isinstance(value, float) else str(value))
+    return table
+
+
+def per_class_table(per_class: Sequence[float], *, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for digit in range(len(per_class)):
+        table.add_column(str(digit), justify="right")
+    table.add_row(*(f"{acc:.4f}" for acc in per_class))
+    return table
+
+
+def confusion_table(confusion: Sequence[Sequence[int]], *, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("true \\ pred", justify="right", style="bold")
+    for digit in range(len(confusion)):
+        table.add_column(str(digit), justify="right")
+    for true, row in enumerate(confusion):
+        cells = [
+            f"[bold green]{n}[/]" if true == pred else (str(n) if n else "[dim]0[/]") for pred, n in enumerate(row)
+        ]
+        table.add_row(str(true), *cells)
+    return table
+
+
+def seeds_line(accuracies: Sequence[float], mean: float, std: float) -> str:
+    listed = ", ".join(f"{a:.4f}" for a in accuracies)
+    return f"test accuracy over {len(accuracies)} seed(s): {mean:.4f} ± {std:.4f} (mean ± std; {listed})"
+
+
+def baselines_table(frame: pd.DataFrame, *, title: str) -> Table:
+    table = Table(title=title, header_style="bold")
+    columns = [
+        ("network", "network", "{}"),
+        ("settings", "optimizer and settings", "{}"),
+        ("reported", "reported", "{}"),
+        ("test_acc_mean", "test acc (mean)", "{:.4f}"),
+        ("test_acc_std", "± std", "{:.4f}"),
+        ("train_time_s", "train s", "{:.1f}"),
+        ("samples_per_s", "samples/s", "{:,.0f}"),
+    ]
+    for _, header, _ in columns:
+        table.add_column(header, justify="left" if header in ("network", "optimizer and settings") else "right")
+    for row in frame.to_dict("records"):
+        table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in columns))
+    return table
+
+
+def predictions_table(rows: Sequence[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for header in ("file", "label", "top probabilities"):
+        table.add_column(header)
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["file"], "[red]error[/]", f"[red]{row['error']}[/]")
+        else:
+            top = "  ".join(f"{t['digit']}: {t['p']:.3f}" for t in row["top"])
+            table.add_row(row["file"], f"[bold]{row['label']}[/]", top)
+    return table

@@ -22,7 +22,7 @@ from mnist_bench import __version__
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.space import SearchSpace, sample_config
-from mnist_bench.train import TrainResult, train
+from mnist_bench.train import TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
@@ -274,4 +274,43 @@ def run_search(
         )
     return SearchOutcome(
         study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
+    )
+
+
+@dataclass(frozen=True)
+class RankedTrial:
+    trial: FrozenTrial
+    rank: int  # 1 for the best complete trial
+    n_complete: int
+
+
+def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
+    """The best complete trial (or trial ``number``) with its rank among complete trials."""
+    complete = sorted(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: (-(t.value if t.value is not None else -math.inf), t.number),
+    )
+    if not complete:
+        counts = counts_text(state_counts(study))
+        raise MnistBenchError(f"study {study.study_name!r} has no complete trial yet ({counts}): run search first")
+    if number is None:
+        return RankedTrial(complete[0], 1, len(complete))
+    for rank, trial in enumerate(complete, start=1):
+        if trial.number == number:
+            return RankedTrial(trial, rank, len(complete))
+    known = ", ".join(str(t.number) for t in sorted(complete, key=lambda t: t.number))
+    raise MnistBenchError(f"trial {number} is not a complete trial of study {study.study_name!r} (complete: {known})")
+
+
+def counts_text(counts: Counter[str]) -> str:
+    return ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "no trials"
+
+
+def trial_config(study: optuna.Study, trial: FrozenTrial, *, epochs: int | None = None) -> TrainConfig:
+    """Rebuild a stored trial's config through the same ``sample_config`` the search used."""
+    return sample_config(
+        optuna.trial.FixedTrial(trial.params),
+        stored_space(study),
+        epochs=epochs or trial.user_attrs.get("epochs_run") or 1,
+        seed=trial.user_attrs.get("train_seed", 0),
     )

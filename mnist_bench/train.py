@@ -78,7 +78,7 @@ class TrainResult:
 
     @property
     def epochs_run(self) -> int:
-        return len(self.eval_acc)
+        return len(self.train_loss)
 
     @property
     def final_acc(self) -> float:
@@ -135,8 +135,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train(config: TrainConfig, data: DeviceData, *, on_epoch: EpochCallback | None = None) -> TrainResult:
-    """Train ``config`` on ``data.x_train`` and score every epoch on ``data.x_eval``."""
+def train(
+    config: TrainConfig,
+    data: DeviceData,
+    *,
+    on_epoch: EpochCallback | None = None,
+    score_epochs: bool = True,
+) -> TrainResult:
+    """Train ``config`` on ``data.x_train``, scoring every epoch on ``data.x_eval``.
+
+    ``score_epochs=False`` skips the per-epoch scores (and ``on_epoch``): final training
+    on the full training set does not look at the test images until it is done.
+    """
     device = data.device
     model = seeded_model(config, device)
     optimizer = make_optimizer(config, model, device)
@@ -170,11 +180,12 @@ def train(config: TrainConfig, data: DeviceData, *, on_epoch: EpochCallback | No
 
         mean_loss = loss_sum.item() / math.ceil(n / bs)
         train_loss.append(mean_loss)
-        eval_acc.append(accuracy(model, data.x_eval, data.y_eval))
+        if score_epochs:
+            eval_acc.append(accuracy(model, data.x_eval, data.y_eval))
         if not math.isfinite(mean_loss):
             diverged = f"training loss became {mean_loss} in epoch {epoch}"
             break
-        if on_epoch is not None and on_epoch(epoch, eval_acc[-1]) and epoch < config.epochs:
+        if score_epochs and on_epoch is not None and on_epoch(epoch, eval_acc[-1]) and epoch < config.epochs:
             stopped = True
             break
 

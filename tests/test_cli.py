@@ -130,3 +130,152 @@ def test_real_mnist_short_search_beats_95_percent(tmp_path: Path, real_mnist: Pa
     study = optuna.load_study(study_name="mnist-mlp", storage=f"sqlite:///{tmp_path / 'mnist-bench.db'}")
     assert len(study.trials) == 8 and study.best_value > 0.95
     assert (tmp_path / "mnist-mlp" / "leaderboard.csv").is_file()
+
+
+def studied(tmp_path: Path, tiny_mnist: Path) -> list[str]:
+    """Run a tiny search; return the options that point later commands at it."""
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    return ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
+
+
+def test_best_shows_the_winner(tmp_path: Path, tiny_mnist: Path) -> None:
+    common = studied(tmp_path, tiny_mnist)
+    result = runner.invoke(app, ["best", *common])
+    assert result.exit_code == 0, result.output
+    assert "rank" in result.stdout and "of 3 complete trials" in result.stdout
+
+
+def test_best_retrain_saves_a_checkpoint_that_a_fresh_process_reproduces(tmp_path: Path, tiny_mnist: Path) -> None:
+    common = studied(tmp_path, tiny_mnist)
+    result = runner.invoke(app, ["best", "--retrain", "--seeds", "2", "--epochs", "2", *common])
+    assert result.exit_code == 0, result.output
+    assert "Confusion matrix" in result.stdout and "over 2 seed(s)" in result.stdout
+    best = optuna.load_study(
+        study_name="mnist-mlp", storage=f"sqlite:///{(tmp_path / 'studies' / 'mnist-bench.db').resolve()}"
+    ).best_trial
+    folder = tmp_path / "studies" / "mnist-mlp" / f"trial-{best.number}"
+    for name in ("checkpoint.json", "model.pt", "confusion.png", "predictions.png"):
+        assert (folder / name).is_file(), name
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    assert meta["source"]["trial"] == best.number and meta["seed"] == best.user_attrs["train_seed"]
+    assert meta["config"]["epochs"] == 2 and len(meta["seeds"]["test_accuracy"]) == 2
+    assert set(meta["data_sha256"]) == {
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    }
+    assert {"torch", "optuna", "mnist_bench"} <= set(meta["versions"])
+    fresh = subprocess.run(
+        [sys.executable, "-m", "mnist_bench", "evaluate", str(folder), "--data-dir", str(tiny_mnist), "--no-verify"],
+        capture_output=True,
+        text=True,
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert f"test accuracy {meta['test']['accuracy']:.4f}" in fresh.stdout
+
+
+def test_best_without_complete_trials_says_so(tmp_path: Path, tiny_mnist: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    optuna.create_study(study_name="empty", storage=storage)
+    result = runner.invoke(app, ["best", "--study", "empty", "--storage", storage])
+    assert result.exit_code == 1 and "has no complete trial yet" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["best", "--seeds", "0"], "--seeds 0"),
+        (["best", "--epochs", "0"], "--epochs 0"),
+        (["train", "--layers", "784-64-10", "--epochs", "0"], "epochs=0"),
+        (["train", "--layers", "784-64-10", "--seeds", "0"], "--seeds 0"),
+        (["train", "--layers", "big"], "layers 'big'"),
+        (["train", "--layers", "64", "--optimizer", "adam", "--momentum", "0.9"], "SGD only"),
+        (["baselines", "--seeds", "0"], "--seeds 0"),
+    ],
+)
+def test_bad_final_training_input(tmp_path: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(app, [*args, "--studies-dir", str(tmp_path)])
+    assert result.exit_code != 0 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_train_writes_outputs(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = ["train", "--layers", "784-32-10", "--epochs", "2", "--batch-size", "32", "--out", str(tmp_path / "run")]
+    result = runner.invoke(app, [*args, "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "checkpoint.json",
+        "model.pt",
+        "confusion.png",
+        "predictions.png",
+    }
+
+
+def test_baselines_prints_every_row_and_the_study_winner(tmp_path: Path, tiny_mnist: Path) -> None:
+    common = studied(tmp_path, tiny_mnist)
+    result = runner.invoke(
+        app, ["baselines", "--seeds", "1", "--study", "mnist-mlp", "--out", str(tmp_path / "b.csv"), *common]
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("784-128-64-10 SGD", "784-128-10 Adam", "784-500-10 Adam", "784-256-128-64-32-10", "mnist-mlp winner"):
+        assert name in result.stdout
+    rows = (tmp_path / "b.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6 and "97.83%" in rows[2]
+
+
+def test_predict_json_and_bad_files(tmp_path: Path, tiny_mnist: Path) -> None:
+    from PIL import Image
+
+    from mnist_bench.data import load_split
+
+    args = [
+        "train",
+        "--layers",
+        "32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.003",
+        "--out",
+        str(tmp_path / "m"),
+    ]
+    assert runner.invoke(app, [*args, "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]).exit_code == 0
+    test = load_split(tiny_mnist, "test", verify=False)
+    Image.fromarray(test.images[0].numpy()).save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_text("nope")
+    result = runner.invoke(
+        app, ["predict", str(tmp_path / "m"), str(tmp_path / "a.png"), str(tmp_path / "bad.png"), "--json"]
+    )
+    assert result.exit_code == 1 and "1 of 2 image(s) could not be read" in result.stderr
+    rows = json.loads(result.stdout)
+    assert rows[0]["label"] == int(test.labels[0]) and "error" in rows[1]
+    missing = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), str(tmp_path / "a.png")])
+    assert missing.exit_code == 1 and "no checkpoint at" in missing.stderr
+
+
+@pytest.mark.slow
+def test_real_mnist_png_predictions_return_their_labels(tmp_path: Path, real_mnist: Path) -> None:
+    from PIL import Image
+
+    from mnist_bench.data import load_split
+
+    args = ["train", "--layers", "784-256-10", "--epochs", "3", "--out", str(tmp_path / "m")]
+    assert runner.invoke(app, [*args, "--data-dir", str(real_mnist), "--device", "cpu"]).exit_code == 0
+    test = load_split(real_mnist, "test")
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(test.images[i].numpy()).save(paths[-1])
+    result = runner.invoke(app, ["predict", str(tmp_path / "m"), *map(str, paths), "--json"])
+    assert [row["label"] for row in json.loads(result.stdout)] == test.labels[:5].tolist()
+
+
+@pytest.mark.slow
+def test_real_mnist_wide_mlp_reaches_98_percent(tmp_path: Path, real_mnist: Path) -> None:
+    # The issue's acceptance run: a 784-1024-1024-10 MLP, Adam, 20 epochs, on the CPU.
+    args = ["train", "--layers", "784-1024-1024-10", "--epochs", "20", "--out", str(tmp_path / "wide")]
+    result = runner.invoke(app, [*args, "--data-dir", str(real_mnist), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "wide" / "checkpoint.json").read_text())["test"]["accuracy"] >= 0.98

@@ -1,0 +1,159 @@
+"""Final training on all 60,000 training images and one scoring on the 10,000 test images.
+
+Used by ``best --retrain``, ``train`` and ``baselines``: the same trainer as the
+search, with the test split read only here.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.train import TrainConfig, TrainResult, predict_logits, train
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float  # fraction of test images classified correctly
+    per_class: tuple[float, ...]  # accuracy on each true digit 0-9
+    confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted], counts
+    predictions: torch.Tensor  # predicted label per image (CPU, int64)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "accuracy": self.accuracy,
+            "per_class": list(self.per_class),
+            "confusion": [list(row) for row in self.confusion],
+        }
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Evaluation:
+    predicted = predict_logits(model, x).argmax(1)
+    confusion = torch.zeros(N_CLASSES, N_CLASSES, dtype=torch.int64, device=y.device)
+    confusion.index_put_((y, predicted), torch.ones_like(y), accumulate=True)
+    confusion = confusion.cpu()
+    totals = confusion.sum(1).clamp(min=1)
+    return Evaluation(
+        accuracy=confusion.diag().sum().item() / max(len(y), 1),
+        per_class=tuple((confusion.diag() / totals).tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+        predictions=predicted.cpu(),
+    )
+
+
+@dataclass(frozen=True)
+class FinalRun:
+    """One seed's training on the full training set and its test scores."""
+
+    result: TrainResult
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True)
+class FinalReport:
+    runs: tuple[FinalRun, ...]  # one per seed; runs[0] is the one saved as a checkpoint
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [run.evaluation.accuracy for run in self.runs]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracies)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.accuracies) if len(self.runs) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class TestData:
+    """Both splits on one device: train on all 60,000, score on the 10,000 test images."""
+
+    device_data: DeviceData
+    train: MnistSplit
+    test: MnistSplit
+
+    @classmethod
+    def load(cls, data_dir: Path, device: torch.device, *, verify: bool = True) -> TestData:
+        train_split = ensure_split(data_dir, "train", verify=verify)
+        test_split = ensure_split(data_dir, "test", verify=verify)
+        return cls(DeviceData.from_splits(train_split, test_split, device), train_split, test_split)
+
+    @property
+    def sha256(self) -> dict[str, str]:
+        return {**self.train.sha256, **self.test.sha256}
+
+
+def seeds_from(first: int, count: int) -> list[int]:
+    if count < 1:
+        raise MnistBenchError(f"--seeds {count}: must be at least 1")
+    return [first + i for i in range(count)]
+
+
+def train_and_test(config: TrainConfig, data: DeviceData, seeds: list[int]) -> FinalReport:
+    """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``."""
+    runs = []
+    for seed in seeds:
+        result = train(replace(config, seed=seed), data, score_epochs=False)
+        if result.diverged:
+            raise MnistBenchError(f"{config.model.layers} with seed {seed} diverged: {result.diverged}")
+        runs.append(FinalRun(result, evaluate(result.model, data.x_eval, data.y_eval)))
+    return FinalReport(tuple(runs))
+
+
+def _versions() -> dict[str, str]:
+    import platform  # noqa: PLC0415
+
+    import numpy  # noqa: PLC0415
+    import optuna  # noqa: PLC0415
+
+    from mnist_bench import __version__  # noqa: PLC0415
+
+    return {
+        "mnist_bench": __version__,
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_final(report: FinalReport, data: TestData, out_dir: Path, *, source: dict[str, object]) -> list[Path]:
+    """Save runs[0] as a checkpoint with its metrics, plus the two PNG figures."""
+    from mnist_bench import checkpoint, figures  # noqa: PLC0415
+    from mnist_bench.device import environment  # noqa: PLC0415
+
+    first = report.runs[0]
+    result, evaluation = first.result, first.evaluation
+    title = f"{result.config.model.layers} {result.config.optimizer}: test accuracy {evaluation.accuracy:.4f}"
+    metadata = {
+        "seed": result.config.seed,
+        "source": source,
+        "data_sha256": data.sha256,
+        "versions": _versions(),
+        "environment": environment(data.device_data.device),
+        "train_time_s": result.train_time_s,
+        "samples_per_s": result.samples_per_s,
+        "final_train_loss": result.train_loss[-1],
+        "test": evaluation.to_dict(),
+        "seeds": {
+            "seeds": [run.result.config.seed for run in report.runs],
+            "test_accuracy": report.accuracies,
+            "mean": report.mean,
+            "std": report.std,
+        },
+    }
+    return [
+        checkpoint.save(out_dir, result.model, result.config, metadata),
+        figures.confusion_png(evaluation.confusion, out_dir / "confusion.png", title=title),
+        figures.predictions_png(
+            data.test.images, data.test.labels, evaluation.predictions, out_dir / "predictions.png", title=title
+        ),
+    ]

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.evaluate import evaluate, seeds_from, train_and_test
+from mnist_bench.model import ModelConfig
+from mnist_bench.train import TrainConfig
+
+CONFIG = TrainConfig(ModelConfig((32,)), "adam", 3e-3, batch_size=32, epochs=3)
+
+
+def test_evaluation_counts_add_up(tiny_data: DeviceData) -> None:
+    report = train_and_test(CONFIG, tiny_data, [0])
+    ev = report.runs[0].evaluation
+    confusion = torch.tensor(ev.confusion)
+    assert confusion.sum() == len(tiny_data.y_eval)
+    assert torch.equal(confusion.sum(1), torch.bincount(tiny_data.y_eval, minlength=10))
+    assert ev.accuracy == pytest.approx(confusion.diag().sum().item() / len(tiny_data.y_eval))
+    assert ev.accuracy > 0.8
+    for digit, acc in enumerate(ev.per_class):
+        if confusion[digit].sum():
+            assert acc == pytest.approx(confusion[digit, digit].item() / confusion[digit].sum().item())
+
+
+def test_seeds_give_mean_and_spread(tiny_data: DeviceData) -> None:
+    report = train_and_test(CONFIG, tiny_data, seeds_from(5, 3))
+    assert [run.result.config.seed for run in report.runs] == [5, 6, 7]
+    assert report.mean == pytest.approx(sum(report.accuracies) / 3)
+    assert report.std >= 0
+    # Final training does not look at the evaluation images between epochs.
+    assert all(run.result.eval_acc == () for run in report.runs)
+    assert report.runs[0].result.epochs_run == 3
+
+
+def test_zero_seeds_rejected() -> None:
+    with pytest.raises(MnistBenchError, match="--seeds 0"):
+        seeds_from(0, 0)
+
+
+def test_evaluate_matches_argmax(tiny_data: DeviceData) -> None:
+    model = train_and_test(CONFIG, tiny_data, [0]).runs[0].result.model
+    ev = evaluate(model, tiny_data.x_eval, tiny_data.y_eval)
+    with torch.no_grad():
+        assert torch.equal(ev.predictions, model(tiny_data.x_eval).argmax(1))
