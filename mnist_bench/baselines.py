@@ -44,7 +44,8 @@ BASELINES: tuple[Baseline, ...] = (
 
 def describe(config: TrainConfig) -> str:
     momentum = f" momentum {config.momentum:g}" if config.optimizer == "sgd" else ""
-    return f"{config.optimizer.upper()} lr {config.lr:g}{momentum}, batch {config.batch_size}, {config.epochs} epochs"
+    name = {"sgd": "SGD", "adam": "Adam"}[config.optimizer]
+    return f"{name} lr {config.lr:g}{momentum}, batch {config.batch_size}, {config.epochs} epochs"
 
 
 def run_baselines(baselines: Sequence[Baseline], data: DeviceData, seeds: list[int]) -> pd.DataFrame:

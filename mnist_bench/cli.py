@@ -10,7 +10,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import optuna
 import typer
+from optuna.trial import FrozenTrial
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
@@ -38,18 +40,18 @@ from mnist_bench.render import (
 from mnist_bench.search import (
     DEFAULT_STUDY,
     SearchSettings,
-    default_storage,
-    load_study,
     n_finished,
-    open_storage,
     open_study,
     pick_trial,
     run_search,
+    state_counts,
     stored_space,
     trial_config,
 )
 from mnist_bench.space import load_space
+from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
 from mnist_bench.train import TrainConfig
+from mnist_bench.workers import WorkerJob, plan_devices, run_workers
 
 
 class _OneLineErrors(TyperGroup):
@@ -136,7 +138,8 @@ StudyName = Annotated[str, typer.Option("--study", help="Study name in the stora
 Storage = Annotated[
     str | None,
     typer.Option(
-        help="Optuna storage URL (sqlite:///..., postgresql://..., mysql://...); unset: SQLite in --studies-dir."
+        help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., mysql+pymysql://... "
+        "Unset: SQLite in --studies-dir."
     ),
 ]
 DataDir = Annotated[
@@ -164,10 +167,9 @@ def main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    import optuna  # noqa: PLC0415
-
-    # The CLI prints its own line per trial; Optuna's INFO log would repeat it.
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # The CLI prints its own line per trial, with the reason a trial failed; Optuna's log
+    # would repeat it (with a traceback for a Ctrl-C).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def _console() -> Console:
@@ -198,6 +200,21 @@ def search(
     ] = 5000,
     top: Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes sharing the study through its storage (1: run in this process).")
+    ] = 1,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,... Unset: --device."
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
+    ] = HEARTBEAT_S,
+    storage_retry: Annotated[
+        float, typer.Option(help="Seconds to keep retrying a storage that stops answering before giving up.")
+    ] = 60.0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -214,21 +231,24 @@ def search(
         seed=seed,
         timeout=timeout,
         val_size=val_size,
+        heartbeat_s=heartbeat,
+        storage_retry_s=storage_retry,
     )
     search_space = load_space(space, studies_dir)
+    worker_devices = plan_devices(devices or device, workers)
     # Open the storage and check the study before the (slower) data load.
-    optuna_study = open_study(settings, search_space, open_storage(settings.storage))
-    torch_device = resolve_device(device)
-    train_split = ensure_split(data_dir, "train", verify=not no_verify)
-    data = DeviceData.with_validation(train_split, torch_device, val_size=val_size)
+    optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
+    data = None
+    if workers == 1:  # in this process; several workers load their own copies
+        split = ensure_split(data_dir, "train", verify=not no_verify)
+        data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
 
     console = _console()
-    before = len(optuna_study.trials)
+    where = worker_devices[0] if workers == 1 else f"{workers} workers on {', '.join(sorted(set(worker_devices)))}"
     console.print(
-        f"Study [bold]{study}[/] in {settings.storage}: {before} trial(s) so far; "
-        f"target {trials} finished; training on {torch_device}, {epochs} epoch(s) max."
+        f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
+        f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
     )
-    live = console.is_terminal and not quiet
     progress = Progress(
         TextColumn("[bold]trials"),
         BarColumn(),
@@ -236,11 +256,16 @@ def search(
         TextColumn("{task.fields[best]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=not live,
+        disable=not console.is_terminal or quiet,
         transient=True,
     )
+    task = progress.add_task("search", total=max(trials - n_finished(optuna_study), 0), best="")
 
-    def on_trial(s: Any, frozen: Any) -> None:
+    ran = 0
+
+    def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
+        nonlocal ran
+        ran += 1
         try:
             best = s.best_value
         except ValueError:
@@ -249,20 +274,34 @@ def search(
             console.print(trial_line(trial_row(frozen, search_space), best), markup=False)
         progress.update(task, advance=1, best=f"best {best:.4f}" if best is not None else "")
 
-    with progress:
-        task = progress.add_task("search", total=max(trials - n_finished(optuna_study), 0), best="")
-        outcome = run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study)
+    interrupted = False
+    try:
+        with progress:
+            if data is not None:
+                run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study)
+            else:
+                job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
+                run_workers(job, optuna_study, on_trial=on_trial)
+    except KeyboardInterrupt:
+        interrupted = True
 
-    frame = leaderboard(outcome.study, search_space)
+    # Read the study back from storage: workers and other machines wrote to it too.
+    final = load_study(study, open_storage(settings.storage))
+    counts = state_counts(final)
+    frame = leaderboard(final, search_space)
     paths = write_leaderboard(frame, study_dir(studies_dir, study))
     console.print(leaderboard_table(frame, top=top, title=f"Top {min(top, len(frame))} of study {study}"))
+    finished = n_finished(final)
     console.print(
-        f"Ran {outcome.ran} trial(s). Study {study} now holds {len(outcome.study.trials)} trials "
-        f"({counts_line(outcome.counts)}); {outcome.finished}/{outcome.target} finished."
+        f"Ran {ran} trial(s). Study {study} now holds {len(final.trials)} trials ({counts_line(counts)}); "
+        f"{finished}/{trials} finished."
     )
-    if outcome.finished < outcome.target:
-        console.print(f"Run the same command again to reach {outcome.target} finished trials.")
     console.print("Leaderboard written to " + " and ".join(str(p) for p in paths))
+    if interrupted:
+        typer.echo(f"Interrupted: run the same command again to resume study {study}.", err=True)
+        raise typer.Exit(130)
+    if finished < trials:
+        console.print(f"Run the same command again to reach {trials} finished trials.")
 
 
 @app.command("leaderboard")

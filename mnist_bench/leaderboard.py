@@ -16,7 +16,7 @@ FORMATS = ("table", "csv", "markdown", "json")
 COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
     "epochs_run", "best_val_acc", "final_val_acc", "train_time_s", "samples_per_s",
-    "n_params", "train_seed", "reason",
+    "n_params", "train_seed", "retry_of", "reason",
 ]  # fmt: skip
 # Complete trials rank first, then pruned ones (fewer epochs, not comparable), then the rest.
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
@@ -34,6 +34,8 @@ def trial_row(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
         "train_time_s": attrs.get("train_time_s", math.nan),
         "samples_per_s": attrs.get("samples_per_s", math.nan),
         "train_seed": attrs.get("train_seed"),
+        # Set by Optuna when this trial re-runs the parameters of a stale (crashed) one.
+        "retry_of": trial.system_attrs.get("failed_trial"),
         "reason": attrs.get("reason", ""),
     }
     try:

@@ -1,35 +1,47 @@
-"""The Optuna study: storage, sampler, pruner and the objective around ``train``.
+"""The Optuna study: sampler, pruner, the objective around ``train`` and the run loop.
 
 This is the only module (with ``space.sample_config``) that touches Optuna trials.
-It returns plain data; the CLI renders it.
+It returns plain data; the CLI renders it. Several processes, on one machine or many,
+may run ``run_search`` on one study at once: they share it through its storage.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench import __version__
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.space import SearchSpace, sample_config
+from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
 from mnist_bench.train import TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 DEFAULT_STUDY = "mnist-mlp"
-STORAGE_FILE = "mnist-bench.db"
 # Finished trials count towards --trials; FAIL ones do not (they are retried by design).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Trials that will count once done: a new trial runs only while fewer than --trials of
+# these come before it, so concurrent workers stop at exactly --trials.
+UNDERWAY = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
+SURPLUS = "surplus: --trials were already finished or running when it started; it did not train"
+# What a lost database connection raises, from SQLAlchemy or through Optuna.
+STORAGE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    optuna.exceptions.StorageInternalError,
+)
 # Study names become folder names under studies/.
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -45,6 +57,8 @@ class SearchSettings:
     seed: int | None = None  # sampler seed, and root of every trial's training seed
     timeout: float | None = None  # seconds after which no new trial starts
     val_size: int = 5000  # training images held out for validation
+    heartbeat_s: int = HEARTBEAT_S  # a running trial's heartbeat; 3 missed and it is retried
+    storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -58,46 +72,13 @@ class SearchSettings:
             raise MnistBenchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.timeout is not None and not self.timeout > 0:
             raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if self.heartbeat_s < 1:
+            raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
 
 
 def check_study_name(name: str) -> None:
     if not _STUDY_NAME.fullmatch(name):
         raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
-
-
-def default_storage(studies_dir: Path) -> str:
-    return f"sqlite:///{(Path(studies_dir) / STORAGE_FILE).resolve()}"
-
-
-def _redact(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415  (optuna's own dependency)
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
-def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
-    """An Optuna RDB storage, or a one-line error naming the URL (password hidden).
-
-    ``must_exist`` refuses to create a new SQLite file, for commands that only read.
-    """
-    if "://" not in url:
-        raise MnistBenchError(
-            f"storage {url!r} is not a URL (e.g. sqlite:///studies/mnist-bench.db, postgresql://user@host/db)"
-        )
-    if url.startswith("sqlite:///") and must_exist:
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise MnistBenchError(f"no study storage at {path}: run `mnist-bench search` first, or pass --storage")
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MnistBenchError(f"cannot open storage {_redact(url)}: {reason}") from None
 
 
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
@@ -123,20 +104,6 @@ def training_seed(study_seed: int | None, trial_number: int) -> int:
     """
     entropy = None if study_seed is None else [study_seed, trial_number]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
-
-
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return sorted(optuna.get_all_study_names(storage))
-
-
-def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """An existing study, or an error listing the studies the storage holds."""
-    try:
-        return optuna.load_study(study_name=name, storage=storage)
-    except KeyError:
-        names = study_names(storage)
-        known = ", ".join(names) if names else "none"
-        raise MnistBenchError(f"study {name!r} does not exist in this storage (studies there: {known})") from None
 
 
 def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -194,10 +161,41 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr(key, value)
 
 
+def storage_failure(exc: BaseException) -> BaseException | None:
+    """The lost-connection error behind ``exc``, if any.
+
+    Optuna may raise something else while handling it (an UnboundLocalError from its
+    trial bookkeeping, seen with Optuna 5.0), so the whole chain is searched.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, STORAGE_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class SurplusTrial(Exception):
+    """A trial asked for after the study had --trials finished or under way (a race between workers)."""
+
+
+def has_slot(study: optuna.Study, number: int, target: int) -> bool:
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=UNDERWAY) if t.number < number)
+    return ahead < target
+
+
 def make_objective(settings: SearchSettings, space: SearchSpace, data: DeviceData) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        seed = training_seed(settings.seed, trial.number)
-        trial.set_user_attr("train_seed", seed)
+        if not has_slot(trial.study, trial.number, settings.trials):
+            trial.set_user_attr("reason", SURPLUS)
+            trial.study.stop()
+            raise SurplusTrial(SURPLUS)
+        # A retry of a stale trial comes with that trial's attributes, its seed among them.
+        if "train_seed" in trial.user_attrs:
+            seed = int(trial.user_attrs["train_seed"])
+        else:
+            seed = training_seed(settings.seed, trial.number)
+            trial.set_user_attr("train_seed", seed)
         trial.set_user_attr("device", str(data.device))
         config = sample_config(trial, space, epochs=settings.epochs, seed=seed)
 
@@ -207,6 +205,9 @@ def make_objective(settings: SearchSettings, space: SearchSpace, data: DeviceDat
 
         try:
             result = train(config, data, on_epoch=on_epoch)
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", "interrupted (SIGINT) during training")
+            raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
             trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
             raise
@@ -248,30 +249,55 @@ def run_search(
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones.
 
-    One call starts at most the number still missing, so trials that fail (and do not
-    count) cannot make it loop forever; running it again tops the study up.
+    One call starts at most the number missing when it began, so trials that fail (and
+    do not count) cannot make it loop forever; running it again tops the study up. A
+    storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
+    then given up with a one-line error; trials stored before stay stored.
     """
     if study is None:
-        study = open_study(settings, space, open_storage(settings.storage))
-    missing = settings.trials - n_finished(study)
+        study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
+    objective = make_objective(settings, space, data)
+    started = time.monotonic()
+    budget = max(settings.trials - n_finished(study), 0)
     ran = 0
-    if missing > 0:
+    outage_since: float | None = None
 
-        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            nonlocal ran
-            ran += 1
-            if on_trial is not None:
-                on_trial(study, trial)
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal ran, outage_since
+        ran += 1
+        outage_since = None
+        if on_trial is not None:
+            on_trial(study, trial)
+        if n_finished(study) >= settings.trials:
+            study.stop()
+
+    while ran < budget:
+        timeout = None if settings.timeout is None else settings.timeout - (time.monotonic() - started)
+        if timeout is not None and timeout <= 0:
+            break
+        try:
             if n_finished(study) >= settings.trials:
-                study.stop()
-
-        study.optimize(
-            make_objective(settings, space, data),
-            n_trials=missing,
-            timeout=settings.timeout,
-            catch=(Exception,),
-            callbacks=[after_trial],
-        )
+                break
+            study.optimize(
+                objective, n_trials=budget - ran, timeout=timeout, catch=(Exception,), callbacks=[after_trial]
+            )
+            break
+        except Exception as exc:
+            lost = storage_failure(exc)
+            if lost is None:
+                raise
+            outage_since = outage_since or time.monotonic()
+            if time.monotonic() - outage_since > settings.storage_retry_s:
+                raise MnistBenchError(
+                    f"lost the storage at {host_of(settings.storage)} for over {settings.storage_retry_s:.0f} s "
+                    f"({one_line(lost)}); stored trials are kept, run the same command again to resume"
+                ) from None
+            time.sleep(min(5.0, settings.storage_retry_s / 10))
+            try:
+                storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
+                study = load_study(settings.study, storage)
+            except MnistBenchError:
+                continue  # still down: the next pass waits again
     return SearchOutcome(
         study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
     )

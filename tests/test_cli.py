@@ -275,7 +275,7 @@ def test_real_mnist_png_predictions_return_their_labels(tmp_path: Path, real_mni
 @pytest.mark.slow
 def test_real_mnist_wide_mlp_reaches_98_percent(tmp_path: Path, real_mnist: Path) -> None:
     # The acceptance run: a 784-1024-1024-10 MLP, Adam, 20 epochs, on the CPU.
-    args = ["train", "--layers", "784-1024-1024-10", "--epochs", "20", "--out", str(tmp_path / "wide")]
+    args = ["train", "--layers", "784-1024-1024-10", "--lr", "5e-4", "--epochs", "20", "--out", str(tmp_path / "wide")]
     result = runner.invoke(app, [*args, "--data-dir", str(real_mnist), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "wide" / "checkpoint.json").read_text())["test"]["accuracy"] >= 0.98

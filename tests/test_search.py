@@ -7,15 +7,9 @@ import pytest
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search import (
-    SearchSettings,
-    load_study,
-    open_storage,
-    open_study,
-    run_search,
-    training_seed,
-)
+from mnist_bench.search import SearchSettings, open_study, run_search, training_seed
 from mnist_bench.space import SearchSpace
+from mnist_bench.storage import load_study, open_storage
 
 # Small widths keep each tiny-data trial to a fraction of a second.
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))

@@ -1,0 +1,97 @@
+"""Where studies live: Optuna RDB storages (SQLite by default, PostgreSQL or MySQL to share).
+
+Every storage is opened with a heartbeat, so a trial whose worker died (SIGKILL, a
+lost machine) is noticed once it misses its heartbeats for the grace period, marked
+failed and queued again with the same parameters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+from mnist_bench.errors import MnistBenchError
+
+STORAGE_FILE = "mnist-bench.db"
+HEARTBEAT_S = 10  # seconds between a running trial's heartbeats
+GRACE_FACTOR = 3  # a trial is stale after this many heartbeats missed
+MAX_RETRY = 3  # times the parameters of a stale trial are queued again
+SQLITE_TIMEOUT_S = 60  # how long an SQLite writer waits for the file lock (several workers)
+
+
+def default_storage(studies_dir: Path) -> str:
+    return f"sqlite:///{(Path(studies_dir) / STORAGE_FILE).resolve()}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415  (optuna's own dependency)
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def host_of(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+        parsed = make_url(url)
+        return f"{parsed.host}:{parsed.port}" if parsed.port else str(parsed.host or parsed.database)
+    except Exception:
+        return url
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.RDBStorage:
+    """An Optuna RDB storage, or a one-line error naming the URL (password hidden).
+
+    ``must_exist`` refuses to create a new SQLite file, for commands that only read.
+    """
+    if "://" not in url:
+        raise MnistBenchError(
+            f"storage {url!r} is not a URL (e.g. sqlite:///studies/mnist-bench.db, postgresql+psycopg://user@host/db)"
+        )
+    engine_kwargs: dict[str, object]
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if must_exist and not path.is_file():
+            raise MnistBenchError(f"no study storage at {path}: run `mnist-bench search` first, or pass --storage")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}  # drop connections the server closed
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=GRACE_FACTOR * heartbeat_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            )
+    except Exception as exc:
+        raise MnistBenchError(f"cannot open storage {redact(url)}: {one_line(exc)}") from None
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """An existing study, or an error listing the studies the storage holds."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        known = ", ".join(names) if names else "none"
+        raise MnistBenchError(f"study {name!r} does not exist in this storage (studies there: {known})") from None

@@ -1,0 +1,136 @@
+"""Several worker processes sharing one study through its storage.
+
+Each worker is a process of its own (not a thread: training holds the GIL between
+kernels), pinned to one device, with its own copy of the data on that device. The
+workers coordinate only through the Optuna storage, exactly as workers on other
+machines running the same command do; the parent process just starts them, relays
+their finished trials to the caller and collects their errors.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from mnist_bench.data import DeviceData, ensure_split
+from mnist_bench.device import resolve_device
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.search import SearchOutcome, SearchSettings, n_finished, run_search, state_counts
+from mnist_bench.space import SearchSpace
+
+JOIN_TIMEOUT_S = 60  # how long an interrupted worker gets to record its trial and exit
+
+
+def plan_devices(spec: str, workers: int) -> list[str]:
+    """One device per worker: 'auto' spreads them over every visible GPU (else the CPU);
+    a comma-separated list ('cuda:0,cuda:1') is used round-robin. Each entry is checked."""
+    if workers < 1:
+        raise MnistBenchError(f"--workers {workers}: must be at least 1")
+    if spec.strip().lower() == "auto":
+        names = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    else:
+        names = [part.strip() for part in spec.split(",") if part.strip()]
+        if not names:
+            raise MnistBenchError(f"--devices {spec!r}: name at least one device")
+        names = [str(resolve_device(name)) for name in names]
+    return [names[i % len(names)] for i in range(workers)]
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    settings: SearchSettings
+    space: SearchSpace
+    data_dir: Path
+    verify: bool
+    devices: tuple[str, ...]  # device of worker i
+
+
+def _worker(index: int, job: WorkerJob, messages: mp.Queue) -> None:  # runs in the child
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    device = resolve_device(job.devices[index])
+    if device.type == "cpu":
+        # Workers sharing the CPU split its cores instead of fighting over all of them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(job.devices)))
+    try:
+        split = ensure_split(job.data_dir, "train", verify=job.verify)
+        data = DeviceData.with_validation(split, device, val_size=job.settings.val_size)
+        run_search(
+            job.settings, job.space, data, on_trial=lambda study, trial: messages.put(("trial", index, trial.number))
+        )
+        messages.put(("done", index, ""))
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough
+        messages.put(("interrupted", index, ""))
+    except MnistBenchError as exc:
+        messages.put(("error", index, str(exc)))
+    except Exception as exc:
+        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
+
+
+def run_workers(
+    job: WorkerJob,
+    study: optuna.Study,
+    *,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> SearchOutcome:
+    """Start one process per entry of ``job.devices`` and wait for all of them.
+
+    A KeyboardInterrupt in the parent is passed on to the workers (each records its
+    running trial as failed with the reason) and raised again once they have exited.
+    """
+    context = mp.get_context("spawn")  # CUDA cannot be used in forked children
+    messages: mp.Queue = context.Queue()
+    processes = [
+        context.Process(target=_worker, args=(i, job, messages), name=f"mnist-bench-worker-{i}")
+        for i in range(len(job.devices))
+    ]
+    for process in processes:
+        process.start()
+    ran = 0
+    errors: list[str] = []
+    running = len(processes)
+    try:
+        while running:
+            try:
+                kind, index, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                if not any(p.is_alive() for p in processes):
+                    break  # killed without a word (SIGKILL): its trial is left to the heartbeat
+                continue
+            if kind == "trial":
+                ran += 1
+                if on_trial is not None:
+                    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == payload)
+                    on_trial(study, trial)
+            else:
+                running -= 1
+                if kind == "error":
+                    errors.append(f"worker {index} ({job.devices[index]}): {payload}")
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches the workers too; a SIGINT sent to this process alone
+        # does not, so pass it on to those still running after a moment.
+        for process in processes:
+            process.join(2)
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGINT)
+        for process in processes:
+            process.join(JOIN_TIMEOUT_S)
+        raise
+    for process in processes:
+        process.join()
+    if errors:
+        more = f" (and {len(errors) - 1} other worker(s) failed)" if len(errors) > 1 else ""
+        raise MnistBenchError(errors[0] + more)
+    return SearchOutcome(
+        study=study, ran=ran, finished=n_finished(study), target=job.settings.trials, counts=state_counts(study)
+    )

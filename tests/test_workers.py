@@ -1,0 +1,196 @@
+"""Several processes on one study: SQLite and PostgreSQL, SIGKILL and SIGINT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.search import SearchSettings, open_study
+from mnist_bench.space import SearchSpace
+from mnist_bench.storage import open_storage
+from mnist_bench.workers import WorkerJob, plan_devices, run_workers
+
+SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
+# .ci/run starts a PostgreSQL server and names a database here; elsewhere those tests skip.
+POSTGRES = os.environ.get("MNIST_BENCH_TEST_POSTGRES")
+
+
+def test_plan_devices() -> None:
+    assert plan_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
+    assert plan_devices("cpu,cpu", 3) == ["cpu"] * 3
+    with pytest.raises(MnistBenchError, match="--workers 0"):
+        plan_devices("cpu", 0)
+    with pytest.raises(MnistBenchError, match="device 'cuda:7'"):
+        plan_devices("cpu,cuda:7", 2)
+
+
+def run_parallel(storage: str, tiny_mnist: Path, *, workers: int, trials: int, study: str = "p") -> optuna.Study:
+    settings = SearchSettings(study=study, storage=storage, trials=trials, epochs=2, seed=0, val_size=100)
+    created = open_study(settings, SMALL, open_storage(storage))
+    job = WorkerJob(settings, SMALL, tiny_mnist, False, tuple(plan_devices("cpu", workers)))
+    outcome = run_workers(job, created)
+    assert outcome.ran >= trials
+    return optuna.load_study(study_name=study, storage=storage)
+
+
+def check_exactly(study: optuna.Study, trials: int) -> None:
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == trials
+    numbers = [t.number for t in study.trials]
+    assert len(numbers) == len(set(numbers))
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    # The only failures allowed are workers' surplus asks, which never trained.
+    for trial in study.get_trials(states=(TrialState.FAIL,)):
+        assert trial.user_attrs.get("reason", "").startswith("surplus")
+
+
+def test_two_workers_on_sqlite_finish_exactly_the_target(tmp_path: Path, tiny_mnist: Path) -> None:
+    study = run_parallel(f"sqlite:///{tmp_path / 's.db'}", tiny_mnist, workers=2, trials=6)
+    check_exactly(study, 6)
+
+
+@pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
+def test_four_workers_on_postgresql_finish_exactly_the_target(tiny_mnist: Path) -> None:
+    assert POSTGRES is not None
+    name = f"pg-{os.getpid()}-{time.time_ns()}"
+    study = run_parallel(POSTGRES, tiny_mnist, workers=4, trials=12, study=name)
+    check_exactly(study, 12)
+    optuna.delete_study(study_name=name, storage=POSTGRES)
+
+
+def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str) -> list[str]:
+    # One narrow layer, one batch size: every trial takes about as long, a few seconds.
+    (tmp_path / "steady.toml").write_text("depth = [1, 1]\nwidth = [16, 32]\nbatch_sizes = [64]\n")
+    return [
+        sys.executable, "-m", "mnist_bench", "search", "--trials", "3", "--epochs", "1000", "--seed", "0",
+        "--space", "steady",
+        "--val-size", "100", "--pruner", "none", "--data-dir", str(tiny_mnist), "--no-verify",
+        "--studies-dir", str(tmp_path), "--device", "cpu", "--heartbeat", "1", *extra,
+    ]  # fmt: skip
+
+
+def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
+    """The number of a trial that is RUNNING in ``storage`` while ``process`` lives."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+            running = study.get_trials(states=(TrialState.RUNNING,))
+            if running:
+                time.sleep(0.5)  # well inside the trial: it trains for seconds
+                return running[0].number
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mnist: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
+    process = subprocess.Popen(search_command(tmp_path, tiny_mnist), stdout=subprocess.PIPE, text=True)
+    killed = wait_for_running(storage, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+    assert study.trials[killed].state == TrialState.RUNNING  # left behind, as a crash leaves it
+    time.sleep(4)  # past the grace period: 3 heartbeats of 1 s
+
+    rerun = subprocess.run(search_command(tmp_path, tiny_mnist), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+    assert study.trials[killed].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == study.trials[killed].params
+    assert retries[0].user_attrs["train_seed"] == study.trials[killed].user_attrs["train_seed"]
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_sigint_stops_cleanly_and_the_study_resumes(tmp_path: Path, tiny_mnist: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
+    process = subprocess.Popen(
+        search_command(tmp_path, tiny_mnist), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    interrupted = wait_for_running(storage, process)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Interrupted: run the same command again" in err and "Traceback" not in err
+    assert (tmp_path / "mnist-mlp" / "leaderboard.csv").is_file()
+    study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+    trial = study.trials[interrupted]
+    assert trial.state == TrialState.FAIL and trial.user_attrs["reason"].startswith("interrupted")
+
+    rerun = subprocess.run(search_command(tmp_path, tiny_mnist), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "3/3 finished" in rerun.stdout
+
+
+def test_workers_flag_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
+    command = search_command(tmp_path, tiny_mnist, "--workers", "2", "--trials", "4")
+    command[command.index("--epochs") + 1] = "2"
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "2 workers on cpu" in result.stdout and "4/4 finished" in result.stdout
+
+
+def test_zero_workers_rejected(tmp_path: Path, tiny_mnist: Path) -> None:
+    result = subprocess.run(search_command(tmp_path, tiny_mnist, "--workers", "0"), capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("Error: --workers 0")
+
+
+# .ci/run also says how to stop and restart its server, for the database-outage tests.
+POSTGRES_CTL = os.environ.get("MNIST_BENCH_TEST_POSTGRES_CTL")
+needs_ctl = pytest.mark.skipif(not (POSTGRES and POSTGRES_CTL), reason="no controllable PostgreSQL server")
+
+
+def postgres_ctl(action: str) -> None:
+    assert POSTGRES_CTL is not None
+    subprocess.run(["bash", POSTGRES_CTL, action], check=True, capture_output=True)
+
+
+def outage_search(tmp_path: Path, tiny_mnist: Path, study: str, retry: str) -> subprocess.Popen[str]:
+    assert POSTGRES is not None
+    command = search_command(tmp_path, tiny_mnist, "--storage", POSTGRES, "--study", study, "--storage-retry", retry)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@needs_ctl
+def test_database_back_within_the_retry_window(tmp_path: Path, tiny_mnist: Path) -> None:
+    study = f"outage-{time.time_ns()}"
+    process = outage_search(tmp_path, tiny_mnist, study, "60")
+    time.sleep(6)
+    postgres_ctl("pause")
+    time.sleep(4)
+    postgres_ctl("resume")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "3/3 finished" in out and "Traceback" not in err
+
+
+@needs_ctl
+def test_database_gone_for_good_gives_one_line_and_keeps_trials(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert POSTGRES is not None
+    study = f"gone-{time.time_ns()}"
+    process = outage_search(tmp_path, tiny_mnist, study, "3")
+    time.sleep(6)
+    before = len(optuna.load_study(study_name=study, storage=POSTGRES).trials)
+    postgres_ctl("pause")
+    try:
+        out, err = process.communicate(timeout=120)
+    finally:
+        postgres_ctl("resume")
+    assert process.returncode == 1
+    assert err.startswith("Error: lost the storage at 127.0.0.1:") and err.count("\n") == 1, err
+    assert len(optuna.load_study(study_name=study, storage=POSTGRES).trials) >= before
