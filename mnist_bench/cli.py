@@ -23,6 +23,7 @@ from mnist_bench.data import DeviceData, default_data_dir, ensure_split
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.evaluate import TestData, evaluate, save_final, seeds_from, train_and_test
+from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
 from mnist_bench.model import ModelConfig
 from mnist_bench.predict import predict_files
@@ -276,12 +277,12 @@ def search(
 
     interrupted = False
     try:
-        with progress:
+        with progress, sigint_as_event() as stop:
             if data is not None:
-                run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study)
+                run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop)
             else:
                 job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
-                run_workers(job, optuna_study, on_trial=on_trial)
+                run_workers(job, optuna_study, on_trial=on_trial, stop=stop)
     except KeyboardInterrupt:
         interrupted = True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench import __version__
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace, sample_config
 from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
 from mnist_bench.train import TrainConfig, TrainResult, train
@@ -33,9 +35,10 @@ DEFAULT_STUDY = "mnist-mlp"
 # Finished trials count towards --trials; FAIL ones do not (they are retried by design).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Trials that will count once done: a new trial runs only while fewer than --trials of
-# these come before it, so concurrent workers stop at exactly --trials.
-UNDERWAY = (*FINISHED, TrialState.RUNNING, TrialState.WAITING)
-SURPLUS = "surplus: --trials were already finished or running when it started; it did not train"
+# these come before it, so concurrent workers stop at exactly --trials. (WAITING trials,
+# queued parameters, are what the next ask picks up: they hold no place of their own.)
+UNDERWAY = (*FINISHED, TrialState.RUNNING)
+SURPLUS = "surplus: another worker took the last place at the same moment; it did not train"
 # What a lost database connection raises, from SQLAlchemy or through Optuna.
 STORAGE_ERRORS = (
     sqlalchemy.exc.OperationalError,
@@ -59,6 +62,7 @@ class SearchSettings:
     val_size: int = 5000  # training images held out for validation
     heartbeat_s: int = HEARTBEAT_S  # a running trial's heartbeat; 3 missed and it is retried
     storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
+    worker: int = 0  # index among workers sharing the study: offsets the sampler seed
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -111,7 +115,8 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
     study = optuna.create_study(
         study_name=settings.study,
         storage=storage,
-        sampler=make_sampler(settings.sampler, settings.seed),
+        # Workers seeded alike would propose the very same parameters: offset each one.
+        sampler=make_sampler(settings.sampler, None if settings.seed is None else settings.seed + settings.worker),
         pruner=make_pruner(settings.pruner, settings.epochs),
         direction="maximize",
         load_if_exists=True,
@@ -143,6 +148,18 @@ def state_counts(study: optuna.Study) -> Counter[str]:
 
 def n_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def n_underway(study: optuna.Study) -> int:
+    """Finished trials plus running ones: what --trials will count once they are done.
+
+    Trials of crashed workers that missed their heartbeats are failed (and queued
+    again) first, so they do not hold a place for ever.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return len(study.get_trials(deepcopy=False, states=UNDERWAY))
 
 
 def _record(trial: optuna.Trial, result: TrainResult) -> None:
@@ -184,7 +201,9 @@ def has_slot(study: optuna.Study, number: int, target: int) -> bool:
     return ahead < target
 
 
-def make_objective(settings: SearchSettings, space: SearchSpace, data: DeviceData) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    settings: SearchSettings, space: SearchSpace, data: DeviceData, stop: StopFlag | None = None
+) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         if not has_slot(trial.study, trial.number, settings.trials):
             trial.set_user_attr("reason", SURPLUS)
@@ -204,7 +223,7 @@ def make_objective(settings: SearchSettings, space: SearchSpace, data: DeviceDat
             return trial.should_prune()
 
         try:
-            result = train(config, data, on_epoch=on_epoch)
+            result = train(config, data, on_epoch=on_epoch, stop=stop)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise
@@ -246,6 +265,7 @@ def run_search(
     *,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     study: optuna.Study | None = None,
+    stop: StopFlag | None = None,
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones.
 
@@ -256,7 +276,7 @@ def run_search(
     """
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
-    objective = make_objective(settings, space, data)
+    objective = make_objective(settings, space, data, stop)
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
     ran = 0
@@ -268,15 +288,18 @@ def run_search(
         outage_since = None
         if on_trial is not None:
             on_trial(study, trial)
-        if n_finished(study) >= settings.trials:
+        if stop is not None and stop.is_set():
+            study.stop()
+        # Other workers' running trials will finish: asking for one more would be surplus.
+        if n_underway(study) >= settings.trials:
             study.stop()
 
-    while ran < budget:
+    while ran < budget and not (stop is not None and stop.is_set()):
         timeout = None if settings.timeout is None else settings.timeout - (time.monotonic() - started)
         if timeout is not None and timeout <= 0:
             break
         try:
-            if n_finished(study) >= settings.trials:
+            if n_underway(study) >= settings.trials:
                 break
             study.optimize(
                 objective, n_trials=budget - ran, timeout=timeout, catch=(Exception,), callbacks=[after_trial]
@@ -298,6 +321,8 @@ def run_search(
                 study = load_study(settings.study, storage)
             except MnistBenchError:
                 continue  # still down: the next pass waits again
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt("stop requested")
     return SearchOutcome(
         study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
     )

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_bench.data import DeviceData
+from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import ModelConfig, build_mlp
 
 OPTIMIZERS = ("sgd", "adam")
@@ -141,11 +142,13 @@ def train(
     *,
     on_epoch: EpochCallback | None = None,
     score_epochs: bool = True,
+    stop: StopFlag | None = None,
 ) -> TrainResult:
     """Train ``config`` on ``data.x_train``, scoring every epoch on ``data.x_eval``.
 
     ``score_epochs=False`` skips the per-epoch scores (and ``on_epoch``): final training
     on the full training set does not look at the test images until it is done.
+    ``stop``, once set (by Ctrl-C), raises KeyboardInterrupt at the next batch boundary.
     """
     device = data.device
     model = seeded_model(config, device)
@@ -168,6 +171,8 @@ def train(
         # Summed on the device and read once per epoch: no .item() per batch.
         loss_sum = torch.zeros((), device=device)
         for i in range(0, n, bs):
+            if stop is not None and stop.is_set():  # a Python flag: no device sync
+                raise KeyboardInterrupt("stop requested")
             idx = perm[i : i + bs]
             loss = F.cross_entropy(model(x[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)

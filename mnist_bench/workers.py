@@ -14,7 +14,7 @@ import os
 import queue
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -24,10 +24,9 @@ from optuna.trial import FrozenTrial
 from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.interrupt import StopFlag
 from mnist_bench.search import SearchOutcome, SearchSettings, n_finished, run_search, state_counts
 from mnist_bench.space import SearchSpace
-
-JOIN_TIMEOUT_S = 60  # how long an interrupted worker gets to record its trial and exit
 
 
 def plan_devices(spec: str, workers: int) -> list[str]:
@@ -54,7 +53,9 @@ class WorkerJob:
     devices: tuple[str, ...]  # device of worker i
 
 
-def _worker(index: int, job: WorkerJob, messages: mp.Queue) -> None:  # runs in the child
+def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> None:  # runs in the child
+    # Ctrl-C reaches the whole process group; the parent alone decides, through ``stop``.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     device = resolve_device(job.devices[index])
     if device.type == "cpu":
@@ -64,11 +65,14 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue) -> None:  # runs in 
         split = ensure_split(job.data_dir, "train", verify=job.verify)
         data = DeviceData.with_validation(split, device, val_size=job.settings.val_size)
         run_search(
-            job.settings, job.space, data, on_trial=lambda study, trial: messages.put(("trial", index, trial.number))
+            replace(job.settings, worker=index),
+            job.space,
+            data,
+            on_trial=lambda study, trial: messages.put(("trial", index, trial.number)),
+            stop=stop,
         )
         messages.put(("done", index, ""))
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # one Ctrl-C is enough
         messages.put(("interrupted", index, ""))
     except MnistBenchError as exc:
         messages.put(("error", index, str(exc)))
@@ -81,16 +85,19 @@ def run_workers(
     study: optuna.Study,
     *,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    stop: StopFlag | None = None,
 ) -> SearchOutcome:
     """Start one process per entry of ``job.devices`` and wait for all of them.
 
-    A KeyboardInterrupt in the parent is passed on to the workers (each records its
-    running trial as failed with the reason) and raised again once they have exited.
+    Once ``stop`` is set (Ctrl-C) the workers are told; each stops its trial at the next
+    batch, records it as failed with the reason and exits; then KeyboardInterrupt is
+    raised here.
     """
     context = mp.get_context("spawn")  # CUDA cannot be used in forked children
     messages: mp.Queue = context.Queue()
+    shared_stop = context.Event()
     processes = [
-        context.Process(target=_worker, args=(i, job, messages), name=f"mnist-bench-worker-{i}")
+        context.Process(target=_worker, args=(i, job, messages, shared_stop), name=f"mnist-bench-worker-{i}")
         for i in range(len(job.devices))
     ]
     for process in processes:
@@ -98,36 +105,28 @@ def run_workers(
     ran = 0
     errors: list[str] = []
     running = len(processes)
-    try:
-        while running:
-            try:
-                kind, index, payload = messages.get(timeout=1.0)
-            except queue.Empty:
-                if not any(p.is_alive() for p in processes):
-                    break  # killed without a word (SIGKILL): its trial is left to the heartbeat
-                continue
-            if kind == "trial":
-                ran += 1
-                if on_trial is not None:
-                    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == payload)
-                    on_trial(study, trial)
-            else:
-                running -= 1
-                if kind == "error":
-                    errors.append(f"worker {index} ({job.devices[index]}): {payload}")
-    except KeyboardInterrupt:
-        # A terminal's Ctrl-C reaches the workers too; a SIGINT sent to this process alone
-        # does not, so pass it on to those still running after a moment.
-        for process in processes:
-            process.join(2)
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
-        for process in processes:
-            process.join(JOIN_TIMEOUT_S)
-        raise
+    while running:
+        if stop is not None and stop.is_set():
+            shared_stop.set()
+        try:
+            kind, index, payload = messages.get(timeout=0.5)
+        except queue.Empty:
+            if not any(p.is_alive() for p in processes):
+                break  # killed without a word (SIGKILL): its trial is left to the heartbeat
+            continue
+        if kind == "trial":
+            ran += 1
+            if on_trial is not None:
+                trial = next(t for t in study.get_trials(deepcopy=False) if t.number == payload)
+                on_trial(study, trial)
+        else:
+            running -= 1
+            if kind == "error":
+                errors.append(f"worker {index} ({job.devices[index]}): {payload}")
     for process in processes:
         process.join()
+    if shared_stop.is_set():
+        raise KeyboardInterrupt("stop requested")
     if errors:
         more = f" (and {len(errors) - 1} other worker(s) failed)" if len(errors) > 1 else ""
         raise MnistBenchError(errors[0] + more)

@@ -56,6 +56,32 @@ def check_exactly(study: optuna.Study, trials: int) -> None:
 def test_two_workers_on_sqlite_finish_exactly_the_target(tmp_path: Path, tiny_mnist: Path) -> None:
     study = run_parallel(f"sqlite:///{tmp_path / 's.db'}", tiny_mnist, workers=2, trials=6)
     check_exactly(study, 6)
+    # Seeded alike, two workers would propose identical parameters; each has its own offset.
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == len(params)
+
+
+def test_parallel_trials_match_sequential_ones(tmp_path: Path, tiny_mnist: Path) -> None:
+    """The same parameters and trial numbers give the same accuracy, whoever trains them."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    sequential = SearchSettings(study="seq", storage=storage, trials=4, epochs=2, seed=0, val_size=100)
+    job = WorkerJob(sequential, SMALL, tiny_mnist, False, ("cpu",))
+    run_workers(job, open_study(sequential, SMALL, open_storage(storage)))
+    first = optuna.load_study(study_name="seq", storage=storage)
+
+    parallel = SearchSettings(study="par", storage=storage, trials=4, epochs=2, seed=0, val_size=100)
+    study = open_study(parallel, SMALL, open_storage(storage))
+    for trial in first.trials:
+        study.enqueue_trial(trial.params)
+    run_workers(WorkerJob(parallel, SMALL, tiny_mnist, False, ("cpu", "cpu")), study)
+    second = optuna.load_study(study_name="par", storage=storage)
+    finished = second.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))  # not a surplus ask
+    assert [t.params for t in finished] == [t.params for t in first.trials]
+    for a, b in zip(first.trials, finished, strict=True):
+        assert b.user_attrs["train_seed"] == a.user_attrs["train_seed"]
+        # Workers split the cores, and a different thread count may sum in another order.
+        assert b.user_attrs["train_loss"] == pytest.approx(a.user_attrs["train_loss"], rel=1e-3)
+        assert b.user_attrs["val_acc"] == pytest.approx(a.user_attrs["val_acc"], abs=0.02)
 
 
 @pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
@@ -117,10 +143,14 @@ def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mni
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
-def test_sigint_stops_cleanly_and_the_study_resumes(tmp_path: Path, tiny_mnist: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigint_stops_cleanly_and_the_study_resumes(tmp_path: Path, tiny_mnist: Path, workers: str) -> None:
     storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
     process = subprocess.Popen(
-        search_command(tmp_path, tiny_mnist), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        search_command(tmp_path, tiny_mnist, "--workers", workers),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     interrupted = wait_for_running(storage, process)
     process.send_signal(signal.SIGINT)
@@ -131,6 +161,7 @@ def test_sigint_stops_cleanly_and_the_study_resumes(tmp_path: Path, tiny_mnist: 
     study = optuna.load_study(study_name="mnist-mlp", storage=storage)
     trial = study.trials[interrupted]
     assert trial.state == TrialState.FAIL and trial.user_attrs["reason"].startswith("interrupted")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
 
     rerun = subprocess.run(search_command(tmp_path, tiny_mnist), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
