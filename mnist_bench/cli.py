@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 
 from mnist_bench import __version__, checkpoint
 from mnist_bench.baselines import BASELINES, Baseline, describe, run_baselines
+from mnist_bench.bench_suite import SECTIONS, BenchSettings, run_bench, search_throughput, write_results
 from mnist_bench.data import DeviceData, default_data_dir, ensure_split
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
@@ -28,9 +29,11 @@ from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, w
 from mnist_bench.model import ModelConfig
 from mnist_bench.predict import predict_files
 from mnist_bench.render import (
+    BENCH_COLUMNS,
     baselines_table,
     confusion_table,
     counts_line,
+    frame_table,
     key_value_table,
     leaderboard_table,
     per_class_table,
@@ -51,7 +54,7 @@ from mnist_bench.search import (
 )
 from mnist_bench.space import load_space
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
-from mnist_bench.train import TrainConfig
+from mnist_bench.train import Runtime, TrainConfig
 from mnist_bench.workers import WorkerJob, plan_devices, run_workers
 
 
@@ -120,6 +123,12 @@ class Optimizer(StrEnum):
     adam = "adam"
 
 
+class Precision(StrEnum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
 class Format(StrEnum):
     table = "table"
     csv = "csv"
@@ -150,6 +159,12 @@ DataDir = Annotated[
 Device = Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")]
 Seeds = Annotated[
     int, typer.Option(help="Train this many times (seeds s, s+1, ...) and report test accuracy as mean and std.")
+]
+PrecisionOpt = Annotated[
+    Precision, typer.Option(help="Matmul precision: fp32, tf32 (CUDA, Ampere+) or bf16 (autocast).")
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (CUDA graphs on CUDA); eager otherwise.")
 ]
 NoVerify = Annotated[
     bool, typer.Option("--no-verify", help="Skip the MNIST checksum check (for other data in the same format).")
@@ -216,6 +231,8 @@ def search(
     storage_retry: Annotated[
         float, typer.Option(help="Seconds to keep retrying a storage that stops answering before giving up.")
     ] = 60.0,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -237,6 +254,7 @@ def search(
     )
     search_space = load_space(space, studies_dir)
     worker_devices = plan_devices(devices or device, workers)
+    settings = replace(settings, runtime=_runtime(precision, compile, worker_devices))
     # Open the storage and check the study before the (slower) data load.
     optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
     data = None
@@ -327,6 +345,17 @@ def leaderboard_cmd(
         sys.stdout.write(export(frame, format.value))
 
 
+def _runtime(precision: Precision, compile: bool, devices: Sequence[str]) -> Runtime:
+    """The runtime options, checked against every device they will run on."""
+    runtime = Runtime(precision=precision.value, compile=compile)
+    try:
+        for device in devices:
+            runtime.check(resolve_device(device))
+    except ValueError as exc:
+        raise MnistBenchError(f"--precision {precision.value}: {exc}") from None
+    return runtime
+
+
 def _positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise MnistBenchError(f"{name} {value}: must be at least 1")
@@ -341,6 +370,7 @@ def _train_and_save(
     data_dir: Path,
     device: str,
     no_verify: bool,
+    runtime: Runtime,
 ) -> None:
     """Shared by `best --retrain` and `train`: all 60,000 training images, then the test set once."""
     seed_list = seeds_from(config.seed, seeds)
@@ -350,7 +380,7 @@ def _train_and_save(
         f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
         f"{len(seed_list)} seed(s), on {data.device_data.device}..."
     )
-    report = train_and_test(config, data.device_data, seed_list)
+    report = train_and_test(config, data.device_data, seed_list, runtime=runtime)
     paths = save_final(report, data, out_dir, source=source)
     first = report.runs[0]
     console.print(
@@ -383,6 +413,8 @@ def best(
         int | None, typer.Option(help="Epochs for --retrain. [default: as many as the trial ran]")
     ] = None,
     seeds: Seeds = 1,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -391,6 +423,7 @@ def best(
     """Show a study's best trial; with --retrain, turn it into a tested, saved model."""
     _positive("--epochs", epochs)
     _positive("--seeds", seeds)
+    runtime = _runtime(precision, compile, [device])
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
     config = trial_config(optuna_study, ranked.trial, epochs=epochs)
@@ -425,7 +458,14 @@ def best(
         }
         out_dir = study_dir(studies_dir, study) / f"trial-{ranked.trial.number}"
         _train_and_save(
-            config, seeds=seeds, out_dir=out_dir, source=source, data_dir=data_dir, device=device, no_verify=no_verify
+            config,
+            seeds=seeds,
+            out_dir=out_dir,
+            source=source,
+            data_dir=data_dir,
+            device=device,
+            no_verify=no_verify,
+            runtime=runtime,
         )
 
 
@@ -441,6 +481,8 @@ def train_cmd(
     epochs: Annotated[int, typer.Option(help="Passes over the 60,000 training images.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the (first) run: weight init and batch order.")] = 0,
     seeds: Seeds = 1,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
     out: Annotated[
         Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
     ] = None,
@@ -451,6 +493,7 @@ def train_cmd(
 ) -> None:
     """Train one configuration on all training images, test it, save checkpoint and figures."""
     _positive("--seeds", seeds)
+    runtime = _runtime(precision, compile, [device])
     try:
         config = TrainConfig(
             ModelConfig.parse(layers), optimizer.value, lr, momentum, batch_size=batch_size, epochs=epochs, seed=seed
@@ -467,6 +510,7 @@ def train_cmd(
         data_dir=data_dir,
         device=device,
         no_verify=no_verify,
+        runtime=runtime,
     )
 
 
@@ -550,3 +594,83 @@ def evaluate_cmd(
     _console().print(f"{loaded.path}: test accuracy {measured:.4f} (stored {stored})")
     if stored is not None and measured != stored:
         raise MnistBenchError(f"measured test accuracy {measured} differs from the stored {stored}")
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A short run (every section, few points) that CI affords.")
+    ] = False,
+    network: Annotated[
+        list[str] | None, typer.Option("--network", "-n", help="Network to time, e.g. 784-128-10; repeat for more.")
+    ] = None,
+    batch_size: Annotated[
+        list[int] | None, typer.Option("--batch-size", "-b", help="Batch size to time; repeat for more.")
+    ] = None,
+    precision: Annotated[
+        list[Precision] | None,
+        typer.Option(help="Precisions for the runtime section; repeat for more. [default: all the device has]"),
+    ] = None,
+    no_compile: Annotated[
+        bool, typer.Option("--no-compile", help="Leave torch.compile out of the runtime section.")
+    ] = False,
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", "-w", help="Concurrent search workers to time; repeat for more.")
+    ] = None,
+    section: Annotated[
+        list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}. [default: all]")
+    ] = None,
+    repeats: Annotated[int | None, typer.Option(help="Timed repeats per figure (median reported).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder. [default: studies/bench/<device>]")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Time the trainer against the hardware floor and the classic DataLoader pipeline."""
+    torch_device = resolve_device(device)
+    base = BenchSettings.quick() if quick else BenchSettings()
+    changes: dict[str, Any] = {}
+    if network:
+        changes["networks"] = tuple(network)
+    if batch_size:
+        changes["batch_sizes"] = tuple(batch_size)
+    if precision:
+        runtime_devices = [str(torch_device)]
+        for p in precision:
+            _runtime(p, False, runtime_devices)  # asked for explicitly: refuse what the device lacks
+        changes["precisions"] = tuple(p.value for p in precision)
+    if no_compile:
+        changes["compile"] = False
+    if workers:
+        changes["workers"] = tuple(workers)
+    if repeats is not None:
+        changes["repeats"] = repeats
+    settings = replace(base, **changes)
+    split = ensure_split(data_dir, "train", verify=not no_verify)
+    console = _console()
+    console.print(f"Benchmarking on {torch_device} ({'quick' if quick else 'full'} run)...")
+
+    def search_runner(n: int) -> dict[str, Any]:
+        return search_throughput(
+            n,
+            device=str(torch_device),
+            data_dir=data_dir,
+            verify=not no_verify,
+            trials=settings.search_trials,
+            epochs=settings.search_epochs,
+        )
+
+    results = run_bench(
+        settings,
+        split,
+        torch_device,
+        sections=tuple(section) if section else SECTIONS,
+        search_runner=search_runner,
+        log=lambda line: console.print(f"[dim]{line}[/]"),
+    )
+    for name, frame in results.items():
+        console.print(frame_table(frame, BENCH_COLUMNS[name], title=name))
+    folder = out or Path(studies_dir) / "bench" / torch_device.type
+    paths = write_results(results, folder, settings)
+    console.print(f"Written to {folder}: " + ", ".join(p.name for p in paths))

@@ -15,7 +15,7 @@ from torch import nn
 
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.train import TrainConfig, TrainResult, predict_logits, train
+from mnist_bench.train import Runtime, TrainConfig, TrainResult, predict_logits, train
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,13 @@ def seeds_from(first: int, count: int) -> list[int]:
     return [first + i for i in range(count)]
 
 
-def train_and_test(config: TrainConfig, data: DeviceData, seeds: list[int]) -> FinalReport:
+def train_and_test(
+    config: TrainConfig, data: DeviceData, seeds: list[int], *, runtime: Runtime | None = None
+) -> FinalReport:
     """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``."""
     runs = []
     for seed in seeds:
-        result = train(replace(config, seed=seed), data, score_epochs=False)
+        result = train(replace(config, seed=seed), data, score_epochs=False, runtime=runtime)
         if result.diverged:
             raise MnistBenchError(f"{config.model.layers} with seed {seed} diverged: {result.diverged}")
         runs.append(FinalRun(result, evaluate(result.model, data.x_eval, data.y_eval)))

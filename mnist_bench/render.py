@@ -145,3 +145,62 @@ def predictions_table(rows: Sequence[dict[str, Any]]) -> Table:
             top = "  ".join(f"{t['digit']}: {t['p']:.3f}" for t in row["top"])
             table.add_row(row["file"], f"[bold]{row['label']}[/]", top)
     return table
+
+
+Column = tuple[str, str, str]  # (frame column, header, format)
+
+BENCH_COLUMNS: dict[str, list[Column]] = {
+    "floor": [("matmul_tflops", "matmul TFLOP/s", "{:.3f}"), ("launch_ms_per_step", "overhead ms/step", "{:.3f}")],
+    "training": [
+        ("network", "network", "{}"),
+        ("batch_size", "batch", "{}"),
+        ("samples_per_s", "samples/s", "{:,.0f}"),
+        ("samples_per_s_min", "min", "{:,.0f}"),
+        ("samples_per_s_max", "max", "{:,.0f}"),
+        ("epoch_s", "epoch s", "{:.3f}"),
+        ("floor_samples_per_s", "floor samples/s", "{:,.0f}"),
+        ("of_floor", "of floor", "{:.0%}"),
+        ("peak_mem_mb", "peak MB", "{:.0f}"),
+    ],
+    "classic": [
+        ("network", "network", "{}"),
+        ("batch_size", "batch", "{}"),
+        ("classic_samples_per_s", "DataLoader samples/s", "{:,.0f}"),
+        ("trainer_samples_per_s", "trainer samples/s", "{:,.0f}"),
+        ("speedup", "speed-up", "{:.1f}x"),
+        ("classic_epoch_s", "DataLoader epoch s", "{:.2f}"),
+        ("trainer_epoch_s", "trainer epoch s", "{:.2f}"),
+    ],
+    "runtime": [
+        ("network", "network", "{}"),
+        ("batch_size", "batch", "{}"),
+        ("runtime", "runtime", "{}"),
+        ("samples_per_s", "samples/s", "{:,.0f}"),
+        ("vs_eager_fp32", "vs eager fp32", "{:.2f}x"),
+        ("skipped", "note", "{}"),
+    ],
+    "inference": [
+        ("network", "network", "{}"),
+        ("latency_ms_median", "1-image ms (median)", "{:.3f}"),
+        ("latency_ms_p99", "p99 ms", "{:.3f}"),
+        ("throughput_images_per_s", "images/s at batch 8192", "{:,.0f}"),
+    ],
+    "search": [
+        ("workers", "workers", "{}"),
+        ("trials", "trials", "{}"),
+        ("wall_s", "wall s", "{:.1f}"),
+        ("trials_per_min", "trials/min", "{:.1f}"),
+        ("aggregate_samples_per_s", "samples/s (all workers)", "{:,.0f}"),
+        ("speedup", "vs 1 worker", "{:.2f}x"),
+    ],
+}
+
+
+def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -> Table:
+    table = Table(title=title, header_style="bold", title_justify="left")
+    present = [c for c in columns if c[0] in frame.columns]
+    for _, header, _ in present:
+        table.add_column(header, justify="left" if header in ("network", "runtime", "note") else "right")
+    for row in frame.to_dict("records"):
+        table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
+    return table

@@ -13,7 +13,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace, sample_config
 from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
-from mnist_bench.train import TrainConfig, TrainResult, train
+from mnist_bench.train import Runtime, TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
@@ -63,6 +63,7 @@ class SearchSettings:
     heartbeat_s: int = HEARTBEAT_S  # a running trial's heartbeat; 3 missed and it is retried
     storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
+    runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -223,7 +224,7 @@ def make_objective(
             return trial.should_prune()
 
         try:
-            result = train(config, data, on_epoch=on_epoch, stop=stop)
+            result = train(config, data, on_epoch=on_epoch, stop=stop, runtime=settings.runtime)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise

@@ -22,6 +22,7 @@ from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import ModelConfig, build_mlp
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
 # Called after every epoch with (epoch, evaluation accuracy); True means stop now.
@@ -131,9 +132,56 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct.item() / x.shape[0]  # one sync per evaluation
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How steps execute; none of it changes what is trained, only how fast."""
+
+    precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
+    compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} must be one of {PRECISIONS}")
+
+    def check(self, device: torch.device) -> None:
+        """Refuse what the device cannot do, before any training starts."""
+        if self.precision == "tf32" and not (
+            device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+        ):
+            raise ValueError(f"precision=tf32 needs a CUDA GPU of compute capability 8.0 or newer, not {device}")
+        if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(device)}")
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime, device: torch.device) -> Step:
+    """One optimizer step on a batch; returns the (device-resident) loss. Shared with bench."""
+    if runtime.precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
+    elif device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    if runtime.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead
+        forward = torch.compile(model, mode=mode)  # type: ignore[assignment]
+    autocast = runtime.precision == "bf16"
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(forward(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
 
 
 def train(
@@ -143,6 +191,7 @@ def train(
     on_epoch: EpochCallback | None = None,
     score_epochs: bool = True,
     stop: StopFlag | None = None,
+    runtime: Runtime | None = None,
 ) -> TrainResult:
     """Train ``config`` on ``data.x_train``, scoring every epoch on ``data.x_eval``.
 
@@ -153,6 +202,7 @@ def train(
     device = data.device
     model = seeded_model(config, device)
     optimizer = make_optimizer(config, model, device)
+    step = make_step(model, optimizer, runtime or Runtime(), device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     x, y = data.x_train, data.y_train
     n, bs = x.shape[0], config.batch_size
@@ -165,7 +215,7 @@ def train(
     diverged = None
     for epoch in range(1, config.epochs + 1):
         model.train()
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=generator)
         # Summed on the device and read once per epoch: no .item() per batch.
@@ -174,12 +224,8 @@ def train(
             if stop is not None and stop.is_set():  # a Python flag: no device sync
                 raise KeyboardInterrupt("stop requested")
             idx = perm[i : i + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach()
-        _sync(device)
+            loss_sum += step(x[idx], y[idx])
+        sync(device)
         train_time += time.perf_counter() - start
         samples += n
 

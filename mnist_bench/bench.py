@@ -1,0 +1,222 @@
+"""Timing benchmarks: the trainer's step against the hardware floor and the classic pipeline.
+
+Method (airbench's habits): every timed region is preceded by untimed warm-up steps,
+the device is synchronized before and after it, each figure is the median of several
+repeats with its min and max, and every row carries the device, versions and CPU count.
+The step timed is the trainer's own (``train.make_step``), so the figures are the
+search's and ``train``'s, not a lookalike's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
+from mnist_bench.device import environment
+from mnist_bench.model import ModelConfig
+from mnist_bench.train import Runtime, TrainConfig, make_optimizer, make_step, seeded_model, sync
+
+# The networks MNIST tutorials use, plus the wide one of the accuracy issue.
+NETWORKS = ("784-128-64-10", "784-128-10", "784-500-10", "784-256-128-64-32-10", "784-1024-1024-10")
+BATCH_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per repeat of one timed region."""
+
+    seconds: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def rate(self, items: float) -> dict[str, float]:
+        """items/s as median, min and max over the repeats."""
+        rates = [items / s for s in self.seconds]
+        return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
+
+
+def timed(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int) -> Timing:
+    """Run ``fn`` ``warmup`` times untimed, then time ``repeats`` runs, synchronizing around each."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return Timing(tuple(seconds))
+
+
+def _peak_memory_mb(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None  # no allocator statistics for the CPU
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def adam_config(layers: str, batch_size: int) -> TrainConfig:
+    return TrainConfig(ModelConfig.parse(layers), "adam", 1e-3, batch_size=batch_size, epochs=1)
+
+
+def trainer_throughput(
+    config: TrainConfig, data: DeviceData, runtime: Runtime, *, steps: int, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Samples/s of the project's training step on device-resident data."""
+    device = data.device
+    _reset_peak(device)
+    model = seeded_model(config, device)
+    step = make_step(model, make_optimizer(config, model, device), runtime, device)
+    n, bs = data.x_train.shape[0], config.batch_size
+    generator = torch.Generator(device=device).manual_seed(0)
+    batches: Iterator[torch.Tensor] = iter(())
+
+    def next_batch() -> torch.Tensor:
+        nonlocal batches
+        idx = next(batches, None)
+        if idx is None or idx.shape[0] < bs:
+            perm = torch.randperm(n, device=device, generator=generator)
+            batches = iter(perm.split(bs))
+            idx = next(batches)
+        return idx
+
+    def run() -> None:
+        for _ in range(steps):
+            idx = next_batch()
+            step(data.x_train[idx], data.y_train[idx])
+
+    timing = timed(run, device, warmup=max(1, warmup // steps), repeats=repeats)
+    rate = timing.rate(steps * bs)
+    return {
+        "samples_per_s": rate["median"],
+        "samples_per_s_min": rate["min"],
+        "samples_per_s_max": rate["max"],
+        "step_ms": timing.median / steps * 1e3,
+        "epoch_s": n / rate["median"],
+        "peak_mem_mb": _peak_memory_mb(device),
+    }
+
+
+class ClassicDataset(Dataset[tuple[torch.Tensor, int]]):
+    """MNIST as tutorials read it: one PIL image per item, ToTensor and Normalize per sample.
+
+    This is what ``torchvision.datasets.MNIST(transform=Compose([ToTensor(),
+    Normalize((0.1307,), (0.3081,))]))`` does per item, written out so that the
+    comparison runs where torchvision cannot be imported.
+    """
+
+    def __init__(self, split: MnistSplit) -> None:
+        self.images = split.images
+        self.labels = split.labels
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image  # noqa: PLC0415
+
+        image = Image.fromarray(self.images[i].numpy(), mode="L")
+        tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).to(torch.float32).div(255).unsqueeze(0)
+        return (tensor - MNIST_MEAN) / MNIST_STD, int(self.labels[i])
+
+
+def classic_throughput(
+    config: TrainConfig, split: MnistSplit, device: torch.device, *, steps: int, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Samples/s of the tutorial loop: DataLoader, per-batch host-to-device copy, loss.item()."""
+    model = seeded_model(config, device)
+    optimizer = make_optimizer(config, model, device)
+    loader = DataLoader(ClassicDataset(split), batch_size=config.batch_size, shuffle=True)
+    batches = iter(loader)
+
+    def run() -> None:
+        nonlocal batches
+        running_loss = 0.0
+        for _ in range(steps):
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                images, labels = next(batches)
+            images, labels = images.to(device).view(images.shape[0], -1), labels.to(device)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            running_loss += loss.item()  # the tutorials' per-batch sync
+
+    timing = timed(run, device, warmup=max(1, warmup // steps), repeats=repeats)
+    rate = timing.rate(steps * config.batch_size)
+    return {
+        "samples_per_s": rate["median"],
+        "samples_per_s_min": rate["min"],
+        "samples_per_s_max": rate["max"],
+        "step_ms": timing.median / steps * 1e3,
+        "epoch_s": len(split) / rate["median"],
+    }
+
+
+@torch.no_grad()
+def inference(layers: str, device: torch.device, *, batch: int, iterations: int, warmup: int) -> dict[str, Any]:
+    """Latency of one image (median, p99) and throughput at a large batch."""
+    model = seeded_model(adam_config(layers, 1), device).eval()
+    one = torch.randn(1, 784, device=device)
+    for _ in range(warmup):
+        model(one)
+    sync(device)
+    latencies = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        model(one)
+        sync(device)
+        latencies.append(time.perf_counter() - start)
+    big = torch.randn(batch, 784, device=device)
+    timing = timed(lambda: model(big), device, warmup=warmup // 10 + 1, repeats=max(3, iterations // 20))
+    return {
+        "latency_ms_median": statistics.median(latencies) * 1e3,
+        "latency_ms_p99": float(np.percentile(latencies, 99)) * 1e3,
+        "throughput_images_per_s": timing.rate(batch)["median"],
+        "batch": batch,
+    }
+
+
+def matmul_flops(device: torch.device, *, size: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
+    """The device's measured dense matmul rate (FLOP/s): the floor's denominator."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    timing = timed(lambda: a @ b, device, warmup=3, repeats=repeats)
+    return 2 * size**3 / timing.median
+
+
+def train_flops_per_sample(layers: str) -> int:
+    """Forward 2 FLOPs per weight, backward twice that: 6 per weight per sample."""
+    sizes = (784, *ModelConfig.parse(layers).hidden, 10)
+    return 6 * sum(a * b for a, b in pairwise(sizes))
+
+
+def floor_row(layers: str, batch_size: int, flops_per_s: float, launch_s: float) -> dict[str, float]:
+    """The fastest a step could be: its FLOPs at the measured matmul rate, or the launch overhead."""
+    compute_s = train_flops_per_sample(layers) * batch_size / flops_per_s
+    step_s = max(compute_s, launch_s)
+    return {"floor_samples_per_s": batch_size / step_s, "floor_step_ms": step_s * 1e3}
+
+
+def environment_row(device: torch.device) -> dict[str, Any]:
+    return {f"env_{key}": value for key, value in environment(device).items()}

@@ -1,0 +1,297 @@
+"""What `mnist-bench bench` runs, and the files it writes.
+
+Sections, each a DataFrame:
+- floor: the device's measured matmul rate and per-step launch overhead;
+- training: samples/s and epoch time of the trainer for each network and batch size,
+  beside the floor those imply;
+- classic: the tutorial DataLoader pipeline against the trainer, same network and batch;
+- runtime: eager vs compiled, fp32 vs tf32 vs bf16, where the device has them;
+- inference: one-image latency (median, p99) and large-batch throughput;
+- search: trials per minute and aggregate samples/s with 1, 2, 4, 8 concurrent workers.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mnist_bench.bench import (
+    BATCH_SIZES,
+    NETWORKS,
+    adam_config,
+    classic_throughput,
+    environment_row,
+    floor_row,
+    inference,
+    matmul_flops,
+    train_flops_per_sample,
+    trainer_throughput,
+)
+from mnist_bench.data import DeviceData, MnistSplit
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.leaderboard import to_markdown
+from mnist_bench.model import ModelConfig
+from mnist_bench.train import PRECISIONS, Runtime
+
+SECTIONS = ("floor", "training", "classic", "runtime", "inference", "search")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    networks: tuple[str, ...] = NETWORKS  # architectures, '784-...-10'
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    steps: int = 100  # most optimizer steps per timed repeat (fewer for big batches)
+    samples_per_repeat: int = 16384  # aim of each repeat; at least 10 steps whatever the batch
+    repeats: int = 5  # timed repeats; figures are their median (with min and max)
+    warmup: int = 20  # untimed steps before timing
+    classic_networks: tuple[str, ...] = ("784-128-10",)
+    classic_batch_sizes: tuple[int, ...] = (64,)
+    precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
+    compile: bool = True  # include torch.compile rows in the runtime section
+    workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent search workers on the device
+    search_trials: int = 8  # trials per search-throughput run
+    search_epochs: int = 2
+    matmul_size: int = 4096
+
+    def __post_init__(self) -> None:
+        for spec in (*self.networks, *self.classic_networks):
+            try:
+                ModelConfig.parse(spec)
+            except ValueError as exc:
+                raise MnistBenchError(f"network {spec!r}: {exc}") from None
+        for bs in (*self.batch_sizes, *self.classic_batch_sizes):
+            if bs < 1:
+                raise MnistBenchError(f"batch size {bs}: must be at least 1")
+        if min(self.steps, self.repeats) < 1 or min(self.workers, default=1) < 1:
+            raise MnistBenchError("steps, repeats and workers must be at least 1")
+
+    @classmethod
+    def quick(cls) -> BenchSettings:
+        """A run a CI machine affords: every section, few points, short repeats."""
+        return cls(
+            batch_sizes=(64, 1024),
+            steps=20,
+            samples_per_repeat=2048,
+            repeats=3,
+            warmup=5,
+            precisions=("fp32", "bf16"),
+            compile=False,
+            workers=(1, 2),
+            search_trials=2,
+            search_epochs=1,
+            matmul_size=1024,
+        )
+
+
+Log = Callable[[str], None]
+
+
+def _floor(device: torch.device, settings: BenchSettings, data: DeviceData) -> dict[str, float]:
+    flops = matmul_flops(device, size=settings.matmul_size, repeats=settings.repeats)
+    # A step on one image of the smallest net costs ~nothing to compute: what is left is overhead.
+    tiny = trainer_throughput(adam_config("784-128-10", 1), data, Runtime(), steps=50, repeats=3, warmup=10)
+    return {"matmul_tflops": flops / 1e12, "launch_ms_per_step": tiny["step_ms"]}
+
+
+def run_bench(
+    settings: BenchSettings,
+    split: MnistSplit,
+    device: torch.device,
+    *,
+    sections: tuple[str, ...] = SECTIONS,
+    search_runner: Callable[[int], dict[str, Any]] | None = None,
+    log: Log = lambda _: None,
+) -> dict[str, pd.DataFrame]:
+    """Measure the chosen sections; every row carries the environment."""
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise MnistBenchError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    env = environment_row(device)
+    data = DeviceData.with_validation(split, device, val_size=min(5000, len(split) // 10 or 1))
+    out: dict[str, pd.DataFrame] = {}
+
+    def kw(batch_size: int) -> dict[str, int]:
+        """Timing options for one batch size: big batches take fewer steps per repeat."""
+        steps = max(10, min(settings.steps, settings.samples_per_repeat // batch_size))
+        return {"steps": steps, "repeats": settings.repeats, "warmup": settings.warmup}
+
+    log("floor: matmul rate and launch overhead")
+    floor = _floor(device, settings, data)
+    out["floor"] = pd.DataFrame([{**floor, **env}])
+    flops = floor["matmul_tflops"] * 1e12
+    launch_s = floor["launch_ms_per_step"] / 1e3
+
+    if "training" in sections:
+        rows = []
+        for layers in settings.networks:
+            for bs in settings.batch_sizes:
+                log(f"training: {layers} batch {bs}")
+                measured = trainer_throughput(adam_config(layers, bs), data, Runtime(), **kw(bs))
+                bound = floor_row(layers, bs, flops, launch_s)
+                rows.append(
+                    {
+                        "network": layers,
+                        "batch_size": bs,
+                        **measured,
+                        **bound,
+                        "of_floor": measured["samples_per_s"] / bound["floor_samples_per_s"],
+                        "train_flops_per_sample": train_flops_per_sample(layers),
+                        **env,
+                    }
+                )
+        out["training"] = pd.DataFrame(rows)
+
+    if "classic" in sections:
+        rows = []
+        for layers in settings.classic_networks:
+            for bs in settings.classic_batch_sizes:
+                log(f"classic: {layers} batch {bs}, DataLoader pipeline vs trainer")
+                config = adam_config(layers, bs)
+                classic = classic_throughput(config, split, device, **kw(bs))
+                ours = trainer_throughput(config, data, Runtime(), **kw(bs))
+                rows.append(
+                    {
+                        "network": layers,
+                        "batch_size": bs,
+                        "classic_samples_per_s": classic["samples_per_s"],
+                        "trainer_samples_per_s": ours["samples_per_s"],
+                        "speedup": ours["samples_per_s"] / classic["samples_per_s"],
+                        "classic_epoch_s": classic["epoch_s"],
+                        "trainer_epoch_s": ours["epoch_s"],
+                        **env,
+                    }
+                )
+        out["classic"] = pd.DataFrame(rows)
+
+    if "runtime" in sections:
+        rows = []
+        for layers, bs in (("784-128-10", 64), ("784-1024-1024-10", 512)):
+            base = None
+            for compile_ in (False, True) if settings.compile else (False,):
+                for precision in settings.precisions:
+                    runtime = Runtime(precision=precision, compile=compile_)
+                    label = f"{'compiled' if compile_ else 'eager'} {precision}"
+                    try:
+                        runtime.check(device)
+                    except ValueError as exc:
+                        rows.append({"network": layers, "batch_size": bs, "runtime": label, "skipped": str(exc), **env})
+                        continue
+                    log(f"runtime: {layers} batch {bs}, {label}")
+                    measured = trainer_throughput(adam_config(layers, bs), data, runtime, **kw(bs))
+                    base = base or measured["samples_per_s"]
+                    rows.append(
+                        {
+                            "network": layers,
+                            "batch_size": bs,
+                            "runtime": label,
+                            **measured,
+                            "vs_eager_fp32": measured["samples_per_s"] / base,
+                            "skipped": "",
+                            **env,
+                        }
+                    )
+        out["runtime"] = pd.DataFrame(rows)
+
+    if "inference" in sections:
+        rows = []
+        for layers in settings.networks:
+            log(f"inference: {layers}")
+            iterations = 50 * settings.repeats
+            rows.append(
+                {"network": layers, **inference(layers, device, batch=8192, iterations=iterations, warmup=20), **env}
+            )
+        out["inference"] = pd.DataFrame(rows)
+
+    if "search" in sections and search_runner is not None:
+        rows = []
+        for workers in settings.workers:
+            log(f"search: {workers} worker(s), {settings.search_trials} trials")
+            rows.append({"workers": workers, **search_runner(workers), **env})
+        base = rows[0]["trials_per_min"] if rows else 1.0
+        for row in rows:
+            row["speedup"] = row["trials_per_min"] / base
+        out["search"] = pd.DataFrame(rows)
+    return out
+
+
+def search_throughput(
+    workers: int,
+    *,
+    device: str,
+    data_dir: Path,
+    verify: bool,
+    trials: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """Wall-clock of a fresh study with ``workers`` processes on one device (data load included)."""
+    from mnist_bench.search import SearchSettings, open_study  # noqa: PLC0415
+    from mnist_bench.space import SearchSpace  # noqa: PLC0415
+    from mnist_bench.storage import open_storage  # noqa: PLC0415
+    from mnist_bench.workers import WorkerJob, run_workers  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        settings = SearchSettings(study="bench", storage=storage, trials=trials, epochs=epochs, pruner="none", seed=0)
+        space = SearchSpace()
+        study = open_study(settings, space, open_storage(storage))
+        start = time.perf_counter()
+        run_workers(WorkerJob(settings, space, data_dir, verify, (device,) * workers), study)
+        wall = time.perf_counter() - start
+        trained = [t for t in study.get_trials(deepcopy=False) if "epochs_run" in t.user_attrs]
+        samples = sum(t.user_attrs["samples_per_s"] * t.user_attrs["train_time_s"] for t in trained)
+    return {
+        "trials": len(trained),
+        "wall_s": wall,
+        "trials_per_min": len(trained) / wall * 60,
+        "aggregate_samples_per_s": samples / wall,
+    }
+
+
+def write_results(results: dict[str, pd.DataFrame], out_dir: Path, settings: BenchSettings) -> list[Path]:
+    """CSV and Markdown per section, one JSON with everything, and the throughput plot."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in results.items():
+        for suffix, text in ((".csv", frame.to_csv(index=False)), (".md", to_markdown(frame))):
+            path = out_dir / f"{name}{suffix}"
+            path.write_text(text)
+            paths.append(path)
+    everything = {
+        "settings": asdict(settings),
+        "results": {name: json.loads(frame.to_json(orient="records")) for name, frame in results.items()},
+    }
+    json_path = out_dir / "bench.json"
+    json_path.write_text(json.dumps(everything, indent=2) + "\n")
+    paths.append(json_path)
+    if "training" in results:
+        paths.append(throughput_png(results["training"], out_dir / "throughput.png"))
+    return paths
+
+
+def throughput_png(frame: pd.DataFrame, path: Path) -> Path:
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    fig = Figure(figsize=(7, 4.5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    for network, rows in frame.groupby("network", sort=False):
+        ax.plot(rows["batch_size"], rows["samples_per_s"], marker="o", label=str(network))
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="batch size",
+        ylabel="training samples/s (median)",
+        title=f"Trainer throughput on {frame['env_device_name'].iloc[0]}",
+    )
+    ax.set_xticks(sorted(frame["batch_size"].unique()), labels=[str(b) for b in sorted(frame["batch_size"].unique())])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path)
+    return path

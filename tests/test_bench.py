@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mnist_bench.bench import (
+    adam_config as adam,
+)
+from mnist_bench.bench import (
+    classic_throughput,
+    floor_row,
+    timed,
+    train_flops_per_sample,
+    trainer_throughput,
+)
+from mnist_bench.bench_suite import BenchSettings, run_bench, write_results
+from mnist_bench.cli import app
+from mnist_bench.data import DeviceData, load_split
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.train import Runtime
+
+CPU = torch.device("cpu")
+
+
+def test_timed_runs_warmup_then_repeats() -> None:
+    calls: list[int] = []
+    timing = timed(lambda: calls.append(1), CPU, warmup=2, repeats=3)
+    assert len(calls) == 5 and len(timing.seconds) == 3
+    rate = timing.rate(10)
+    assert rate["min"] <= rate["median"] <= rate["max"]
+
+
+def test_trainer_and_classic_throughput_report_positive_rates(tiny_mnist: Path, tiny_data: DeviceData) -> None:
+    ours = trainer_throughput(adam("784-32-10", 32), tiny_data, Runtime(), steps=5, repeats=2, warmup=2)
+    assert ours["samples_per_s"] > 0 and ours["epoch_s"] > 0 and ours["peak_mem_mb"] is None
+    classic = classic_throughput(adam("784-32-10", 32), load_split(tiny_mnist, "train", verify=False), CPU,
+                                 steps=5, repeats=2, warmup=2)  # fmt: skip
+    assert classic["samples_per_s"] > 0
+
+
+def test_floor_arithmetic() -> None:
+    assert train_flops_per_sample("784-128-10") == 6 * (784 * 128 + 128 * 10)
+    # Compute-bound: the FLOPs at the rate; launch-bound: the overhead.
+    assert floor_row("784-128-10", 100, 6 * (784 * 128 + 128 * 10) * 100 / 0.01, 0.001)[
+        "floor_step_ms"
+    ] == pytest.approx(10)
+    assert floor_row("784-128-10", 1, 1e15, 0.002)["floor_step_ms"] == pytest.approx(2)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"networks": ("784-x-10",)}, "network '784-x-10'"), ({"batch_sizes": (0,)}, "batch size 0")],
+)
+def test_bad_bench_settings(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(MnistBenchError, match=message):
+        BenchSettings(**changes)  # type: ignore[arg-type]
+
+
+def test_quick_suite_writes_tables_json_and_plot(tmp_path: Path, tiny_mnist: Path) -> None:
+    settings = BenchSettings.quick()
+    split = load_split(tiny_mnist, "train", verify=False)
+    results = run_bench(
+        settings,
+        split,
+        CPU,
+        search_runner=lambda n: {
+            "trials": 1,
+            "wall_s": 1.0 * n,
+            "trials_per_min": 60.0 / n,
+            "aggregate_samples_per_s": 1.0,
+        },
+    )
+    assert set(results) == {"floor", "training", "classic", "runtime", "inference", "search"}
+    assert len(results["training"]) == len(settings.networks) * len(settings.batch_sizes)
+    assert (results["classic"]["speedup"] > 0).all()
+    assert set(results["runtime"]["runtime"]) == {"eager fp32", "eager bf16"}
+    assert results["training"]["env_device"].iloc[0] == "cpu"
+    paths = write_results(results, tmp_path, settings)
+    names = {p.name for p in paths}
+    assert {"training.csv", "training.md", "classic.csv", "bench.json", "throughput.png"} <= names
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["settings"]["steps"] == settings.steps and saved["results"]["floor"][0]["matmul_tflops"] > 0
+
+
+runner = CliRunner()
+
+
+def test_bench_cli_quick_on_tiny_data(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = ["bench", "--quick", "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--section", "training", "--section", "classic", "-n", "784-64-10"])
+    assert result.exit_code == 0, result.output
+    assert "speed-up" in result.stdout and (tmp_path / "throughput.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-n", "784-abc-10"], "network '784-abc-10'"),
+        (["-b", "0"], "batch size 0"),
+        (["--precision", "tf32"], "--precision tf32"),
+        (["--section", "nonsense"], "unknown section"),
+    ],
+)
+def test_bench_bad_input(tmp_path: Path, tiny_mnist: Path, args: list[str], message: str) -> None:
+    base = ["bench", "--quick", "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*base, *args])
+    assert result.exit_code == 1 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_bench_quick_on_real_mnist(tmp_path: Path, real_mnist: Path) -> None:
+    result = runner.invoke(
+        app, ["bench", "--quick", "--data-dir", str(real_mnist), "--device", "cpu", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in tmp_path.iterdir()} >= {"search.csv", "classic.csv", "throughput.png", "bench.json"}
