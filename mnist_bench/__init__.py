@@ -5,12 +5,22 @@ Typer layer on top. One module per concept:
 
 - ``data``: MNIST files -> checked uint8 tensors -> normalized tensors on a device
 - ``model``: the MLP and its frozen ``ModelConfig``
-- ``train``: the trainer and its frozen ``TrainConfig``
+- ``train``: the trainer, its frozen ``TrainConfig`` and ``Runtime`` (precision, compile)
 - ``space``: the search space (studies/*.toml) and the one trial -> config function
-- ``search``: the Optuna study, storage, sampler, pruner and objective
+- ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner
+- ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
+- ``workers``: several worker processes on one study
+- ``interrupt``: Ctrl-C as a flag the trainer checks between batches
 - ``leaderboard``: a study's trials as a DataFrame, and its CSV/Markdown/JSON files
+- ``evaluate``: final training on all 60,000 images, test metrics, saving the result
+- ``checkpoint``: the checkpoint format (state_dict + JSON), save and load
+- ``figures``: confusion-matrix and prediction-grid PNGs
+- ``baselines``: the networks MNIST tutorials write by hand
+- ``predict``: image files -> MNIST-style digits -> labels
+- ``bench`` and ``bench_suite``: timing primitives, and what ``mnist-bench bench`` runs
 - ``render``: rich tables and lines for the CLI
 - ``device``: device choice and the environment recorded beside results
+- ``cli``: the Typer commands, one module per group of commands
 """
 
 __version__ = "0.1.0"

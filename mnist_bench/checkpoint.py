@@ -39,12 +39,19 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "epochs": config.epochs,
         "seed": config.seed,
+        "dropout": config.model.dropout,
+        "weight_decay": config.weight_decay,
+        "schedule": config.schedule,
+        "label_smoothing": config.label_smoothing,
+        "augment": config.augment,
+        "max_norm": config.max_norm,
     }
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """The inverse of config_to_dict; keys added since version 1 began default to plain training."""
     values = dict(values)
-    model = ModelConfig(hidden=tuple(values.pop("hidden")))
+    model = ModelConfig(hidden=tuple(values.pop("hidden")), dropout=values.pop("dropout", 0.0))
     return TrainConfig(model=model, **values)
 
 

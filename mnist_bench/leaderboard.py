@@ -15,6 +15,7 @@ from mnist_bench.space import SearchSpace, sample_config
 FORMATS = ("table", "csv", "markdown", "json")
 COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
+    "dropout", "weight_decay", "schedule", "label_smoothing", "augment", "max_norm",
     "epochs_run", "best_val_acc", "final_val_acc", "train_time_s", "samples_per_s",
     "n_params", "train_seed", "retry_of", "reason",
 ]  # fmt: skip
@@ -43,7 +44,7 @@ def trial_row(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
     except ValueError:  # params incomplete: the trial died while they were being chosen
         return row
     summary = config.summary()
-    row.update({key: summary[key] for key in ("layers", "optimizer", "lr", "momentum", "batch_size", "n_params")})
+    row.update({key: summary[key] for key in COLUMNS if key in summary})
     return row
 
 

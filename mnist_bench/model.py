@@ -16,12 +16,15 @@ MAX_DEPTH = 4
 @dataclass(frozen=True)
 class ModelConfig:
     hidden: tuple[int, ...]  # width of each hidden layer, input side first (1-4 layers)
+    dropout: float = 0.0  # dropout after every hidden ReLU while training (0: none)
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.hidden) <= MAX_DEPTH:
             raise ValueError(f"hidden={self.hidden} must have 1 to {MAX_DEPTH} layers")
         if any(w < 1 for w in self.hidden):
             raise ValueError(f"hidden={self.hidden} widths must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout={self.dropout} must be in [0, 1)")
 
     @property
     def layers(self) -> str:
@@ -46,11 +49,13 @@ class ModelConfig:
 
 
 def build_mlp(config: ModelConfig) -> nn.Sequential:
-    """Linear-ReLU blocks, then a linear layer to the 10 logits."""
+    """Linear-ReLU(-Dropout) blocks, then a linear layer to the 10 logits."""
     layers: list[nn.Module] = []
     width_in = INPUT_SIZE
     for width in config.hidden:
         layers += [nn.Linear(width_in, width), nn.ReLU()]
+        if config.dropout:
+            layers.append(nn.Dropout(config.dropout))
         width_in = width
     layers.append(nn.Linear(width_in, N_CLASSES))
     return nn.Sequential(*layers)

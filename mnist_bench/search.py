@@ -122,19 +122,27 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         direction="maximize",
         load_if_exists=True,
     )
-    wanted = {"space": space.to_dict(), "val_size": settings.val_size}
-    stored = {key: study.user_attrs.get(key) for key in wanted}
-    if all(value is None for value in stored.values()):
-        for key, value in wanted.items():
-            study.set_user_attr(key, value)
+    stored_values = study.user_attrs.get("space")
+    if stored_values is None:
+        study.set_user_attr("space", space.to_dict())
+        study.set_user_attr("val_size", settings.val_size)
         study.set_user_attr("objective", "best validation accuracy over the epochs trained")
         study.set_user_attr("mnist_bench_version", __version__)
-    elif stored != wanted:
-        differs = ", ".join(key for key in wanted if stored[key] != wanted[key])
-        raise MnistBenchError(
-            f"study {settings.study!r} was run with another {differs}; "
-            "resume it with the same settings, or start a new study with --study NAME"
-        )
+    else:
+        # Compared as spaces, so a study from before a key existed still matches its defaults.
+        differs = [
+            name
+            for name, same in (
+                ("space", SearchSpace.from_dict(stored_values) == space),
+                ("val_size", study.user_attrs.get("val_size") == settings.val_size),
+            )
+            if not same
+        ]
+        if differs:
+            raise MnistBenchError(
+                f"study {settings.study!r} was run with another {' and '.join(differs)}; "
+                "resume it with the same settings, or start a new study with --study NAME"
+            )
     return study
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from mnist_bench.augment import AUGMENTS
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
-from mnist_bench.train import OPTIMIZERS, TrainConfig
+from mnist_bench.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 
 class Suggester(Protocol):
@@ -43,6 +44,15 @@ class SearchSpace:
     sgd_momentum: tuple[float, float] = (0.5, 0.99)  # uniform
     adam_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    # The extended space's regularizers. A range whose ends are equal, or a single
+    # choice, is fixed rather than searched, so the default space asks none of them.
+    adamw_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform, when "adamw" is among optimizers
+    adamw_weight_decay: tuple[float, float] = (1e-5, 1e-1)  # log-uniform
+    dropout: tuple[float, float] = (0.0, 0.0)  # uniform, one rate for every hidden layer
+    label_smoothing: tuple[float, float] = (0.0, 0.0)  # uniform
+    schedules: tuple[str, ...] = ("constant",)  # constant, cosine, onecycle
+    augments: tuple[str, ...] = ("none",)  # none, affine, elastic
+    max_norms: tuple[float, ...] = (0.0,)  # cap on hidden units' weight norms; 0 means none
 
     def __post_init__(self) -> None:
         def check_range(name: str, lo: float, hi: float, *, floor: float, ceil: float = math.inf) -> None:
@@ -56,6 +66,17 @@ class SearchSpace:
         check_range("sgd_lr", *self.sgd_lr, floor=1e-12)
         check_range("sgd_momentum", *self.sgd_momentum, floor=0, ceil=0.999)
         check_range("adam_lr", *self.adam_lr, floor=1e-12)
+        check_range("adamw_lr", *self.adamw_lr, floor=1e-12)
+        check_range("adamw_weight_decay", *self.adamw_weight_decay, floor=1e-12)
+        check_range("dropout", *self.dropout, floor=0, ceil=0.95)
+        check_range("label_smoothing", *self.label_smoothing, floor=0, ceil=0.5)
+        for name, values, allowed in (("schedules", self.schedules, SCHEDULES), ("augments", self.augments, AUGMENTS)):
+            if not values or set(values) - set(allowed):
+                raise MnistBenchError(
+                    f"search space: {name} = {list(values)} must be a non-empty subset of {list(allowed)}"
+                )
+        if not self.max_norms or min(self.max_norms) < 0:
+            raise MnistBenchError(f"search space: max_norms = {list(self.max_norms)} must be numbers >= 0 (0: no cap)")
         unknown = set(self.optimizers) - set(OPTIMIZERS)
         if not self.optimizers or unknown:
             raise MnistBenchError(
@@ -78,7 +99,8 @@ class SearchSpace:
             if not isinstance(value, list | tuple):
                 raise MnistBenchError(f"{source}: {key} must be a list, got {value!r}")
             fields[key] = tuple(value)
-        for key in ("depth", "width", "sgd_lr", "sgd_momentum", "adam_lr"):
+        ranges = ("depth", "width", "sgd_lr", "sgd_momentum", "adam_lr", "adamw_lr", "adamw_weight_decay")
+        for key in (*ranges, "dropout", "label_smoothing"):
             if key in fields and len(fields[key]) != 2:
                 raise MnistBenchError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
         try:
@@ -117,19 +139,38 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
     depth = trial.suggest_int("n_layers", *space.depth)
     hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    momentum, weight_decay = 0.0, 0.0
     if optimizer == "sgd":
         lr = trial.suggest_float("sgd_lr", *space.sgd_lr, log=True)
         momentum = trial.suggest_float("sgd_momentum", *space.sgd_momentum)
+    elif optimizer == "adamw":
+        lr = trial.suggest_float("adamw_lr", *space.adamw_lr, log=True)
+        weight_decay = _float(trial, "adamw_weight_decay", space.adamw_weight_decay, log=True)
     else:
         lr = trial.suggest_float("adam_lr", *space.adam_lr, log=True)
-        momentum = 0.0
     batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
+    max_norm = _choice(trial, "max_norm", space.max_norms)
     return TrainConfig(
-        model=ModelConfig(hidden=hidden),
+        model=ModelConfig(hidden=hidden, dropout=_float(trial, "dropout", space.dropout)),
         optimizer=optimizer,
         lr=lr,
         momentum=momentum,
         batch_size=batch_size,
         epochs=epochs,
         seed=seed,
+        weight_decay=weight_decay,
+        schedule=_choice(trial, "schedule", space.schedules),
+        label_smoothing=_float(trial, "label_smoothing", space.label_smoothing),
+        augment=_choice(trial, "augment", space.augments),
+        max_norm=max_norm or None,
     )
+
+
+def _float(trial: Suggester, name: str, bounds: tuple[float, float], *, log: bool = False) -> float:
+    """Suggested when the range is open, else its fixed value (and no parameter is stored)."""
+    low, high = bounds
+    return trial.suggest_float(name, low, high, log=log) if high > low else low
+
+
+def _choice(trial: Suggester, name: str, choices: tuple[Any, ...]) -> Any:
+    return trial.suggest_categorical(name, list(choices)) if len(choices) > 1 else choices[0]

@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_bench.augment import AUGMENTS, augment_batch
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import ModelConfig, build_mlp
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -37,7 +39,13 @@ class TrainConfig:
     momentum: float = 0.0  # SGD momentum; must stay 0 for Adam
     batch_size: int = 64  # images per optimizer step
     epochs: int = 10  # passes over the training images (at most, when pruned)
-    seed: int = 0  # weight init and batch order
+    seed: int = 0  # weight init, batch order and augmentation
+    # The extended space's regularizers; the defaults leave training plain.
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD); not with plain Adam
+    schedule: str = "constant"  # learning rate per step: constant, cosine (to 0), onecycle
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    augment: str = "none"  # none, affine, elastic (see augment.py); training batches only
+    max_norm: float | None = None  # cap on each hidden unit's incoming weight norm (Srivastava et al.)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -46,8 +54,20 @@ class TrainConfig:
             raise ValueError(f"lr={self.lr} must be a positive number")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
-        if self.optimizer == "adam" and self.momentum:
+        if self.optimizer != "sgd" and self.momentum:
             raise ValueError(f"momentum={self.momentum} applies to SGD only")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
+        if self.optimizer == "adam" and self.weight_decay:
+            raise ValueError(f"weight_decay={self.weight_decay}: use adamw (decoupled decay), not adam")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} must be one of {SCHEDULES}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment={self.augment!r} must be one of {AUGMENTS}")
+        if self.max_norm is not None and not self.max_norm > 0:
+            raise ValueError(f"max_norm={self.max_norm} must be > 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.epochs < 1:
@@ -61,6 +81,12 @@ class TrainConfig:
             "lr": self.lr,
             "momentum": self.momentum if self.optimizer == "sgd" else None,
             "batch_size": self.batch_size,
+            "dropout": self.model.dropout,
+            "weight_decay": self.weight_decay,
+            "schedule": self.schedule,
+            "label_smoothing": self.label_smoothing,
+            "augment": self.augment,
+            "max_norm": self.max_norm,
             "epochs": self.epochs,
             "seed": self.seed,
             "n_params": self.model.n_params,
@@ -103,10 +129,25 @@ def make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) 
     # One multi-tensor kernel per step instead of one per parameter; fused Adam on CUDA.
     params = model.parameters()
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
+        )
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     if device.type == "cuda":
-        return torch.optim.Adam(params, lr=config.lr, fused=True)
-    return torch.optim.Adam(params, lr=config.lr, foreach=True)
+        return kind(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
+    return kind(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
+
+
+def make_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per batch; None for a constant rate."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    return None
 
 
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
@@ -161,8 +202,18 @@ class Runtime:
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime, device: torch.device) -> Step:
+def make_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    device: torch.device,
+    config: TrainConfig | None = None,
+) -> Step:
     """One optimizer step on a batch; returns the (device-resident) loss. Shared with bench."""
+    smoothing = config.label_smoothing if config else 0.0
+    max_norm = config.max_norm if config else None
+    # Max-norm applies to the hidden layers' weights; the output layer is left free.
+    capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if max_norm else []
     if runtime.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
     elif device.type == "cuda":
@@ -175,10 +226,14 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, runtime: Runti
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(forward(xb), yb)
+            loss = F.cross_entropy(forward(xb), yb, label_smoothing=smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if max_norm is not None:
+            with torch.no_grad():
+                for weight in capped:
+                    weight.copy_(torch.renorm(weight, p=2, dim=0, maxnorm=max_norm))
         return loss.detach()
 
     return step
@@ -202,10 +257,11 @@ def train(
     device = data.device
     model = seeded_model(config, device)
     optimizer = make_optimizer(config, model, device)
-    step = make_step(model, optimizer, runtime or Runtime(), device)
+    step = make_step(model, optimizer, runtime or Runtime(), device, config)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     x, y = data.x_train, data.y_train
     n, bs = x.shape[0], config.batch_size
+    schedule = make_schedule(config, optimizer, math.ceil(n / bs))
 
     eval_acc: list[float] = []
     train_loss: list[float] = []
@@ -224,7 +280,9 @@ def train(
             if stop is not None and stop.is_set():  # a Python flag: no device sync
                 raise KeyboardInterrupt("stop requested")
             idx = perm[i : i + bs]
-            loss_sum += step(x[idx], y[idx])
+            loss_sum += step(augment_batch(x[idx], config.augment, generator), y[idx])
+            if schedule is not None:
+                schedule.step()
         sync(device)
         train_time += time.perf_counter() - start
         samples += n

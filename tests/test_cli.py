@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
+from tests.conftest import REPO
 
 runner = CliRunner()
 
@@ -279,3 +280,37 @@ def test_real_mnist_wide_mlp_reaches_98_percent(tmp_path: Path, real_mnist: Path
     result = runner.invoke(app, [*args, "--data-dir", str(real_mnist), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "wide" / "checkpoint.json").read_text())["test"]["accuracy"] >= 0.98
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--dropout", "-0.1"], "dropout=-0.1"),
+        (["--dropout", "1"], "dropout=1.0"),
+        (["--schedule", "warmup"], "'warmup' is not one of"),
+        (["--augment", "twist"], "'twist' is not one of"),
+        (["--label-smoothing", "1.5"], "label_smoothing=1.5"),
+    ],
+)
+def test_bad_regularizers_rejected_before_training(tmp_path: Path, extra: list[str], message: str) -> None:
+    # No data dir is given: the error must come before any data is read.
+    result = runner.invoke(app, ["train", "--layers", "64", *extra, "--data-dir", str(tmp_path / "none")])
+    assert result.exit_code != 0 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_extended_space_search_and_augmented_retrain(tmp_path: Path, tiny_mnist: Path) -> None:
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    # The extended space, narrowed to small widths so that the tiny run stays quick.
+    text = (REPO / "studies" / "extended.toml").read_text().replace("width = [128, 2048]", "width = [8, 32]")
+    (studies / "ext.toml").write_text(text)
+    common = ["--studies-dir", str(studies), "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
+    args = ["search", "--space", "ext", "--trials", "4", "--epochs", "2", "--seed", "0", "--val-size", "100"]
+    result = runner.invoke(app, [*args, *common])
+    assert result.exit_code == 0, result.output
+    csv = (studies / "mnist-mlp" / "leaderboard.csv").read_text()
+    assert "schedule" in csv.splitlines()[0] and "augment" in csv.splitlines()[0]
+    retrain = runner.invoke(app, ["best", "--retrain", "--augment", "elastic", "--epochs", "1", *common])
+    assert retrain.exit_code == 0, retrain.output
+    folder = next((studies / "mnist-mlp").glob("trial-*"))
+    assert json.loads((folder / "checkpoint.json").read_text())["config"]["augment"] == "elastic"

@@ -16,7 +16,7 @@ STUDIES = REPO / "studies"
 def test_default_file_matches_builtin_defaults() -> None:
     # Outside a checkout the built-in defaults stand in for studies/default.toml.
     assert load_space("default", STUDIES) == SearchSpace()
-    assert tomllib.loads((STUDIES / "default.toml").read_text()) == SearchSpace().to_dict()
+    assert SearchSpace.from_dict(tomllib.loads((STUDIES / "default.toml").read_text())) == SearchSpace()
 
 
 def test_missing_default_falls_back_but_other_names_do_not(tmp_path: Path) -> None:
@@ -77,3 +77,40 @@ def test_space_steers_tpe_through_ask_and_tell() -> None:
         trial = study.ask()
         study.tell(trial, float(sample_config(trial, space, epochs=1, seed=0).model.hidden[0]))
     assert study.best_value > 600
+
+
+def test_extended_space_round_trips_through_fixed_trial() -> None:
+    space = load_space("extended", STUDIES)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=3, seed=2)
+        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=3, seed=2) == chosen
+        seen.add((chosen.optimizer, chosen.schedule, chosen.augment))
+        assert 0 <= chosen.model.dropout <= 0.5 and chosen.max_norm in (None, 2.0, 3.0, 4.0)
+        study.tell(trial, 0.0)
+    assert {o for o, _, _ in seen} == {"sgd", "adam", "adamw"}
+    assert {a for _, _, a in seen} == {"none", "affine", "elastic"}
+
+
+def test_default_space_asks_no_regularizer() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    sample_config(trial, SearchSpace(), epochs=1, seed=0)
+    assert not {"dropout", "schedule", "augment", "label_smoothing", "max_norm"} & set(trial.params)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dropout = [-0.1, 0.5]", "dropout"),
+        ("dropout = [0.0, 1.0]", "dropout"),
+        ('schedules = ["warmup"]', "schedules"),
+        ('augments = ["twist"]', "augments"),
+    ],
+)
+def test_bad_regularizer_ranges_rejected(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "bad.toml").write_text(text)
+    with pytest.raises(MnistBenchError, match=message):
+        load_space("bad", tmp_path)

@@ -74,3 +74,61 @@ def test_bad_configs_are_rejected(overrides: dict[str, object], message: str) ->
 def test_model_is_on_the_data_device(tiny_data: DeviceData) -> None:
     result = train(config(epochs=1), tiny_data)
     assert next(result.model.parameters()).device == tiny_data.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer": "adamw", "weight_decay": 0.01},
+        {"schedule": "cosine"},
+        {"schedule": "onecycle"},
+        {"label_smoothing": 0.1},
+        {"model": ModelConfig((64,), dropout=0.3)},
+        {"max_norm": 2.0},
+        {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
+    ],
+)
+def test_regularized_training_learns(tiny_data: DeviceData, overrides: dict[str, object]) -> None:
+    result = train(config(**overrides), tiny_data)
+    assert result.diverged is None and result.best_acc > 0.7
+
+
+def test_max_norm_caps_hidden_weights(tiny_data: DeviceData) -> None:
+    result = train(config(max_norm=0.5, lr=3e-2), tiny_data)
+    hidden = result.model[0].weight
+    assert hidden.norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_cosine_schedule_ends_near_zero(tiny_data: DeviceData) -> None:
+    from mnist_bench.train import make_optimizer, make_schedule, seeded_model
+
+    cfg = config(schedule="cosine", epochs=2)
+    model = seeded_model(cfg, torch.device("cpu"))
+    optimizer = make_optimizer(cfg, model, torch.device("cpu"))
+    schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)
+    assert schedule is not None
+    for _ in range(20):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(schedule="warmup"), "schedule='warmup'"),
+        (dict(label_smoothing=-0.1), "label_smoothing=-0.1"),
+        (dict(augment="rotate"), "augment='rotate'"),
+        (dict(weight_decay=0.01), "use adamw"),
+        (dict(max_norm=0.0), "max_norm=0.0"),
+    ],
+)
+def test_bad_regularizers_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0])
+def test_bad_dropout_rejected(dropout: float) -> None:
+    with pytest.raises(ValueError, match="dropout="):
+        ModelConfig((64,), dropout=dropout)

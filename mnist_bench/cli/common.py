@@ -1,0 +1,195 @@
+"""What every command shares: the Typer app, its one-line errors, option types, helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import optuna
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mnist_bench import __version__
+from mnist_bench.data import default_data_dir
+from mnist_bench.device import resolve_device
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.train import Runtime
+
+# The order of `mnist-bench --help`: the main job first, then what follows from it.
+COMMAND_ORDER = ("search", "leaderboard", "best", "train", "baselines", "predict", "evaluate", "bench")
+
+
+class _OneLineErrors(TyperGroup):
+    """Every error a user can cause ends as one 'Error: ...' line and a non-zero exit."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        passthrough = (args, prog_name, complete_var)
+        if not standalone_mode:
+            return super().main(*passthrough, False, windows_expand_args, **extra)
+        try:
+            code = super().main(*passthrough, False, windows_expand_args, **extra)
+        except MnistBenchError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's usage errors: bad option, bad value
+            format_message = getattr(exc, "format_message", None)
+            message = format_message() if format_message else str(exc)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                typer.echo(message, err=True)  # that message is the help page
+            else:
+                typer.echo(f"Error: {message}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            typer.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Find, measure and reproduce the best multilayer perceptron for MNIST.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Pruner(StrEnum):
+    median = "median"
+    hyperband = "hyperband"
+    none = "none"
+
+
+class Sampler(StrEnum):
+    tpe = "tpe"
+    random = "random"
+
+
+class Background(StrEnum):
+    auto = "auto"
+    dark = "dark"
+    light = "light"
+
+
+class Optimizer(StrEnum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class Schedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+    onecycle = "onecycle"
+
+
+class Augment(StrEnum):
+    none = "none"
+    affine = "affine"
+    elastic = "elastic"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+    bf16 = "bf16"
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+
+
+DEFAULT_DATA_DIR = default_data_dir()
+StudiesDir = Annotated[
+    Path,
+    typer.Option(
+        envvar="MNIST_BENCH_STUDIES",
+        help="Folder for search spaces (<name>.toml), the default SQLite storage and each study's outputs.",
+    ),
+]
+StudyName = Annotated[str, typer.Option("--study", help="Study name in the storage.")]
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., mysql+pymysql://... "
+        "Unset: SQLite in --studies-dir."
+    ),
+]
+DataDir = Annotated[
+    Path,
+    typer.Option(envvar="MNIST_BENCH_DATA", help="Folder holding MNIST/raw/*-ubyte[.gz]; downloaded there if absent."),
+]
+Device = Annotated[str, typer.Option(help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")]
+Seeds = Annotated[
+    int, typer.Option(help="Train this many times (seeds s, s+1, ...) and report test accuracy as mean and std.")
+]
+AugmentOpt = Annotated[
+    Augment | None,
+    typer.Option(help="Training-time augmentation on the device: none, affine (rotate/scale/shift), elastic."),
+]
+PrecisionOpt = Annotated[
+    Precision, typer.Option(help="Matmul precision: fp32, tf32 (CUDA, Ampere+) or bf16 (autocast).")
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (CUDA graphs on CUDA); eager otherwise.")
+]
+NoVerify = Annotated[
+    bool, typer.Option("--no-verify", help="Skip the MNIST checksum check (for other data in the same format).")
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mnist-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    # The CLI prints its own line per trial, with the reason a trial failed; Optuna's log
+    # would repeat it (with a traceback for a Ctrl-C).
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def make_console() -> Console:
+    # A pipe or file gets wide lines rather than an 80-column table squeezed to ellipses.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def runtime_from(precision: Precision, compile: bool, devices: Sequence[str]) -> Runtime:
+    """The runtime options, checked against every device they will run on."""
+    runtime = Runtime(precision=precision.value, compile=compile)
+    try:
+        for device in devices:
+            runtime.check(resolve_device(device))
+    except ValueError as exc:
+        raise MnistBenchError(f"--precision {precision.value}: {exc}") from None
+    return runtime
+
+
+def require_positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise MnistBenchError(f"{name} {value}: must be at least 1")

@@ -1,0 +1,314 @@
+"""Commands that make and use models: best, train, baselines, predict, evaluate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mnist_bench import checkpoint
+from mnist_bench.baselines import BASELINES, Baseline, describe, run_baselines
+from mnist_bench.cli.common import (
+    DEFAULT_DATA_DIR,
+    Augment,
+    AugmentOpt,
+    Background,
+    CompileOpt,
+    DataDir,
+    Device,
+    NoVerify,
+    Optimizer,
+    Precision,
+    PrecisionOpt,
+    Schedule,
+    Seeds,
+    Storage,
+    StudiesDir,
+    StudyName,
+    app,
+    make_console,
+    require_positive,
+    runtime_from,
+)
+from mnist_bench.device import resolve_device
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.evaluate import TestData, evaluate, save_final, seeds_from, train_and_test
+from mnist_bench.leaderboard import study_dir
+from mnist_bench.model import ModelConfig
+from mnist_bench.predict import predict_files
+from mnist_bench.render import (
+    baselines_table,
+    confusion_table,
+    key_value_table,
+    per_class_table,
+    predictions_table,
+    seeds_line,
+)
+from mnist_bench.search import (
+    DEFAULT_STUDY,
+    pick_trial,
+    trial_config,
+)
+from mnist_bench.storage import default_storage, load_study, open_storage
+from mnist_bench.train import Runtime, TrainConfig
+
+
+def _train_and_save(
+    config: TrainConfig,
+    *,
+    seeds: int,
+    out_dir: Path,
+    source: dict[str, object],
+    data_dir: Path,
+    device: str,
+    no_verify: bool,
+    runtime: Runtime,
+) -> None:
+    """Shared by `best --retrain` and `train`: all 60,000 training images, then the test set once."""
+    seed_list = seeds_from(config.seed, seeds)
+    data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
+    console = make_console()
+    console.print(
+        f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
+        f"{len(seed_list)} seed(s), on {data.device_data.device}..."
+    )
+    report = train_and_test(config, data.device_data, seed_list, runtime=runtime)
+    paths = save_final(report, data, out_dir, source=source)
+    first = report.runs[0]
+    console.print(
+        key_value_table(
+            {
+                f"test accuracy (seed {first.result.config.seed})": f"{first.evaluation.accuracy:.4f}",
+                "train time": f"{first.result.train_time_s:.1f} s",
+                "samples/s": f"{first.result.samples_per_s:,.0f}",
+            },
+            title="Final evaluation on the 10,000 test images",
+        )
+    )
+    console.print(per_class_table(first.evaluation.per_class, title="Accuracy per digit"))
+    console.print(
+        confusion_table(first.evaluation.confusion, title="Confusion matrix (rows: true, columns: predicted)")
+    )
+    console.print(seeds_line(report.accuracies, report.mean, report.std))
+    console.print("Saved " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def best(
+    study: StudyName = DEFAULT_STUDY,
+    storage: Storage = None,
+    trial: Annotated[int | None, typer.Option(help="Show (or retrain) this trial instead of the best.")] = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Retrain on all 60,000 training images, test once, save a checkpoint.")
+    ] = False,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs for --retrain. [default: as many as the trial ran]")
+    ] = None,
+    seeds: Seeds = 1,
+    augment: AugmentOpt = None,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Show a study's best trial; with --retrain, turn it into a tested, saved model.
+
+    --augment retrains with that augmentation instead of the trial's own."""
+    require_positive("--epochs", epochs)
+    require_positive("--seeds", seeds)
+    runtime = runtime_from(precision, compile, [device])
+    optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
+    ranked = pick_trial(optuna_study, trial)
+    config = trial_config(optuna_study, ranked.trial, epochs=epochs)
+    if augment is not None:
+        config = replace(config, augment=augment.value)
+    attrs = ranked.trial.user_attrs
+    console = make_console()
+    console.print(
+        key_value_table(
+            {
+                "trial": ranked.trial.number,
+                "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
+                "layers": config.model.layers,
+                "optimizer": describe(replace(config, epochs=attrs.get("epochs_run", config.epochs))),
+                "validation accuracy": f"{ranked.trial.value:.4f} (best epoch {attrs.get('best_epoch', '?')})",
+                "epochs run": attrs.get("epochs_run", "?"),
+                "train time": f"{attrs.get('train_time_s', float('nan')):.1f} s",
+                "samples/s": f"{attrs.get('samples_per_s', float('nan')):,.0f}",
+                "parameters": f"{config.model.n_params:,}",
+                "training seed": config.seed,
+                "params": ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ranked.trial.params.items()
+                ),
+            },
+            title=f"Study {study}: {'best trial' if trial is None else f'trial {trial}'}",
+        )
+    )
+    if retrain:
+        source = {
+            "command": "best --retrain",
+            "study": study,
+            "trial": ranked.trial.number,
+            "val_acc": ranked.trial.value,
+        }
+        out_dir = study_dir(studies_dir, study) / f"trial-{ranked.trial.number}"
+        _train_and_save(
+            config,
+            seeds=seeds,
+            out_dir=out_dir,
+            source=source,
+            data_dir=data_dir,
+            device=device,
+            no_verify=no_verify,
+            runtime=runtime,
+        )
+
+
+@app.command("train")
+def train_cmd(
+    layers: Annotated[
+        str, typer.Option(help="Architecture, e.g. 784-1024-1024-10 (or just the hidden widths, 1024-1024).")
+    ],
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.adam,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    momentum: Annotated[float, typer.Option(help="Momentum (SGD only).")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Images per optimizer step.")] = 128,
+    epochs: Annotated[int, typer.Option(help="Passes over the 60,000 training images.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the (first) run: weight init and batch order.")] = 0,
+    seeds: Seeds = 1,
+    dropout: Annotated[float, typer.Option(help="Dropout after every hidden ReLU.")] = 0.0,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (adamw: decoupled; sgd: L2).")] = 0.0,
+    schedule: Annotated[Schedule, typer.Option(help="Learning rate per step.")] = Schedule.constant,
+    label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
+    augment: AugmentOpt = None,
+    max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Train one configuration on all training images, test it, save checkpoint and figures."""
+    require_positive("--seeds", seeds)
+    runtime = runtime_from(precision, compile, [device])
+    try:
+        config = TrainConfig(
+            replace(ModelConfig.parse(layers), dropout=dropout),
+            optimizer.value,
+            lr,
+            momentum,
+            batch_size=batch_size,
+            epochs=epochs,
+            seed=seed,
+            weight_decay=weight_decay,
+            schedule=schedule.value,
+            label_smoothing=label_smoothing,
+            augment=(augment or Augment.none).value,
+            max_norm=max_norm,
+        )
+    except ValueError as exc:
+        raise MnistBenchError(str(exc)) from None
+    name = f"{config.model.layers}-{config.optimizer}-lr{config.lr:g}-bs{config.batch_size}-e{config.epochs}-s{seed}"
+    source: dict[str, object] = {"command": "train"}
+    _train_and_save(
+        config,
+        seeds=seeds,
+        out_dir=out or Path(studies_dir) / "train" / name,
+        source=source,
+        data_dir=data_dir,
+        device=device,
+        no_verify=no_verify,
+        runtime=runtime,
+    )
+
+
+@app.command()
+def baselines(
+    seeds: Seeds = 3,
+    study: Annotated[
+        str | None, typer.Option("--study", help="Add a row for this study's best trial, retrained the same way.")
+    ] = None,
+    storage: Storage = None,
+    out: Annotated[Path | None, typer.Option(help="Write the table here as CSV too.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Train the five networks MNIST tutorials write by hand and compare with what they report."""
+    require_positive("--seeds", seeds)
+    rows = list(BASELINES)
+    if study is not None:
+        optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
+        ranked = pick_trial(optuna_study)
+        config = trial_config(optuna_study, ranked.trial)
+        rows.append(Baseline(f"{study} winner (trial {ranked.trial.number})", replace(config, seed=0), "-"))
+    data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
+    frame = run_baselines(rows, data.device_data, list(range(seeds)))
+    console = make_console()
+    console.print(
+        baselines_table(
+            frame, title=f"Tutorial networks on the MNIST test set ({seeds} seed(s), {data.device_data.device})"
+        )
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, index=False)
+        console.print(f"Written to {out}")
+
+
+@app.command()
+def predict(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder or its checkpoint.json.")
+    ],
+    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="PNG/JPEG files, any size or mode.")],
+    background: Annotated[
+        Background, typer.Option(help="Image background: dark (like MNIST), light (ink on paper) or auto-detect.")
+    ] = Background.auto,
+    top: Annotated[int, typer.Option(help="Most likely digits shown per image.")] = 3,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Classify image files with a saved checkpoint."""
+    if not 1 <= top <= 10:
+        raise MnistBenchError(f"--top {top}: must be between 1 and 10")
+    loaded = checkpoint.load(checkpoint_path)
+    rows = [p.to_dict() for p in predict_files(loaded.model, images, background=background.value, top=top)]
+    if json_output:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        make_console().print(predictions_table(rows))
+    failed = [row["file"] for row in rows if "error" in row]
+    if failed:
+        typer.echo(
+            f"Error: {len(failed)} of {len(rows)} image(s) could not be read: {', '.join(map(str, failed))}", err=True
+        )
+        raise typer.Exit(1)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint_path: Annotated[
+        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder or its checkpoint.json.")
+    ],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    no_verify: NoVerify = False,
+) -> None:
+    """Re-score a checkpoint on the test set (on the CPU) and compare with the accuracy it stored."""
+    loaded = checkpoint.load(checkpoint_path)
+    data = TestData.load(data_dir, resolve_device("cpu"), verify=not no_verify)
+    measured = evaluate(loaded.model, data.device_data.x_eval, data.device_data.y_eval).accuracy
+    stored = loaded.meta.get("test", {}).get("accuracy")
+    make_console().print(f"{loaded.path}: test accuracy {measured:.4f} (stored {stored})")
+    if stored is not None and measured != stored:
+        raise MnistBenchError(f"measured test accuracy {measured} differs from the stored {stored}")

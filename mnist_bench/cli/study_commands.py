@@ -1,0 +1,213 @@
+"""Commands over a study: search and leaderboard."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
+
+import optuna
+import typer
+from optuna.trial import FrozenTrial
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mnist_bench.cli.common import (
+    DEFAULT_DATA_DIR,
+    Augment,
+    CompileOpt,
+    DataDir,
+    Device,
+    Format,
+    NoVerify,
+    Precision,
+    PrecisionOpt,
+    Pruner,
+    Sampler,
+    Storage,
+    StudiesDir,
+    StudyName,
+    app,
+    make_console,
+    runtime_from,
+)
+from mnist_bench.data import DeviceData, ensure_split
+from mnist_bench.device import resolve_device
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.interrupt import sigint_as_event
+from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
+from mnist_bench.render import (
+    counts_line,
+    leaderboard_table,
+    trial_line,
+)
+from mnist_bench.search import (
+    DEFAULT_STUDY,
+    SearchSettings,
+    n_finished,
+    open_study,
+    run_search,
+    state_counts,
+    stored_space,
+)
+from mnist_bench.space import load_space
+from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
+from mnist_bench.workers import WorkerJob, plan_devices, run_workers
+
+
+@app.command()
+def search(
+    trials: Annotated[
+        int,
+        typer.Option(help="Finished (complete or pruned) trials the study should hold in total; a rerun tops it up."),
+    ] = 50,
+    epochs: Annotated[int, typer.Option(help="Most epochs one trial may train (pruning may stop it sooner).")] = 10,
+    study: StudyName = DEFAULT_STUDY,
+    storage: Storage = None,
+    space: Annotated[
+        str, typer.Option(help="Search space: a name in --studies-dir (<name>.toml) or a TOML path.")
+    ] = "default",
+    pruner: Annotated[Pruner, typer.Option(help="Stop unpromising trials early.")] = Pruner.median,
+    sampler: Annotated[Sampler, typer.Option(help="How the next trial's parameters are chosen.")] = Sampler.tpe,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds after which no new trial starts.")] = None,
+    val_size: Annotated[
+        int, typer.Option(help="Training images held out as the validation split the search optimizes.")
+    ] = 5000,
+    top: Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")] = 10,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")] = False,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes sharing the study through its storage (1: run in this process).")
+    ] = 1,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,... Unset: --device."
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
+    ] = HEARTBEAT_S,
+    storage_retry: Annotated[
+        float, typer.Option(help="Seconds to keep retrying a storage that stops answering before giving up.")
+    ] = 60.0,
+    augment: Annotated[
+        Augment | None,
+        typer.Option(help="Fix the augmentation (none, affine, elastic) instead of the space's choice."),
+    ] = None,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
+    settings = SearchSettings(
+        study=study,
+        storage=storage or default_storage(studies_dir),
+        trials=trials,
+        epochs=epochs,
+        pruner=pruner.value,
+        sampler=sampler.value,
+        seed=seed,
+        timeout=timeout,
+        val_size=val_size,
+        heartbeat_s=heartbeat,
+        storage_retry_s=storage_retry,
+    )
+    search_space = load_space(space, studies_dir)
+    if augment is not None:
+        search_space = replace(search_space, augments=(augment.value,))
+    worker_devices = plan_devices(devices or device, workers)
+    settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices))
+    # Open the storage and check the study before the (slower) data load.
+    optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
+    data = None
+    if workers == 1:  # in this process; several workers load their own copies
+        split = ensure_split(data_dir, "train", verify=not no_verify)
+        data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
+
+    console = make_console()
+    where = worker_devices[0] if workers == 1 else f"{workers} workers on {', '.join(sorted(set(worker_devices)))}"
+    console.print(
+        f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
+        f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
+    )
+    progress = Progress(
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal or quiet,
+        transient=True,
+    )
+    task = progress.add_task("search", total=max(trials - n_finished(optuna_study), 0), best="")
+
+    ran = 0
+
+    def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
+        nonlocal ran
+        ran += 1
+        try:
+            best = s.best_value
+        except ValueError:
+            best = None
+        if not quiet:
+            console.print(trial_line(trial_row(frozen, search_space), best), markup=False)
+        progress.update(task, advance=1, best=f"best {best:.4f}" if best is not None else "")
+
+    interrupted = False
+    try:
+        with progress, sigint_as_event() as stop:
+            if data is not None:
+                run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop)
+            else:
+                job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
+                run_workers(job, optuna_study, on_trial=on_trial, stop=stop)
+    except KeyboardInterrupt:
+        interrupted = True
+
+    # Read the study back from storage: workers and other machines wrote to it too.
+    final = load_study(study, open_storage(settings.storage))
+    counts = state_counts(final)
+    frame = leaderboard(final, search_space)
+    paths = write_leaderboard(frame, study_dir(studies_dir, study))
+    console.print(leaderboard_table(frame, top=top, title=f"Top {min(top, len(frame))} of study {study}"))
+    finished = n_finished(final)
+    console.print(
+        f"Ran {ran} trial(s). Study {study} now holds {len(final.trials)} trials ({counts_line(counts)}); "
+        f"{finished}/{trials} finished."
+    )
+    console.print("Leaderboard written to " + " and ".join(str(p) for p in paths))
+    if interrupted:
+        typer.echo(f"Interrupted: run the same command again to resume study {study}.", err=True)
+        raise typer.Exit(130)
+    if finished < trials:
+        console.print(f"Run the same command again to reach {trials} finished trials.")
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    study: StudyName = DEFAULT_STUDY,
+    storage: Storage = None,
+    top: Annotated[int | None, typer.Option(help="Show only the best K trials. [default: all]")] = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Print an existing study's leaderboard without training anything."""
+    if top is not None and top < 1:
+        raise MnistBenchError(f"--top {top}: must be at least 1")
+    optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
+    frame = leaderboard(optuna_study, stored_space(optuna_study))
+    if top is not None:
+        frame = frame.head(top)
+    if format is Format.table:
+        console = make_console()
+        console.print(leaderboard_table(frame, title=f"Study {study}: {len(optuna_study.trials)} trials"))
+    else:
+        sys.stdout.write(export(frame, format.value))
