@@ -197,6 +197,23 @@ def inference(layers: str, device: torch.device, *, batch: int, iterations: int,
     }
 
 
+@torch.no_grad()
+def latency_ms(model: torch.nn.Module, device: torch.device, *, repeats: int = 50) -> float:
+    """Median milliseconds to classify one image (after 10 untimed passes)."""
+    model.eval()
+    one = torch.zeros(1, 784, device=device)
+    for _ in range(10):
+        model(one)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        model(one)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
 def matmul_flops(device: torch.device, *, size: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
     """The device's measured dense matmul rate (FLOP/s): the floor's denominator."""
     a = torch.randn(size, size, device=device, dtype=dtype)

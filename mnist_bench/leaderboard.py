@@ -10,6 +10,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_bench.search import pareto_numbers
 from mnist_bench.space import SearchSpace, sample_config
 
 FORMATS = ("table", "csv", "markdown", "json")
@@ -17,7 +18,7 @@ COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
     "dropout", "weight_decay", "schedule", "label_smoothing", "augment", "max_norm",
     "epochs_run", "best_val_acc", "final_val_acc", "train_time_s", "samples_per_s",
-    "n_params", "train_seed", "retry_of", "reason",
+    "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "reason",
 ]  # fmt: skip
 # Complete trials rank first, then pruned ones (fewer epochs, not comparable), then the rest.
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
@@ -34,6 +35,7 @@ def trial_row(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
         "final_val_acc": attrs.get("final_val_acc", math.nan),
         "train_time_s": attrs.get("train_time_s", math.nan),
         "samples_per_s": attrs.get("samples_per_s", math.nan),
+        "latency_ms": attrs.get("latency_ms", math.nan),
         "train_seed": attrs.get("train_seed"),
         # Set by Optuna when this trial re-runs the parameters of a stale (crashed) one.
         "retry_of": trial.system_attrs.get("failed_trial"),
@@ -59,7 +61,8 @@ def leaderboard(study: optuna.Study, space: SearchSpace) -> pd.DataFrame:
             t.number,
         ),
     )
-    rows = [trial_row(t, space) for t in ordered]
+    front = pareto_numbers(study)
+    rows = [{**trial_row(t, space), "pareto": t.number in front} for t in ordered]
     frame = pd.DataFrame(rows, columns=COLUMNS[1:])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.astype({"rank": int, "trial": int})

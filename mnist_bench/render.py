@@ -24,6 +24,8 @@ _SCREEN = [
     ("train_time_s", "train s", "{:.1f}"),
     ("samples_per_s", "samples/s", "{:,.0f}"),
 ]
+# Shown only for multi-objective studies.
+_MULTI = [("latency_ms", "latency ms", "{:.3f}"), ("n_params", "params", "{:,.0f}"), ("pareto", "front", "{}")]
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
@@ -38,11 +40,13 @@ def _fmt(value: Any, fmt: str) -> str:
 
 def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold")
-    for _, header, _ in _SCREEN:
+    columns = _SCREEN + (_MULTI if "pareto" in frame and frame["pareto"].any() else [])
+    for _, header, _ in columns:
         table.add_column(header, justify="left" if header in ("state", "layers", "opt") else "right", no_wrap=True)
     shown = frame if top is None else frame.head(top)
     for row in shown.to_dict("records"):
-        cells = [_fmt(row.get(col), fmt) for col, _, fmt in _SCREEN]
+        row["pareto"] = "*" if row.get("pareto") else ""
+        cells = [_fmt(row.get(col), fmt) for col, _, fmt in columns]
         table.add_row(*cells, style=_STATE_STYLE.get(row["state"]) if row["state"] != "COMPLETE" else None)
     return table
 

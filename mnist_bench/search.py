@@ -14,14 +14,16 @@ import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
 import sqlalchemy.exc
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench import __version__
+from mnist_bench.bench import latency_ms
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
@@ -30,7 +32,14 @@ from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open
 from mnist_bench.train import Runtime, TrainConfig, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "random", "nsga2")
+# What a search can optimize: validation accuracy (up), and optionally, down, the time to
+# classify one image (ms, measured after training) or the parameter count.
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "latency": "minimize",
+    "params": "minimize",
+}
 DEFAULT_STUDY = "mnist-mlp"
 # Finished trials count towards --trials; FAIL ones do not (they are retried by design).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -64,6 +73,7 @@ class SearchSettings:
     storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
+    objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -79,6 +89,21 @@ class SearchSettings:
             raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
         if self.heartbeat_s < 1:
             raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if (
+            unknown
+            or not self.objectives
+            or self.objectives[0] != "accuracy"
+            or len(set(self.objectives)) != len(self.objectives)
+        ):
+            raise MnistBenchError(
+                f"--objective {','.join(self.objectives)}: accuracy first, then any of latency, params"
+            )
+
+    @property
+    def multi_objective(self) -> bool:
+        """Optuna cannot prune such studies: every trial then trains all its epochs."""
+        return len(self.objectives) > 1
 
 
 def check_study_name(name: str) -> None:
@@ -89,6 +114,8 @@ def check_study_name(name: str) -> None:
 def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
 
 
@@ -118,8 +145,8 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         storage=storage,
         # Workers seeded alike would propose the very same parameters: offset each one.
         sampler=make_sampler(settings.sampler, None if settings.seed is None else settings.seed + settings.worker),
-        pruner=make_pruner(settings.pruner, settings.epochs),
-        direction="maximize",
+        pruner=make_pruner("none" if settings.multi_objective else settings.pruner, settings.epochs),
+        directions=[OBJECTIVES[o] for o in settings.objectives],
         load_if_exists=True,
     )
     stored_values = study.user_attrs.get("space")
@@ -127,7 +154,14 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         study.set_user_attr("space", space.to_dict())
         study.set_user_attr("val_size", settings.val_size)
         study.set_user_attr("objective", "best validation accuracy over the epochs trained")
+        study.set_user_attr("objectives", list(settings.objectives))
         study.set_user_attr("mnist_bench_version", __version__)
+        # The settings it was started with, for reports (a resume may change them).
+        study.set_user_attr("sampler", settings.sampler)
+        study.set_user_attr("pruner", settings.pruner)
+        study.set_user_attr("epochs", settings.epochs)
+        study.set_user_attr("seed", settings.seed)
+        study.set_user_attr("torch", torch.__version__)
     else:
         # Compared as spaces, so a study from before a key existed still matches its defaults.
         differs = [
@@ -135,6 +169,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             for name, same in (
                 ("space", SearchSpace.from_dict(stored_values) == space),
                 ("val_size", study.user_attrs.get("val_size") == settings.val_size),
+                ("objective", study.user_attrs.get("objectives", ["accuracy"]) == list(settings.objectives)),
             )
             if not same
         ]
@@ -228,6 +263,8 @@ def make_objective(
         config = sample_config(trial, space, epochs=settings.epochs, seed=seed)
 
         def on_epoch(epoch: int, acc: float) -> bool:
+            if settings.multi_objective:  # Optuna supports neither report nor pruning here
+                return False
             trial.report(acc, epoch)
             return trial.should_prune()
 
@@ -246,9 +283,25 @@ def make_objective(
         if result.stopped_early:
             trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
             raise optuna.TrialPruned()
-        return result.best_acc
+        latency = latency_ms(result.model, data.device)
+        trial.set_user_attr("latency_ms", latency)
+        values = {"accuracy": result.best_acc, "latency": latency, "params": float(config.model.n_params)}
+        if not settings.multi_objective:
+            return result.best_acc
+        return tuple(values[o] for o in settings.objectives)  # type: ignore[return-value]
 
     return objective
+
+
+def best_accuracy(study: optuna.Study) -> float | None:
+    """The best validation accuracy of the complete trials (any number of objectives)."""
+    values = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    return max(values) if values else None
+
+
+def pareto_numbers(study: optuna.Study) -> set[int]:
+    """Trial numbers on the Pareto front of a multi-objective study (empty otherwise)."""
+    return {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
 
 
 @dataclass(frozen=True)
@@ -261,10 +314,7 @@ class SearchOutcome:
 
     @property
     def best_value(self) -> float | None:
-        try:
-            return self.study.best_value
-        except ValueError:  # no complete trial yet
-            return None
+        return best_accuracy(self.study)
 
 
 def run_search(
@@ -348,7 +398,7 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
     """The best complete trial (or trial ``number``) with its rank among complete trials."""
     complete = sorted(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: (-(t.value if t.value is not None else -math.inf), t.number),
+        key=lambda t: (-(t.values[0] if t.values else -math.inf), t.number),
     )
     if not complete:
         counts = counts_text(state_counts(study))

@@ -127,3 +127,25 @@ def test_training_seed_is_derived_and_spread() -> None:
     assert len({training_seed(0, n) for n in range(100)}) == 100
     assert training_seed(1, 5) != training_seed(0, 5)
     assert 0 <= training_seed(None, 0) < 2**31
+
+
+def test_multi_objective_search_has_a_pareto_front(tmp_path: Path, tiny_data: DeviceData) -> None:
+    from mnist_bench.leaderboard import leaderboard
+    from mnist_bench.search import best_accuracy, pick_trial
+
+    outcome = run_search(settings(tmp_path, trials=5, objectives=("accuracy", "params")), SMALL, tiny_data)
+    study = outcome.study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for trial in study.trials:
+        assert trial.values[1] == trial.user_attrs["n_params"] and trial.user_attrs["latency_ms"] > 0
+    frame = leaderboard(study, SMALL)
+    assert frame["pareto"].sum() == len(study.best_trials) >= 1
+    assert pick_trial(study).trial.values[0] == best_accuracy(study) == outcome.best_value
+    with pytest.raises(MnistBenchError, match="another objective"):
+        open_study(settings(tmp_path), SMALL, open_storage(settings(tmp_path).storage))
+
+
+@pytest.mark.parametrize("objectives", [("latency",), ("accuracy", "speed"), ("accuracy", "params", "params")])
+def test_bad_objectives_rejected(tmp_path: Path, objectives: tuple[str, ...]) -> None:
+    with pytest.raises(MnistBenchError, match="--objective"):
+        settings(tmp_path, objectives=objectives)

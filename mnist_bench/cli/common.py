@@ -79,6 +79,7 @@ class Pruner(StrEnum):
 class Sampler(StrEnum):
     tpe = "tpe"
     random = "random"
+    nsga2 = "nsga2"
 
 
 class Background(StrEnum):

@@ -37,13 +37,14 @@ from mnist_bench.cli.common import (
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.evaluate import TestData, evaluate, save_final, seeds_from, train_and_test
-from mnist_bench.leaderboard import study_dir
+from mnist_bench.leaderboard import leaderboard, study_dir
 from mnist_bench.model import ModelConfig
 from mnist_bench.predict import predict_files
 from mnist_bench.render import (
     baselines_table,
     confusion_table,
     key_value_table,
+    leaderboard_table,
     per_class_table,
     predictions_table,
     seeds_line,
@@ -51,6 +52,7 @@ from mnist_bench.render import (
 from mnist_bench.search import (
     DEFAULT_STUDY,
     pick_trial,
+    stored_space,
     trial_config,
 )
 from mnist_bench.storage import default_storage, load_study, open_storage
@@ -125,11 +127,17 @@ def best(
     runtime = runtime_from(precision, compile, [device])
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
+    console = make_console()
+    if len(optuna_study.directions) > 1:
+        frame = leaderboard(optuna_study, stored_space(optuna_study))
+        front = frame[frame["pareto"]]
+        objectives = ", ".join(optuna_study.user_attrs.get("objectives", []))
+        title = f"Pareto-optimal trials ({objectives}): retrain any with --trial N --retrain"
+        console.print(leaderboard_table(front, title=title))
     config = trial_config(optuna_study, ranked.trial, epochs=epochs)
     if augment is not None:
         config = replace(config, augment=augment.value)
     attrs = ranked.trial.user_attrs
-    console = make_console()
     console.print(
         key_value_table(
             {
@@ -137,7 +145,7 @@ def best(
                 "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
                 "layers": config.model.layers,
                 "optimizer": describe(replace(config, epochs=attrs.get("epochs_run", config.epochs))),
-                "validation accuracy": f"{ranked.trial.value:.4f} (best epoch {attrs.get('best_epoch', '?')})",
+                "validation accuracy": f"{ranked.trial.values[0]:.4f} (best epoch {attrs.get('best_epoch', '?')})",
                 "epochs run": attrs.get("epochs_run", "?"),
                 "train time": f"{attrs.get('train_time_s', float('nan')):.1f} s",
                 "samples/s": f"{attrs.get('samples_per_s', float('nan')):,.0f}",
@@ -155,7 +163,7 @@ def best(
             "command": "best --retrain",
             "study": study,
             "trial": ranked.trial.number,
-            "val_acc": ranked.trial.value,
+            "val_acc": ranked.trial.values[0],
         }
         out_dir = study_dir(studies_dir, study) / f"trial-{ranked.trial.number}"
         _train_and_save(

@@ -41,9 +41,11 @@ from mnist_bench.render import (
     leaderboard_table,
     trial_line,
 )
+from mnist_bench.report import write_comparison, write_study_report
 from mnist_bench.search import (
     DEFAULT_STUDY,
     SearchSettings,
+    best_accuracy,
     n_finished,
     open_study,
     run_search,
@@ -69,6 +71,13 @@ def search(
     ] = "default",
     pruner: Annotated[Pruner, typer.Option(help="Stop unpromising trials early.")] = Pruner.median,
     sampler: Annotated[Sampler, typer.Option(help="How the next trial's parameters are chosen.")] = Sampler.tpe,
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="What to optimize: accuracy, or accuracy with latency and/or params (comma-separated), "
+            "a multi-objective search with a Pareto front; Optuna cannot prune those."
+        ),
+    ] = "accuracy",
     seed: Annotated[
         int | None, typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.")
     ] = None,
@@ -117,6 +126,7 @@ def search(
         val_size=val_size,
         heartbeat_s=heartbeat,
         storage_retry_s=storage_retry,
+        objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
     )
     search_space = load_space(space, studies_dir)
     if augment is not None:
@@ -131,6 +141,8 @@ def search(
         data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
 
     console = make_console()
+    if settings.multi_objective and pruner is not Pruner.none:
+        console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
     where = worker_devices[0] if workers == 1 else f"{workers} workers on {', '.join(sorted(set(worker_devices)))}"
     console.print(
         f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
@@ -153,10 +165,7 @@ def search(
     def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
         nonlocal ran
         ran += 1
-        try:
-            best = s.best_value
-        except ValueError:
-            best = None
+        best = best_accuracy(s)
         if not quiet:
             console.print(trial_line(trial_row(frozen, search_space), best), markup=False)
         progress.update(task, advance=1, best=f"best {best:.4f}" if best is not None else "")
@@ -211,3 +220,34 @@ def leaderboard_cmd(
         console.print(leaderboard_table(frame, title=f"Study {study}: {len(optuna_study.trials)} trials"))
     else:
         sys.stdout.write(export(frame, format.value))
+
+
+@app.command()
+def report(
+    study: Annotated[
+        list[str] | None, typer.Option("--study", help="Study to report; repeat to compare several side by side.")
+    ] = None,
+    storage: Storage = None,
+    target_acc: Annotated[float, typer.Option(help="Accuracy whose time-to-reach the comparison reports.")] = 0.98,
+    out: Annotated[
+        Path | None, typer.Option(help="Report folder. [default: studies/<study>/report, or studies/<A>-vs-<B>/report]")
+    ] = None,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Write PNG figures and a self-contained HTML page for a study, or compare studies."""
+    names = study or [DEFAULT_STUDY]
+    url = storage or default_storage(studies_dir)
+    optuna_storage = open_storage(url, must_exist=True)
+    studies = [load_study(name, optuna_storage) for name in names]
+    folder = out or study_dir(studies_dir, "-vs-".join(names)) / "report"
+    try:
+        if len(studies) == 1:
+            result = write_study_report(studies[0], folder, storage_url=redact(url))
+        else:
+            result = write_comparison(studies, folder, target=target_acc)
+    except OSError as exc:
+        raise MnistBenchError(f"cannot write the report to {folder}: {exc.strerror or exc}") from None
+    console = make_console()
+    for name, why in result.missing.items():
+        console.print(f"[yellow]{name} left out: {why}[/]")
+    console.print(f"Report written to {result.html} with {len(result.figures)} figure(s): {', '.join(result.figures)}")
