@@ -10,6 +10,8 @@ Typer layer on top. One module per concept:
 - ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
 - ``workers``: several worker processes on one study
+- ``packing``: how many trials share a device (``--workers auto``), and the stacked-model
+  benchmark that packing by processes was chosen against
 - ``interrupt``: Ctrl-C as a flag the trainer checks between batches
 - ``leaderboard``: a study's trials as a DataFrame, and its CSV/Markdown/JSON files
 - ``evaluate``: final training on all 60,000 images, test metrics, saving the result

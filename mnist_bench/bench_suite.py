@@ -7,6 +7,8 @@ Sections, each a DataFrame:
 - classic: the tutorial DataLoader pipeline against the trainer, same network and batch;
 - runtime: eager vs compiled, fp32 vs tf32 vs bf16, where the device has them;
 - inference: one-image latency (median, p99) and large-batch throughput;
+- packing: K same-shaped trials at once on the device, as K processes and as one
+  stacked model, against one trial at a time (how trials share a device, chosen by it);
 - search: trials per minute and aggregate samples/s with 1, 2, 4, 8 concurrent workers.
 """
 
@@ -39,9 +41,10 @@ from mnist_bench.data import DeviceData, MnistSplit
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.leaderboard import to_markdown
 from mnist_bench.model import ModelConfig
+from mnist_bench.packing import packing_gain, process_throughput, stacked_throughput
 from mnist_bench.train import PRECISIONS, Runtime
 
-SECTIONS = ("floor", "training", "classic", "runtime", "inference", "search")
+SECTIONS = ("floor", "training", "classic", "runtime", "inference", "packing", "search")
 
 
 @dataclass(frozen=True)
@@ -56,18 +59,20 @@ class BenchSettings:
     classic_batch_sizes: tuple[int, ...] = (64,)
     precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
     compile: bool = True  # include torch.compile rows in the runtime section
-    workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent search workers on the device
+    workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent trials on the device (packing, search)
+    packing_network: str = "784-128-10"  # the tutorial net: small trials are what packing is for
+    packing_batch_size: int = 64
     search_trials: int = 8  # trials per search-throughput run
     search_epochs: int = 2
     matmul_size: int = 4096
 
     def __post_init__(self) -> None:
-        for spec in (*self.networks, *self.classic_networks):
+        for spec in (*self.networks, *self.classic_networks, self.packing_network):
             try:
                 ModelConfig.parse(spec)
             except ValueError as exc:
                 raise MnistBenchError(f"network {spec!r}: {exc}") from None
-        for bs in (*self.batch_sizes, *self.classic_batch_sizes):
+        for bs in (*self.batch_sizes, *self.classic_batch_sizes, self.packing_batch_size):
             if bs < 1:
                 raise MnistBenchError(f"batch size {bs}: must be at least 1")
         if min(self.steps, self.repeats) < 1 or min(self.workers, default=1) < 1:
@@ -209,6 +214,17 @@ def run_bench(
                 {"network": layers, **inference(layers, device, batch=8192, iterations=iterations, warmup=20), **env}
             )
         out["inference"] = pd.DataFrame(rows)
+
+    if "packing" in sections:
+        rows = []
+        layers, bs = settings.packing_network, settings.packing_batch_size
+        for k in settings.workers:
+            for method, measure in (("processes", process_throughput), ("stacked", stacked_throughput)):
+                log(f"packing: {k} x {layers} batch {bs} as {method}")
+                measured = measure(layers, bs, k, data, **kw(bs))
+                rows.append({"network": layers, "batch_size": bs, "trials": k, "method": method, **measured, **env})
+        packing_gain(rows)
+        out["packing"] = pd.DataFrame(rows)
 
     if "search" in sections and search_runner is not None:
         rows = []

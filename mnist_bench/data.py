@@ -28,6 +28,7 @@ MNIST_STD = 0.3081
 
 IMAGE_SIDE = 28
 N_CLASSES = 10
+MNIST_TRAIN_SIZE = 60_000  # images in the official training split
 
 # sha256 of the *decompressed* canonical files. The gzip bytes may differ between
 # copies (one shared copy is recompressed), the content may not.

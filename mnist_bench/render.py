@@ -189,6 +189,14 @@ BENCH_COLUMNS: dict[str, list[Column]] = {
         ("latency_ms_p99", "p99 ms", "{:.3f}"),
         ("throughput_images_per_s", "images/s at batch 8192", "{:,.0f}"),
     ],
+    "packing": [
+        ("network", "network", "{}"),
+        ("batch_size", "batch", "{}"),
+        ("trials", "trials at once", "{}"),
+        ("method", "method", "{}"),
+        ("samples_per_s", "aggregate samples/s", "{:,.0f}"),
+        ("vs_one_trial", "vs one trial", "{:.2f}x"),
+    ],
     "search": [
         ("workers", "workers", "{}"),
         ("trials", "trials", "{}"),

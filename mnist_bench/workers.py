@@ -21,27 +21,50 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from mnist_bench.data import DeviceData, ensure_split
+from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.packing import auto_workers
 from mnist_bench.search import SearchOutcome, SearchSettings, n_finished, run_search, state_counts
 from mnist_bench.space import SearchSpace
 
 
+def device_names(spec: str) -> list[str]:
+    """'auto' (every visible GPU, else the CPU) or 'cuda:0,cuda:1,...', each checked."""
+    if spec.strip().lower() == "auto":
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    names = [part.strip() for part in spec.split(",") if part.strip()]
+    if not names:
+        raise MnistBenchError(f"--devices {spec!r}: name at least one device")
+    return [str(resolve_device(name)) for name in names]
+
+
 def plan_devices(spec: str, workers: int) -> list[str]:
-    """One device per worker: 'auto' spreads them over every visible GPU (else the CPU);
-    a comma-separated list ('cuda:0,cuda:1') is used round-robin. Each entry is checked."""
+    """One device per worker, round-robin over ``device_names(spec)``."""
     if workers < 1:
         raise MnistBenchError(f"--workers {workers}: must be at least 1")
-    if spec.strip().lower() == "auto":
-        names = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
-    else:
-        names = [part.strip() for part in spec.split(",") if part.strip()]
-        if not names:
-            raise MnistBenchError(f"--devices {spec!r}: name at least one device")
-        names = [str(resolve_device(name)) for name in names]
+    names = device_names(spec)
     return [names[i % len(names)] for i in range(workers)]
+
+
+def plan_workers(workers: str, devices: str, space: SearchSpace, *, val_size: int) -> tuple[list[str], str | None]:
+    """``--workers N`` or ``--workers auto`` over ``--devices``: one device per worker, and
+    for auto the line that says what bounded the number (see ``packing.auto_workers``)."""
+    if workers.strip().lower() != "auto":
+        try:
+            count = int(workers)
+        except ValueError:
+            raise MnistBenchError(f"--workers {workers}: give a number or auto") from None
+        return plan_devices(devices, count), None
+    names = list(dict.fromkeys(device_names(devices)))
+    cores = max(1, (os.cpu_count() or 1) // len(names))  # the devices share the CPU
+    plans = [
+        auto_workers(torch.device(name), space, n_train=MNIST_TRAIN_SIZE - val_size, n_eval=val_size, cpu_count=cores)
+        for name in names
+    ]
+    planned = [name for name, plan in zip(names, plans, strict=True) for _ in range(plan.workers)]
+    return planned, "auto: " + "; ".join(plan.reason for plan in plans)
 
 
 @dataclass(frozen=True)

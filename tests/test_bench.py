@@ -74,7 +74,9 @@ def test_quick_suite_writes_tables_json_and_plot(tmp_path: Path, tiny_mnist: Pat
             "aggregate_samples_per_s": 1.0,
         },
     )
-    assert set(results) == {"floor", "training", "classic", "runtime", "inference", "search"}
+    assert set(results) == {"floor", "training", "classic", "runtime", "inference", "packing", "search"}
+    packing = results["packing"]
+    assert set(packing["method"]) == {"processes", "stacked"} and (packing["samples_per_s"] > 0).all()
     assert len(results["training"]) == len(settings.networks) * len(settings.batch_sizes)
     assert (results["classic"]["speedup"] > 0).all()
     assert set(results["runtime"]["runtime"]) == {"eager fp32", "eager bf16"}

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.packing import auto_workers
 from mnist_bench.search import SearchSettings, open_study
 from mnist_bench.space import SearchSpace
 from mnist_bench.storage import open_storage
-from mnist_bench.workers import WorkerJob, plan_devices, run_workers
+from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
 # .ci/run starts a PostgreSQL server and names a database here; elsewhere those tests skip.
@@ -176,9 +178,26 @@ def test_workers_flag_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
     assert "2 workers on cpu" in result.stdout and "4/4 finished" in result.stdout
 
 
-def test_zero_workers_rejected(tmp_path: Path, tiny_mnist: Path) -> None:
-    result = subprocess.run(search_command(tmp_path, tiny_mnist, "--workers", "0"), capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.startswith("Error: --workers 0")
+@pytest.mark.parametrize("workers", ["0", "many"])
+def test_bad_worker_counts_rejected(tmp_path: Path, tiny_mnist: Path, workers: str) -> None:
+    result = subprocess.run(search_command(tmp_path, tiny_mnist, "--workers", workers), capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith(f"Error: --workers {workers}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_plan_workers_auto_on_the_cpu() -> None:
+    planned, line = plan_workers("auto", "cpu", SMALL, val_size=100)
+    expected = auto_workers(torch.device("cpu"), SMALL, n_train=59_900, n_eval=100).workers
+    assert planned == ["cpu"] * expected and line is not None and line.startswith(f"auto: {expected} worker(s) on cpu")
+    assert plan_workers("3", "cpu", SMALL, val_size=100) == (["cpu"] * 3, None)
+
+
+def test_auto_workers_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
+    command = search_command(tmp_path, tiny_mnist, "--workers", "auto", "--trials", "3")
+    command[command.index("--epochs") + 1] = "2"
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "auto: " in result.stdout and "bound by" in result.stdout and "3/3 finished" in result.stdout
 
 
 # .ci/run also says how to stop and restart its server, for the database-outage tests.

@@ -47,7 +47,8 @@ def bench(
         bool, typer.Option("--no-compile", help="Leave torch.compile out of the runtime section.")
     ] = False,
     workers: Annotated[
-        list[int] | None, typer.Option("--workers", "-w", help="Concurrent search workers to time; repeat for more.")
+        list[int] | None,
+        typer.Option("--workers", "-w", help="Trials at once to time (packing, search); repeat for more."),
     ] = None,
     section: Annotated[
         list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}. [default: all]")

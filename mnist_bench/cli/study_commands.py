@@ -54,7 +54,7 @@ from mnist_bench.search import (
 )
 from mnist_bench.space import load_space
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
-from mnist_bench.workers import WorkerJob, plan_devices, run_workers
+from mnist_bench.workers import WorkerJob, plan_workers, run_workers
 
 
 @app.command()
@@ -88,8 +88,13 @@ def search(
     top: Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")] = 10,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")] = False,
     workers: Annotated[
-        int, typer.Option(help="Worker processes sharing the study through its storage (1: run in this process).")
-    ] = 1,
+        str,
+        typer.Option(
+            help="Trials trained at once, each in a worker process sharing the study through its storage "
+            "(1: in this process), or auto: as many as the device's free memory, the space's largest trial "
+            "and the CPU cores allow (at most 8 per device)."
+        ),
+    ] = "1",
     devices: Annotated[
         str | None,
         typer.Option(
@@ -131,19 +136,22 @@ def search(
     search_space = load_space(space, studies_dir)
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
-    worker_devices = plan_devices(devices or device, workers)
+    worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
     settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices))
     # Open the storage and check the study before the (slower) data load.
     optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
     data = None
-    if workers == 1:  # in this process; several workers load their own copies
+    if len(worker_devices) == 1:  # in this process; several workers load their own copies
         split = ensure_split(data_dir, "train", verify=not no_verify)
         data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
 
     console = make_console()
     if settings.multi_objective and pruner is not Pruner.none:
         console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
-    where = worker_devices[0] if workers == 1 else f"{workers} workers on {', '.join(sorted(set(worker_devices)))}"
+    if auto_line:
+        console.print(auto_line)
+    n_workers = len(worker_devices)
+    where = worker_devices[0] if n_workers == 1 else f"{n_workers} workers on {', '.join(sorted(set(worker_devices)))}"
     console.print(
         f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
         f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
