@@ -86,6 +86,46 @@ def test_parallel_trials_match_sequential_ones(tmp_path: Path, tiny_mnist: Path)
         assert b.user_attrs["val_acc"] == pytest.approx(a.user_attrs["val_acc"], abs=0.02)
 
 
+# One hidden layer of 2**25 units needs 105 GB for its first weight matrix alone.
+FRAGILE = SearchSpace(depth=(1, 1), width=(8, 2**25), optimizers=("sgd", "adam"), sgd_lr=(1e-3, 1e6), batch_sizes=(32,))
+HUGE = {"n_layers": 1, "width_0": 2**25, "optimizer": "adam", "adam_lr": 1e-3, "batch_size": 32}
+EXPLOSIVE = {"n_layers": 1, "width_0": 16, "optimizer": "sgd", "sgd_lr": 1e6, "sgd_momentum": 0.9, "batch_size": 32}
+SANE = {"n_layers": 1, "width_0": 32, "optimizer": "adam", "adam_lr": 3e-3, "batch_size": 32}
+
+
+def search_under_memory_limit(storage: str, data_dir: str) -> None:
+    """Run in a child process: two workers on a study whose first trials run out of memory
+    and diverge. The limit on address space makes the allocation fail for real, at once,
+    whatever the machine's memory and overcommit settings; the workers inherit it."""
+    import resource  # noqa: PLC0415
+
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (6 * 2**30, hard))
+    settings = SearchSettings(study="fragile", storage=storage, trials=4, epochs=2, seed=0, val_size=100)
+    study = open_study(settings, FRAGILE, open_storage(storage))
+    # Exactly the trials that reach the target: nothing is left to the sampler.
+    for params in (HUGE, EXPLOSIVE, SANE, HUGE, SANE, SANE):
+        study.enqueue_trial(params, skip_if_exists=False)
+    run_workers(WorkerJob(settings, FRAGILE, Path(data_dir), False, ("cpu", "cpu")), study)
+
+
+def test_a_packed_trial_that_fails_fails_alone(tmp_path: Path, tiny_mnist: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'f.db'}"
+    call = f"search_under_memory_limit({storage!r}, {str(tiny_mnist)!r})"
+    code = f"from tests.test_workers import search_under_memory_limit; {call}"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="fragile", storage=storage)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 4  # the failures did not count, and did not stop the search
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2 and all(t.params["width_0"] == 2**25 for t in failed)
+    assert all("memory" in t.user_attrs["reason"] for t in failed)
+    diverged = [t for t in study.trials if "diverged" in t.user_attrs.get("reason", "")]
+    assert len(diverged) == 1 and diverged[0].state == TrialState.PRUNED
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3 and len(study.trials) == 6
+
+
 @pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
 def test_four_workers_on_postgresql_finish_exactly_the_target(tiny_mnist: Path) -> None:
     assert POSTGRES is not None
