@@ -30,9 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_bench.bench import adam_config, timed
 from mnist_bench.data import N_CLASSES, DeviceData
 from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
 from mnist_bench.space import SearchSpace
+from mnist_bench.train import Runtime, make_optimizer, make_step, seeded_model, sync
 
 MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU
@@ -160,8 +162,6 @@ def stacked_throughput(
     layers: str, batch_size: int, k: int, data: DeviceData, *, steps: int, repeats: int, warmup: int
 ) -> dict[str, Any]:
     """Aggregate samples/s of K stacked 784-...-10 models, Adam lr 1e-3, each on its own batches."""
-    from mnist_bench.bench import timed  # noqa: PLC0415 (bench imports this module's siblings)
-
     device = data.device
     model = StackedMLP(ModelConfig.parse(layers), list(range(k))).to(device)
     optimizer = stacked_optimizer(model, 1e-3, device)
@@ -189,9 +189,6 @@ class _ProcessJob:
 
 
 def _process_worker(job: _ProcessJob, x: torch.Tensor, y: torch.Tensor, barrier: Any, results: Any) -> None:
-    from mnist_bench.bench import adam_config  # noqa: PLC0415
-    from mnist_bench.train import Runtime, make_optimizer, make_step, seeded_model, sync  # noqa: PLC0415
-
     torch.set_num_threads(job.threads)
     device = torch.device(job.device)
     x, y = x.to(device), y.to(device)
