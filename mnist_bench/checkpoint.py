@@ -82,12 +82,29 @@ class Checkpoint:
     path: Path  # the JSON file
 
 
-def load(path: Path) -> Checkpoint:
-    """Read a checkpoint folder (or its JSON file); one-line errors for every way it can be bad."""
+WHAT_IT_IS = f"a checkpoint is a folder with {META_FILE} and {WEIGHTS_FILE}; give the folder or either file"
+
+
+def meta_path_of(path: Path) -> Path:
+    """The checkpoint.json behind any part of a checkpoint: its folder, its JSON or its weights file."""
     path = Path(path)
-    meta_path = path / META_FILE if path.is_dir() else path
-    if not meta_path.is_file():
-        raise MnistBenchError(f"no checkpoint at {path} (expected a folder with {META_FILE} and {WEIGHTS_FILE})")
+    if path.is_dir():
+        candidate = path / META_FILE
+    elif path.suffix == ".json":
+        candidate = path
+    else:
+        # The weights file (whatever it was named): its JSON sits beside it.
+        candidate = path.parent / META_FILE
+    if not path.exists():
+        raise MnistBenchError(f"no checkpoint at {path}: {WHAT_IT_IS}")
+    if not candidate.is_file():
+        raise MnistBenchError(f"{path} is not part of a checkpoint (no {META_FILE} there): {WHAT_IT_IS}")
+    return candidate
+
+
+def load(path: Path) -> Checkpoint:
+    """Read a checkpoint from its folder, JSON or weights file; one-line errors for every way it can be bad."""
+    meta_path = meta_path_of(path)
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -166,10 +166,17 @@ def download(data_dir: Path) -> None:
     try:
         for train in (True, False):
             torchvision.datasets.MNIST(str(data_dir), train=train, download=True)
-    except Exception as exc:  # network errors come in many types
+    except Exception as exc:  # network errors come in many types, often with many lines of mirror URLs
         raise MnistBenchError(
-            f"MNIST files not found in {raw_dir(data_dir)} and the download failed ({exc}): {HOW_TO_GET}"
+            f"MNIST files not found in {raw_dir(data_dir)} and the download failed ({_first_line(exc)}): {HOW_TO_GET}"
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """A one-line, URL-free reason: torchvision's errors list every mirror it tried."""
+    words = [w for w in (str(exc).strip().splitlines() or [""])[0].split() if "://" not in w]
+    text = " ".join(words).rstrip(":") or "no reason given"
+    return f"{type(exc).__name__}: {text[:160]}"
 
 
 def ensure_split(data_dir: Path, split: Split, *, verify: bool = True) -> MnistSplit:

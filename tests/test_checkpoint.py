@@ -77,3 +77,15 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "checkpoint.json").write_text("{}")
     with pytest.raises(MnistBenchError, match="not an mnist-bench checkpoint"):
         checkpoint.load(tmp_path)
+
+
+def test_any_part_of_a_checkpoint_loads(saved: tuple[Path, torch.nn.Module]) -> None:
+    folder = saved[0]
+    for part in (folder, folder / "checkpoint.json", folder / "model.pt"):
+        assert checkpoint.load(part).config == CONFIG
+
+
+def test_a_file_outside_a_checkpoint_says_what_a_checkpoint_is(tmp_path: Path) -> None:
+    (tmp_path / "digit.png").write_bytes(b"not a checkpoint")
+    with pytest.raises(MnistBenchError, match="is not part of a checkpoint.*folder with checkpoint.json and model.pt"):
+        checkpoint.load(tmp_path / "digit.png")

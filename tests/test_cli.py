@@ -82,6 +82,19 @@ def test_corrupt_data_names_the_file(tmp_path: Path, tiny_mnist: Path) -> None:
     assert "train-images-idx3-ubyte.gz is truncated" in result.stderr and result.stderr.count("\n") == 1
 
 
+def test_a_failed_start_leaves_no_study_and_an_old_one_as_it_was(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--study", "kept")).exit_code == 0
+    studies = f"sqlite:///{tmp_path / 'studies' / 'mnist-bench.db'}"
+    before = optuna.load_study(study_name="kept", storage=studies).trials
+    path = tiny_mnist / "MNIST/raw/train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    for name in ("kept", "fresh"):
+        result = runner.invoke(app, search_args(tmp_path, tiny_mnist, "--study", name, "--trials", "5"))
+        assert result.exit_code == 1 and "is truncated" in result.stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(studies)] == ["kept"]
+    assert optuna.load_study(study_name="kept", storage=studies).trials == before
+
+
 def test_unverified_toy_data_fails_the_checksum(tmp_path: Path, tiny_mnist: Path) -> None:
     args = [a for a in search_args(tmp_path, tiny_mnist) if a != "--no-verify"]
     result = runner.invoke(app, args)

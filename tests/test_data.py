@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import gzip
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -57,10 +59,36 @@ def test_wrong_magic_is_reported(tiny_mnist: Path) -> None:
         load_split(tiny_mnist, "test", verify=False)
 
 
-def test_missing_files_say_where_they_are_expected(tmp_path: Path) -> None:
-    # No network here, and torchvision is absent or offline: the error must guide the user.
-    with pytest.raises(MnistBenchError, match=r"MNIST/raw.*--data-dir"):
+@pytest.fixture
+def offline_torchvision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision that imports but cannot reach the network, failing as the real one does offline."""
+
+    def mnist(root: str, train: bool, download: bool) -> None:
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\n"
+            "Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got:\n<urlopen error [Errno -3] failure>\n"
+            "Tried http://yann.lecun.com/exdb/mnist/, got:\n<urlopen error [Errno -3] failure>"
+        )
+
+    fake = types.ModuleType("torchvision")
+    fake.datasets = types.SimpleNamespace(MNIST=mnist)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+
+
+@pytest.mark.parametrize("with_torchvision", [False, True])
+def test_missing_files_say_where_they_are_expected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_torchvision: bool, request: pytest.FixtureRequest
+) -> None:
+    # No network here; torchvision absent, or present and offline: one line that guides the user.
+    if with_torchvision:
+        request.getfixturevalue("offline_torchvision")
+    else:
+        monkeypatch.setitem(sys.modules, "torchvision", None)  # import fails, as where it is not installed
+    with pytest.raises(MnistBenchError, match=r"MNIST/raw.*--data-dir") as caught:
         ensure_split(tmp_path / "nowhere", "train")
+    message = str(caught.value)
+    assert "\n" not in message and "://" not in message
+    assert ("download failed (RuntimeError: Error downloading" in message) == with_torchvision
 
 
 def test_one_missing_file_is_named(tiny_mnist: Path) -> None:

@@ -31,7 +31,7 @@ from mnist_bench.cli.common import (
     make_console,
     runtime_from,
 )
-from mnist_bench.data import DeviceData, ensure_split
+from mnist_bench.data import DeviceData, ensure_split, validation_indices
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import sigint_as_event
@@ -138,12 +138,16 @@ def search(
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
     settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices))
-    # Open the storage and check the study before the (slower) data load.
-    optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
+    # Data and space are checked before the study is created: a failed start leaves no
+    # empty study behind. Several workers load their own copies; this one only checks.
+    split = ensure_split(data_dir, "train", verify=not no_verify)
     data = None
-    if len(worker_devices) == 1:  # in this process; several workers load their own copies
-        split = ensure_split(data_dir, "train", verify=not no_verify)
+    if len(worker_devices) == 1:  # in this process
         data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
+    else:
+        validation_indices(len(split), val_size)  # the same check, without the device copy
+    del split
+    optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
 
     console = make_console()
     if settings.multi_objective and pruner is not Pruner.none:
@@ -250,7 +254,8 @@ def report(
     folder = out or study_dir(studies_dir, "-vs-".join(names)) / "report"
     try:
         if len(studies) == 1:
-            result = write_study_report(studies[0], folder, storage_url=redact(url))
+            models = study_dir(studies_dir, names[0])
+            result = write_study_report(studies[0], folder, storage_url=redact(url), models_dir=models)
         else:
             result = write_comparison(studies, folder, target=target_acc)
     except OSError as exc:
@@ -258,4 +263,9 @@ def report(
     console = make_console()
     for name, why in result.missing.items():
         console.print(f"[yellow]{name} left out: {why}[/]")
-    console.print(f"Report written to {result.html} with {len(result.figures)} figure(s): {', '.join(result.figures)}")
+    console.print(
+        f"Report written to {result.html} with {len(result.figures)} figure(s): {', '.join(result.figures)}"
+        + (f"; {len(result.interactive)} interactive: {', '.join(result.interactive)}" if result.interactive else "")
+    )
+    if result.demo is not None:
+        console.print(f"Draw-a-digit page: {result.demo}")
