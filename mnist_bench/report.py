@@ -46,6 +46,8 @@ class Report:
     figures: dict[str, Path] = field(default_factory=dict)  # file name -> path
     missing: dict[str, str] = field(default_factory=dict)  # file name -> why it is not there
     html: Path | None = None
+    interactive: list[str] = field(default_factory=list)  # interactive figures on the page
+    demo: Path | None = None  # the draw-a-digit page, when the study has a retrained model
 
 
 def _figure(width: float = 8, height: float = 4.5) -> Figure:
@@ -233,16 +235,21 @@ h1 {{ font-size: 1.6rem; }} h2 {{ font-size: 1.2rem; margin-top: 2rem; border-bo
 table {{ border-collapse: collapse; font-size: 0.8rem; }} td, th {{ border: 1px solid #ccc; padding: 2px 6px; }}
 th {{ background: #f3f3f3; }} .scroll {{ overflow-x: auto; }} figure {{ margin: 1rem 0; }} img {{ max-width: 100%; }}
 figcaption {{ color: #555; font-size: 0.85rem; }} .missing {{ color: #a33; }}
-</style></head>
+.demo {{ font-size: 1.1rem; background: #eef4ff; padding: .6rem 1rem; border-radius: 6px; }}
+</style>{head}</head>
 <body>
 <h1>{title}</h1>
 {body}
 <script>
 // Lets a test (or a reader) see that every figure decoded: count the images with pixels.
+// The same for the interactive plots: a plot that rendered has plotly's SVG inside.
 window.addEventListener("load", () => {{
   const imgs = [...document.images];
   document.body.dataset.images = imgs.length;
   document.body.dataset.imagesLoaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  const plots = [...document.querySelectorAll(".plotly-graph-div")];
+  document.body.dataset.plots = plots.length;
+  document.body.dataset.plotsRendered = plots.filter(p => p.querySelector(".main-svg")).length;
 }});
 </script>
 </body></html>
@@ -278,17 +285,69 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     }
 
 
-def write_study_report(study: optuna.Study, folder: Path, *, storage_url: str) -> Report:
+def retrained_model(models_dir: Path) -> Path | None:
+    """The study's retrained checkpoint (``best --retrain``) with the best test accuracy, if any."""
+    from mnist_bench.checkpoint import META_FILE, load  # noqa: PLC0415
+
+    best: tuple[float, Path] | None = None
+    for meta in sorted(models_dir.glob(f"trial-*/{META_FILE}")):
+        try:
+            accuracy = float(load(meta).meta.get("test", {}).get("accuracy", 0.0))
+        except MnistBenchError:
+            continue  # a broken checkpoint is not offered
+        if best is None or accuracy > best[0]:
+            best = (accuracy, meta.parent)
+    return best[1] if best else None
+
+
+def _demo_link(models_dir: Path | None, folder: Path, report: Report) -> str:
+    """Write the draw-a-digit page beside the report when the study has a retrained model."""
+    from mnist_bench.checkpoint import load  # noqa: PLC0415
+    from mnist_bench.demo import DEMO_FILE, write_demo  # noqa: PLC0415
+
+    if models_dir is None:
+        return ""
+    model = retrained_model(models_dir)
+    if model is None:
+        report.missing[DEMO_FILE] = "no retrained model yet: run best --retrain for one"
+        return ""
+    report.demo = write_demo(load(model), folder / DEMO_FILE)
+    return (
+        f'<p class="demo"><a href="{DEMO_FILE}">Draw a digit</a> and watch the retrained model '
+        f"({html.escape(model.name)}) answer, in the browser, offline.</p>"
+    )
+
+
+def write_study_report(
+    study: optuna.Study, folder: Path, *, storage_url: str, models_dir: Path | None = None
+) -> Report:
+    """The study's page; ``models_dir`` (studies/<study>) is where retrained models are looked for."""
+    from mnist_bench.report_plots import INTERACTIVE, interactive_figures, plotly_script  # noqa: PLC0415
+
     report = build_figures(study, folder)
     frame = leaderboard(study, stored_space(study))
-    body = ["<h2>Settings and environment</h2>", _table(study_facts(study, storage_url)), "<h2>Figures</h2>"]
+    plots, plots_missing = interactive_figures(study)
+    report.interactive = list(plots)
+    body = [_demo_link(models_dir, folder, report)]
+    body += ["<h2>Settings and environment</h2>", _table(study_facts(study, storage_url))]
+    body += ["<h2>Interactive figures</h2>"]
+    body += [
+        f'<figure class="plot">{fragment}<figcaption>{html.escape(INTERACTIVE[key])}</figcaption></figure>'
+        for key, fragment in plots.items()
+    ]
+    body += [f'<p class="missing">{key} (interactive): {html.escape(why)}</p>' for key, why in plots_missing.items()]
+    body += ["<h2>Figures (PNG)</h2>"]
     body += [_img(path, FIGURES.get(name, PARETO_FIGURE)) for name, path in report.figures.items()]
     body += [f'<p class="missing">{html.escape(name)}: {html.escape(why)}</p>' for name, why in report.missing.items()]
     table = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
     body += ["<h2>Leaderboard</h2>", f'<div class="scroll">{table}</div>']
     report.html = folder / "index.html"
     report.html.write_text(
-        _PAGE.format(title=html.escape(f"mnist-bench study {study.study_name}"), body="\n".join(body))
+        _PAGE.format(
+            title=html.escape(f"mnist-bench study {study.study_name}"),
+            head=plotly_script() if plots else "",
+            body="\n".join(body),
+        )
     )
     return report
 
@@ -342,6 +401,6 @@ def write_comparison(studies: Sequence[optuna.Study], folder: Path, *, target: f
     ]
     report.html = folder / "index.html"
     names = " vs ".join(s.study_name for s in studies)
-    report.html.write_text(_PAGE.format(title=html.escape(f"mnist-bench: {names}"), body="\n".join(body)))
+    report.html.write_text(_PAGE.format(title=html.escape(f"mnist-bench: {names}"), head="", body="\n".join(body)))
     (folder / "compare.csv").write_text(frame.to_csv(index=False))
     return report

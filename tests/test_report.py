@@ -8,11 +8,13 @@ from pathlib import Path
 import optuna
 import pytest
 from PIL import Image
+from plotly.offline import get_plotlyjs
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
 from mnist_bench.report import FIGURES, pareto_mask, write_comparison, write_study_report
+from mnist_bench.report_plots import INTERACTIVE
 from mnist_bench.search import SearchSettings, run_search
 from mnist_bench.space import SearchSpace
 
@@ -34,9 +36,16 @@ def test_report_writes_every_figure_and_a_self_contained_page(tmp_path: Path, ti
             assert image.width > 300 and image.height > 200
     assert report.html is not None
     page = report.html.read_text()
-    assert page.count('src="data:image/png;base64,') == len(FIGURES)
-    assert not re.search(r'(src|href)="https?://', page)  # nothing fetched: opens offline
+    assert page.count('<img src="data:image/png;base64,') == len(FIGURES)
+    # Nothing fetched: opens offline (plotly.js's own text, inline, mentions its web site).
+    assert not re.search(r'(src|href)="https?://', page.replace(get_plotlyjs(), ""))
     assert "<table" in page and "Settings and environment" in page and "random" in page
+    # Interactive twins of the figures, plotly.js inline once, hover texts naming trials.
+    assert report.interactive == list(INTERACTIVE)
+    assert page.count('class="plotly-graph-div"') == len(INTERACTIVE)
+    assert page.count(get_plotlyjs()[:200]) == 1
+    complete = [t.number for t in study.trials if t.state.name == "COMPLETE"]
+    assert all(f"trial {n}\\u003cbr\\u003e" in page for n in complete)  # "<br>", JSON-escaped
 
 
 def test_report_on_a_study_without_finished_trials_says_what_is_missing(tmp_path: Path) -> None:
@@ -75,6 +84,14 @@ def test_report_cli_and_its_errors(tmp_path: Path, tiny_mnist: Path) -> None:
     assert runner.invoke(app, args).exit_code == 0
     ok = runner.invoke(app, ["report", "--studies-dir", str(tmp_path)])
     assert ok.exit_code == 0 and (tmp_path / "mnist-mlp" / "report" / "index.html").is_file()
+    assert "demo.html left out: no retrained model yet" in ok.stdout
+    retrain = ["best", "--retrain", "--epochs", "1", "--studies-dir", str(tmp_path), "--data-dir", str(tiny_mnist),
+               "--no-verify", "--device", "cpu"]  # fmt: skip
+    assert runner.invoke(app, retrain).exit_code == 0
+    linked = runner.invoke(app, ["report", "--studies-dir", str(tmp_path)])
+    assert linked.exit_code == 0 and "Draw-a-digit page:" in linked.stdout
+    page = (tmp_path / "mnist-mlp" / "report" / "index.html").read_text()
+    assert '<a href="demo.html">' in page and (tmp_path / "mnist-mlp" / "report" / "demo.html").is_file()
     missing = runner.invoke(app, ["report", "--study", "nope", "--studies-dir", str(tmp_path)])
     assert missing.exit_code == 1 and "studies there: mnist-mlp" in missing.stderr
     (tmp_path / "a-file").write_text("")
@@ -99,6 +116,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path, tiny_data: DeviceDa
     dom = subprocess.run([CHROMIUM, *HEADLESS, *profile, "--dump-dom", url], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert f'data-images-loaded="{len(FIGURES)}"' in dom.stdout, dom.stderr[-2000:]
+    assert f'data-plots-rendered="{len(INTERACTIVE)}"' in dom.stdout
     assert "<table" in dom.stdout
     shot = tmp_path / "page.png"
     subprocess.run([CHROMIUM, *HEADLESS, *profile, f"--screenshot={shot}", "--window-size=1200,2400", url],
@@ -121,4 +139,4 @@ def test_multi_objective_report_and_best(tmp_path: Path, tiny_mnist: Path) -> No
     report = runner.invoke(app, ["report", "--studies-dir", str(tmp_path)])
     assert report.exit_code == 0 and "pareto.png" in report.stdout
     page = (tmp_path / "mnist-mlp" / "report" / "index.html").read_text()
-    assert page.count("data:image/png") == len(FIGURES) + 1 and "Pareto front" in page
+    assert page.count('<img src="data:image/png') == len(FIGURES) + 1 and "Pareto front" in page

@@ -4,7 +4,12 @@
 registers its commands on that app when imported here.
 """
 
-from mnist_bench.cli import bench_command, model_commands, study_commands  # noqa: F401  (registers commands)
+from mnist_bench.cli import (  # noqa: F401  (importing registers the commands)
+    bench_command,
+    checkpoint_commands,
+    model_commands,
+    study_commands,
+)
 from mnist_bench.cli.common import app
 
 __all__ = ["app"]

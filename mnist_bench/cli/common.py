@@ -20,7 +20,10 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.train import Runtime
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
-COMMAND_ORDER = ("search", "leaderboard", "best", "train", "baselines", "predict", "evaluate", "bench")
+COMMAND_ORDER = (
+    "search", "leaderboard", "report", "best", "train", "baselines",
+    "predict", "evaluate", "demo", "export", "bench",
+)  # fmt: skip
 
 
 class _OneLineErrors(TyperGroup):
@@ -152,6 +155,10 @@ PrecisionOpt = Annotated[
 ]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (CUDA graphs on CUDA); eager otherwise.")
+]
+CheckpointPath = Annotated[
+    Path,
+    typer.Argument(metavar="CHECKPOINT", help="A checkpoint: its folder, its checkpoint.json or its model.pt."),
 ]
 NoVerify = Annotated[
     bool, typer.Option("--no-verify", help="Skip the MNIST checksum check (for other data in the same format).")

@@ -1,22 +1,18 @@
-"""Commands that make and use models: best, train, baselines, predict, evaluate."""
+"""Commands that make models: best, train, baselines."""
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mnist_bench import checkpoint
 from mnist_bench.baselines import BASELINES, Baseline, describe, run_baselines
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     Augment,
     AugmentOpt,
-    Background,
     CompileOpt,
     DataDir,
     Device,
@@ -36,17 +32,15 @@ from mnist_bench.cli.common import (
 )
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import TestData, evaluate, save_final, seeds_from, train_and_test
+from mnist_bench.evaluate import TestData, save_final, seeds_from, train_and_test
 from mnist_bench.leaderboard import leaderboard, study_dir
 from mnist_bench.model import ModelConfig
-from mnist_bench.predict import predict_files
 from mnist_bench.render import (
     baselines_table,
     confusion_table,
     key_value_table,
     leaderboard_table,
     per_class_table,
-    predictions_table,
     seeds_line,
 )
 from mnist_bench.search import (
@@ -273,50 +267,3 @@ def baselines(
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
         console.print(f"Written to {out}")
-
-
-@app.command()
-def predict(
-    checkpoint_path: Annotated[
-        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder or its checkpoint.json.")
-    ],
-    images: Annotated[list[Path], typer.Argument(metavar="IMAGE...", help="PNG/JPEG files, any size or mode.")],
-    background: Annotated[
-        Background, typer.Option(help="Image background: dark (like MNIST), light (ink on paper) or auto-detect.")
-    ] = Background.auto,
-    top: Annotated[int, typer.Option(help="Most likely digits shown per image.")] = 3,
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
-    """Classify image files with a saved checkpoint."""
-    if not 1 <= top <= 10:
-        raise MnistBenchError(f"--top {top}: must be between 1 and 10")
-    loaded = checkpoint.load(checkpoint_path)
-    rows = [p.to_dict() for p in predict_files(loaded.model, images, background=background.value, top=top)]
-    if json_output:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-    else:
-        make_console().print(predictions_table(rows))
-    failed = [row["file"] for row in rows if "error" in row]
-    if failed:
-        typer.echo(
-            f"Error: {len(failed)} of {len(rows)} image(s) could not be read: {', '.join(map(str, failed))}", err=True
-        )
-        raise typer.Exit(1)
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    checkpoint_path: Annotated[
-        Path, typer.Argument(metavar="CHECKPOINT", help="Checkpoint folder or its checkpoint.json.")
-    ],
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-    no_verify: NoVerify = False,
-) -> None:
-    """Re-score a checkpoint on the test set (on the CPU) and compare with the accuracy it stored."""
-    loaded = checkpoint.load(checkpoint_path)
-    data = TestData.load(data_dir, resolve_device("cpu"), verify=not no_verify)
-    measured = evaluate(loaded.model, data.device_data.x_eval, data.device_data.y_eval).accuracy
-    stored = loaded.meta.get("test", {}).get("accuracy")
-    make_console().print(f"{loaded.path}: test accuracy {measured:.4f} (stored {stored})")
-    if stored is not None and measured != stored:
-        raise MnistBenchError(f"measured test accuracy {measured} differs from the stored {stored}")
