@@ -19,7 +19,10 @@ Typer layer on top. One module per concept:
 - ``figures``: confusion-matrix and prediction-grid PNGs
 - ``baselines``: the networks MNIST tutorials write by hand
 - ``predict``: image files -> MNIST-style digits -> labels
+- ``demo``: a checkpoint as a self-contained draw-a-digit page (template ``demo_page.html``)
+- ``export``: a checkpoint as an ONNX model that takes raw pixels
 - ``bench`` and ``bench_suite``: timing primitives, and what ``mnist-bench bench`` runs
+- ``report`` and ``report_plots``: a study's HTML page, its PNG and interactive figures
 - ``render``: rich tables and lines for the CLI
 - ``device``: device choice and the environment recorded beside results
 - ``cli``: the Typer commands, one module per group of commands

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -52,7 +53,8 @@ def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
         level = quiet.level
         quiet.setLevel(logging.ERROR)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # deprecation notes from inside torch.export
                 torch.onnx.export(
                     model,
                     (example,),
