@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import warnings
 from collections import Counter
@@ -26,10 +27,11 @@ from mnist_bench import __version__
 from mnist_bench.bench import latency_ms
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.inflight import Slot, run_in_flight
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace, sample_config
 from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
-from mnist_bench.train import Runtime, TrainConfig, TrainResult, train
+from mnist_bench.train import Runtime, TrainConfig, Training, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2")
@@ -74,6 +76,7 @@ class SearchSettings:
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
+    parallel: int = 1  # trials in flight side by side in this process (inflight.py); 1: one at a time
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -87,6 +90,8 @@ class SearchSettings:
             raise MnistBenchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if self.timeout is not None and not self.timeout > 0:
             raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if self.parallel < 1:
+            raise MnistBenchError(f"--parallel {self.parallel}: must be at least 1")
         if self.heartbeat_s < 1:
             raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
@@ -111,12 +116,17 @@ def check_study_name(name: str) -> None:
         raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int | None, *, parallel: int = 1) -> optuna.samplers.BaseSampler:
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # Constant liar: trials still in flight count as bad ones, so trials asked for
+        # side by side spread out instead of repeating each other. (Off for one trial at
+        # a time, so such studies repeat those made before it existed.)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=parallel > 1)
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
@@ -144,7 +154,11 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         study_name=settings.study,
         storage=storage,
         # Workers seeded alike would propose the very same parameters: offset each one.
-        sampler=make_sampler(settings.sampler, None if settings.seed is None else settings.seed + settings.worker),
+        sampler=make_sampler(
+            settings.sampler,
+            None if settings.seed is None else settings.seed + settings.worker,
+            parallel=settings.parallel,
+        ),
         pruner=make_pruner("none" if settings.multi_objective else settings.pruner, settings.epochs),
         directions=[OBJECTIVES[o] for o in settings.objectives],
         load_if_exists=True,
@@ -245,22 +259,51 @@ def has_slot(study: optuna.Study, number: int, target: int) -> bool:
     return ahead < target
 
 
+def _prepare(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
+    """A new trial's config, with its training seed and device stored; SurplusTrial if the study is full."""
+    if not has_slot(trial.study, trial.number, settings.trials):
+        trial.set_user_attr("reason", SURPLUS)
+        raise SurplusTrial(SURPLUS)
+    # A retry of a stale trial comes with that trial's attributes, its seed among them.
+    if "train_seed" in trial.user_attrs:
+        seed = int(trial.user_attrs["train_seed"])
+    else:
+        seed = training_seed(settings.seed, trial.number)
+        trial.set_user_attr("train_seed", seed)
+    trial.set_user_attr("device", str(data.device))
+    return sample_config(trial, space, epochs=settings.epochs, seed=seed)
+
+
+def _failure(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+def _outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
+    """Record a finished training on its trial; its objective value(s), or TrialPruned."""
+    _record(trial, result)
+    if result.diverged:
+        trial.set_user_attr("reason", f"diverged: {result.diverged}")
+        raise optuna.TrialPruned(result.diverged)
+    if result.stopped_early:
+        trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
+        raise optuna.TrialPruned()
+    latency = latency_ms(result.model, data.device)
+    trial.set_user_attr("latency_ms", latency)
+    values = {"accuracy": result.best_acc, "latency": latency, "params": float(result.config.model.n_params)}
+    if not settings.multi_objective:
+        return result.best_acc
+    return tuple(values[o] for o in settings.objectives)  # type: ignore[return-value]
+
+
 def make_objective(
     settings: SearchSettings, space: SearchSpace, data: DeviceData, stop: StopFlag | None = None
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        if not has_slot(trial.study, trial.number, settings.trials):
-            trial.set_user_attr("reason", SURPLUS)
+        try:
+            config = _prepare(trial, settings, space, data)
+        except SurplusTrial:
             trial.study.stop()
-            raise SurplusTrial(SURPLUS)
-        # A retry of a stale trial comes with that trial's attributes, its seed among them.
-        if "train_seed" in trial.user_attrs:
-            seed = int(trial.user_attrs["train_seed"])
-        else:
-            seed = training_seed(settings.seed, trial.number)
-            trial.set_user_attr("train_seed", seed)
-        trial.set_user_attr("device", str(data.device))
-        config = sample_config(trial, space, epochs=settings.epochs, seed=seed)
+            raise
 
         def on_epoch(epoch: int, acc: float) -> bool:
             if settings.multi_objective:  # Optuna supports neither report nor pruning here
@@ -274,21 +317,9 @@ def make_objective(
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
-            trial.set_user_attr("reason", f"{type(exc).__name__}: {exc}".splitlines()[0][:200])
+            trial.set_user_attr("reason", _failure(exc))
             raise
-        _record(trial, result)
-        if result.diverged:
-            trial.set_user_attr("reason", f"diverged: {result.diverged}")
-            raise optuna.TrialPruned(result.diverged)
-        if result.stopped_early:
-            trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
-            raise optuna.TrialPruned()
-        latency = latency_ms(result.model, data.device)
-        trial.set_user_attr("latency_ms", latency)
-        values = {"accuracy": result.best_acc, "latency": latency, "params": float(config.model.n_params)}
-        if not settings.multi_objective:
-            return result.best_acc
-        return tuple(values[o] for o in settings.objectives)  # type: ignore[return-value]
+        return _outcome(trial, result, settings, data)
 
     return objective
 
@@ -335,6 +366,8 @@ def run_search(
     """
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
+    if settings.parallel > 1:
+        return run_search_in_flight(settings, space, data, on_trial=on_trial, study=study, stop=stop)
     objective = make_objective(settings, space, data, stop)
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
@@ -380,6 +413,128 @@ def run_search(
                 study = load_study(settings.study, storage)
             except MnistBenchError:
                 continue  # still down: the next pass waits again
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt("stop requested")
+    return SearchOutcome(
+        study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
+    )
+
+
+class _Heartbeats:
+    """Heartbeats for trials run through ask/tell (study.optimize beats for its own trial)."""
+
+    def __init__(self, study: optuna.Study, interval_s: float) -> None:
+        self.storage = study._storage
+        self.trial_ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.interval_s = interval_s
+        self.thread = threading.Thread(target=self._beat, name="heartbeats", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.interval_s):
+            with self.lock:
+                ids = list(self.trial_ids)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception:  # a storage hiccup: the next beat tries again
+                    pass
+
+    def __enter__(self) -> _Heartbeats:
+        if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage):
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+
+    def add(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trial_ids.add(trial._trial_id)
+        if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage):
+            self.storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trial_ids.discard(trial._trial_id)
+
+
+def run_search_in_flight(
+    settings: SearchSettings,
+    space: SearchSpace,
+    data: DeviceData,
+    *,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    study: optuna.Study,
+    stop: StopFlag | None = None,
+) -> SearchOutcome:
+    """``run_search`` with ``settings.parallel`` trials in flight side by side (see ``inflight``).
+
+    Trials are asked for, reported, pruned and told in a fixed order, one epoch per
+    round, so ``--seed`` repeats the study trial for trial on the same machine.
+    """
+    started = time.monotonic()
+    budget = max(settings.trials - n_finished(study), 0)
+    asked = 0
+    cuda = data.device.type == "cuda"
+
+    def told(trial: optuna.Trial, frozen: FrozenTrial) -> None:
+        beats.remove(trial)
+        if on_trial is not None:
+            on_trial(study, frozen)
+
+    def fail(trial: optuna.Trial, reason: str) -> None:
+        trial.set_user_attr("reason", reason)
+        told(trial, study.tell(trial, state=TrialState.FAIL))
+
+    def start(_slot: int) -> tuple[Training, optuna.Trial] | None:
+        nonlocal asked
+        while asked < budget and not (stop is not None and stop.is_set()):
+            if settings.timeout is not None and time.monotonic() - started >= settings.timeout:
+                return None
+            if n_underway(study) >= settings.trials:
+                return None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... with Study.optimize": _Heartbeats beats
+                trial = study.ask()
+            asked += 1
+            beats.add(trial)
+            try:
+                config = _prepare(trial, settings, space, data)
+            except SurplusTrial:
+                told(trial, study.tell(trial, state=TrialState.FAIL))
+                return None
+            try:
+                stream = torch.cuda.Stream(data.device) if cuda else None
+                return Training(config, data, stop=stop, runtime=settings.runtime, stream=stream), trial
+            except Exception as exc:  # e.g. no memory left for its weights: it fails alone
+                fail(trial, _failure(exc))
+        return None
+
+    def judge(slot: Slot[optuna.Trial]) -> bool:
+        trial, run = slot.tag, slot.training
+        if slot.error is not None:
+            fail(trial, _failure(slot.error))
+            return True
+        if run.diverged is None and slot.last_acc is not None and not settings.multi_objective:
+            trial.report(slot.last_acc, run.epoch)
+            if trial.should_prune():
+                run.stop_early()
+        if not run.done:
+            return False
+        try:
+            frozen = study.tell(trial, _outcome(trial, run.result(), settings, data))
+        except optuna.TrialPruned:
+            frozen = study.tell(trial, state=TrialState.PRUNED)
+        told(trial, frozen)
+        return True
+
+    def abandon(slot: Slot[optuna.Trial]) -> None:
+        fail(slot.tag, "interrupted (SIGINT) during training")
+
+    with _Heartbeats(study, settings.heartbeat_s) as beats:
+        ran = run_in_flight(settings.parallel, start, judge, abandon, threads=cuda)
     if stop is not None and stop.is_set():
         raise KeyboardInterrupt("stop requested")
     return SearchOutcome(

@@ -7,6 +7,7 @@ epoch's evaluation accuracy and answers whether to stop (pruning).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -239,6 +240,109 @@ def make_step(
     return step
 
 
+class Training:
+    """One configuration being trained, an epoch at a time.
+
+    ``train`` drives it to the end; the scheduler of trials in flight (``inflight``)
+    drives several side by side, one epoch each per round. On CUDA it may be given its
+    own stream, so that the kernels of several trainings overlap.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: DeviceData,
+        *,
+        score_epochs: bool = True,
+        stop: StopFlag | None = None,
+        runtime: Runtime | None = None,
+        stream: torch.cuda.Stream | None = None,
+    ) -> None:
+        self.config, self.data, self.score_epochs, self.stop, self.stream = config, data, score_epochs, stop, stream
+        device = data.device
+        with self._on_stream():
+            self.model = seeded_model(config, device)
+            self.optimizer = make_optimizer(config, self.model, device)
+            self.step = make_step(self.model, self.optimizer, runtime or Runtime(), device, config)
+            self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
+        self.schedule = make_schedule(config, self.optimizer, self.steps_per_epoch)
+        self.eval_acc: list[float] = []
+        self.train_loss: list[float] = []
+        self.train_time = 0.0
+        self.samples = 0
+        self.stopped = False  # stop_early() was called before the last epoch
+        self.diverged: str | None = None
+
+    def _on_stream(self) -> contextlib.AbstractContextManager[object]:
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    @property
+    def epoch(self) -> int:
+        """Epochs run so far."""
+        return len(self.train_loss)
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.diverged is not None or self.epoch >= self.config.epochs
+
+    def run_epoch(self) -> float | None:
+        """Train one epoch; returns its evaluation accuracy (None when not scoring). One host sync."""
+        device, config = self.data.device, self.config
+        x, y = self.data.x_train, self.data.y_train
+        n, bs = x.shape[0], config.batch_size
+        with self._on_stream():
+            if self.stream is not None:
+                self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
+            self.model.train()
+            self._sync()
+            start = time.perf_counter()
+            perm = torch.randperm(n, device=device, generator=self.generator)
+            # Summed on the device and read once per epoch: no .item() per batch.
+            loss_sum = torch.zeros((), device=device)
+            for i in range(0, n, bs):
+                if self.stop is not None and self.stop.is_set():  # a Python flag: no device sync
+                    raise KeyboardInterrupt("stop requested")
+                idx = perm[i : i + bs]
+                loss_sum += self.step(augment_batch(x[idx], config.augment, self.generator), y[idx])
+                if self.schedule is not None:
+                    self.schedule.step()
+            self._sync()
+            self.train_time += time.perf_counter() - start
+            self.samples += n
+            mean_loss = loss_sum.item() / self.steps_per_epoch
+            self.train_loss.append(mean_loss)
+            acc = accuracy(self.model, self.data.x_eval, self.data.y_eval) if self.score_epochs else None
+        if acc is not None:
+            self.eval_acc.append(acc)
+        if not math.isfinite(mean_loss):
+            self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
+        return acc
+
+    def _sync(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        else:
+            sync(self.data.device)
+
+    def stop_early(self) -> None:
+        """Pruned: no more epochs."""
+        if self.epoch < self.config.epochs:
+            self.stopped = True
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            config=self.config,
+            eval_acc=tuple(self.eval_acc),
+            train_loss=tuple(self.train_loss),
+            train_time_s=self.train_time,
+            samples_seen=self.samples,
+            stopped_early=self.stopped,
+            diverged=self.diverged,
+            model=self.model,
+        )
+
+
 def train(
     config: TrainConfig,
     data: DeviceData,
@@ -254,57 +358,9 @@ def train(
     on the full training set does not look at the test images until it is done.
     ``stop``, once set (by Ctrl-C), raises KeyboardInterrupt at the next batch boundary.
     """
-    device = data.device
-    model = seeded_model(config, device)
-    optimizer = make_optimizer(config, model, device)
-    step = make_step(model, optimizer, runtime or Runtime(), device, config)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    x, y = data.x_train, data.y_train
-    n, bs = x.shape[0], config.batch_size
-    schedule = make_schedule(config, optimizer, math.ceil(n / bs))
-
-    eval_acc: list[float] = []
-    train_loss: list[float] = []
-    train_time = 0.0
-    samples = 0
-    stopped = False
-    diverged = None
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        sync(device)
-        start = time.perf_counter()
-        perm = torch.randperm(n, device=device, generator=generator)
-        # Summed on the device and read once per epoch: no .item() per batch.
-        loss_sum = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            if stop is not None and stop.is_set():  # a Python flag: no device sync
-                raise KeyboardInterrupt("stop requested")
-            idx = perm[i : i + bs]
-            loss_sum += step(augment_batch(x[idx], config.augment, generator), y[idx])
-            if schedule is not None:
-                schedule.step()
-        sync(device)
-        train_time += time.perf_counter() - start
-        samples += n
-
-        mean_loss = loss_sum.item() / math.ceil(n / bs)
-        train_loss.append(mean_loss)
-        if score_epochs:
-            eval_acc.append(accuracy(model, data.x_eval, data.y_eval))
-        if not math.isfinite(mean_loss):
-            diverged = f"training loss became {mean_loss} in epoch {epoch}"
-            break
-        if score_epochs and on_epoch is not None and on_epoch(epoch, eval_acc[-1]) and epoch < config.epochs:
-            stopped = True
-            break
-
-    return TrainResult(
-        config=config,
-        eval_acc=tuple(eval_acc),
-        train_loss=tuple(train_loss),
-        train_time_s=train_time,
-        samples_seen=samples,
-        stopped_early=stopped,
-        diverged=diverged,
-        model=model,
-    )
+    run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
+    while not run.done:
+        acc = run.run_epoch()
+        if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
+            run.stop_early()
+    return run.result()

@@ -163,9 +163,11 @@ def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: floa
     raise AssertionError("no trial started running")
 
 
-def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mnist: Path) -> None:
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mnist: Path, parallel: str) -> None:
     storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
-    process = subprocess.Popen(search_command(tmp_path, tiny_mnist), stdout=subprocess.PIPE, text=True)
+    command = search_command(tmp_path, tiny_mnist, "--parallel", parallel)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     killed = wait_for_running(storage, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -173,7 +175,7 @@ def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mni
     assert study.trials[killed].state == TrialState.RUNNING  # left behind, as a crash leaves it
     time.sleep(4)  # past the grace period: 3 heartbeats of 1 s
 
-    rerun = subprocess.run(search_command(tmp_path, tiny_mnist), capture_output=True, text=True)
+    rerun = subprocess.run(command, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="mnist-mlp", storage=storage)
     assert study.trials[killed].state == TrialState.FAIL
@@ -185,11 +187,13 @@ def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mni
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_sigint_stops_cleanly_and_the_study_resumes(tmp_path: Path, tiny_mnist: Path, workers: str) -> None:
+@pytest.mark.parametrize("workers, parallel", [("1", "1"), ("2", "1"), ("1", "2")])
+def test_sigint_stops_cleanly_and_the_study_resumes(
+    tmp_path: Path, tiny_mnist: Path, workers: str, parallel: str
+) -> None:
     storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
     process = subprocess.Popen(
-        search_command(tmp_path, tiny_mnist, "--workers", workers),
+        search_command(tmp_path, tiny_mnist, "--workers", workers, "--parallel", parallel),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -34,8 +34,10 @@ from mnist_bench.cli.common import (
 from mnist_bench.data import DeviceData, ensure_split, validation_indices
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.inflight import parse_parallel
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
+from mnist_bench.packing import trial_bytes
 from mnist_bench.render import (
     counts_line,
     leaderboard_table,
@@ -95,6 +97,14 @@ def search(
             "and the CPU cores allow (at most 8 per device)."
         ),
     ] = "1",
+    parallel: Annotated[
+        str,
+        typer.Option(
+            help="Trials in flight side by side in each process, each with its own model, optimizer and "
+            "CUDA stream, one epoch per round (deterministic with --seed); auto: 1 on a CPU, on a GPU as many "
+            "as free memory allows (at most 16). Combines with --workers: K trials in each worker."
+        ),
+    ] = "1",
     devices: Annotated[
         str | None,
         typer.Option(
@@ -137,7 +147,13 @@ def search(
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
-    settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices))
+    try:
+        in_flight = parse_parallel(
+            parallel, resolve_device(worker_devices[0]), largest_trial_bytes=trial_bytes(search_space, 0, 0)
+        )
+    except MnistBenchError as exc:  # a malformed count is a command-line error: exit 2
+        raise typer.BadParameter(str(exc).removeprefix(f"--parallel {parallel!r}: "), param_hint="--parallel") from None
+    settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices), parallel=in_flight)
     # Data and space are checked before the study is created: a failed start leaves no
     # empty study behind. Several workers load their own copies; this one only checks.
     split = ensure_split(data_dir, "train", verify=not no_verify)
@@ -156,6 +172,8 @@ def search(
         console.print(auto_line)
     n_workers = len(worker_devices)
     where = worker_devices[0] if n_workers == 1 else f"{n_workers} workers on {', '.join(sorted(set(worker_devices)))}"
+    if in_flight > 1:
+        where += f", {in_flight} trials side by side" + (" in each" if n_workers > 1 else "")
     console.print(
         f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
         f"target {trials} finished; training on {where}, {epochs} epoch(s) max."

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from mnist_bench.cli import app
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.inflight import Slot, parse_parallel, run_in_flight
+from mnist_bench.model import ModelConfig
+from mnist_bench.search import SearchSettings, run_search, trial_config
+from mnist_bench.space import SearchSpace
+from mnist_bench.train import TrainConfig, Training, train
+
+SMALL = SearchSpace(depth=(1, 2), width=(8, 48), batch_sizes=(32, 64))
+CPU = torch.device("cpu")
+
+
+def configs(n: int) -> list[TrainConfig]:
+    return [
+        TrainConfig(ModelConfig((16 + 8 * i,)), "sgd" if i % 2 else "adam", 0.05 if i % 2 else 1e-3,
+                    momentum=0.9 if i % 2 else 0.0, batch_size=32, epochs=2 + i % 3, seed=i)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+class Broken(Training):
+    """A training whose second epoch fails, as one that runs out of memory does."""
+
+    def run_epoch(self) -> float | None:
+        if self.epoch == 1:
+            raise RuntimeError("CUDA out of memory (stand-in)\nsecond line")
+        return super().run_epoch()
+
+
+def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceData) -> None:
+    todo = configs(5)
+    finished: dict[int, tuple[Training, str | None]] = {}
+    order: list[int] = []
+
+    def start(_slot: int) -> tuple[Training, int] | None:
+        if not todo:
+            return None
+        config = todo.pop(0)
+        kind = Broken if config.seed == 2 else Training
+        return kind(config, tiny_data), config.seed
+
+    def judge(slot: Slot[int]) -> bool:
+        order.append(slot.tag)
+        if slot.error is not None or slot.training.done:
+            finished[slot.tag] = (slot.training, None if slot.error is None else str(slot.error))
+            return True
+        return False
+
+    assert run_in_flight(3, start, judge, lambda slot: None) == 5
+    assert order[:3] == [0, 1, 2]  # judged in slot order, round by round
+    assert finished[2][1] is not None and "out of memory" in finished[2][1]  # failed alone
+    for config in configs(5):
+        if config.seed == 2:
+            continue
+        alone = train(config, tiny_data)
+        together = finished[config.seed][0]
+        assert together.eval_acc == list(alone.eval_acc) and together.train_loss == list(alone.train_loss)
+        for a, b in zip(alone.model.parameters(), together.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_parallel_option_values() -> None:
+    assert parse_parallel("4", CPU) == 4 and parse_parallel("auto", CPU) == 1
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(MnistBenchError, match="--parallel"):
+            parse_parallel(bad, CPU)
+
+
+def settings(tmp_path: Path, name: str, **extra: object) -> SearchSettings:
+    values: dict[str, object] = dict(study=name, storage=f"sqlite:///{tmp_path / 's.db'}", trials=7, epochs=3, seed=0,
+                                     val_size=100, parallel=3)  # fmt: skip
+    values.update(extra)
+    return SearchSettings(**values)  # type: ignore[arg-type]
+
+
+def test_search_in_flight_is_exact_repeatable_and_trains_each_trial_as_alone(
+    tmp_path: Path, tiny_data: DeviceData
+) -> None:
+    first = run_search(settings(tmp_path, "a"), SMALL, tiny_data).study
+    again = run_search(settings(tmp_path, "b"), SMALL, tiny_data).study
+    finished = first.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(first.trials) == len(finished) == 7  # --trials is an exact total
+    assert [(t.params, t.state, t.user_attrs["val_acc"]) for t in first.trials] == [
+        (t.params, t.state, t.user_attrs["val_acc"]) for t in again.trials
+    ]  # --seed repeats the study trial for trial
+    for trial in first.get_trials(states=(TrialState.COMPLETE,)):
+        alone = train(trial_config(first, trial, epochs=3), tiny_data)
+        assert list(alone.eval_acc) == trial.user_attrs["val_acc"]
+    assert all(t.user_attrs["device"] == "cpu" for t in first.trials)
+
+
+def test_diverging_trials_in_flight_are_pruned_alone(tmp_path: Path, tiny_data: DeviceData) -> None:
+    wild = SearchSpace(depth=(1, 1), width=(8, 16), optimizers=("sgd",), sgd_lr=(1e4, 1e5), batch_sizes=(32,))
+    study = run_search(settings(tmp_path, "wild", trials=4), wild, tiny_data).study
+    assert all(t.state == TrialState.PRUNED for t in study.trials) and len(study.trials) == 4
+    assert all(t.user_attrs["reason"].startswith("diverged") for t in study.trials)
+
+
+class StopAfter:
+    """A stop flag that turns on after ``n`` looks: the trainer looks once per batch."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_interrupt_fails_what_was_in_flight_and_the_study_resumes(tmp_path: Path, tiny_data: DeviceData) -> None:
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of the second round's epochs
+        run_search(settings(tmp_path, "int"), SMALL, tiny_data, stop=StopAfter(50))
+    study = optuna.load_study(study_name="int", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 3 and all(t.user_attrs["reason"].startswith("interrupted") for t in failed)
+    outcome = run_search(settings(tmp_path, "int"), SMALL, tiny_data)
+    assert outcome.finished == 7
+
+
+def test_cli_parallel(tmp_path: Path, tiny_mnist: Path) -> None:
+    (tmp_path / "s.toml").write_text("depth = [1, 1]\nwidth = [8, 16]\nbatch_sizes = [64]\n")
+    args = ["search", "--trials", "4", "--epochs", "2", "--val-size", "100", "--space", str(tmp_path / "s.toml"),
+            "--data-dir", str(tiny_mnist), "--no-verify", "--studies-dir", str(tmp_path),
+            "--device", "cpu"]  # fmt: skip
+    runner = CliRunner()
+    ok = runner.invoke(app, [*args, "--parallel", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "2 trials side by side" in ok.stdout and "4/4 finished" in ok.stdout
+    for bad in ("0", "-3"):
+        result = runner.invoke(app, [*args, "--parallel", bad, "--study", "other"])
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1
+        assert result.stderr.startswith("Error: Invalid value for --parallel")
