@@ -5,7 +5,9 @@ Typer layer on top. One module per concept:
 
 - ``data``: MNIST files -> checked uint8 tensors -> normalized tensors on a device
 - ``model``: the MLP and its frozen ``ModelConfig``
-- ``train``: the trainer, its frozen ``TrainConfig`` and ``Runtime`` (precision, compile)
+- ``train``: the trainer (``Training``, an epoch at a time), its frozen ``TrainConfig`` and
+  ``Runtime`` (precision, compile)
+- ``inflight``: K trainings side by side in one process (``search --parallel``), a fixed schedule
 - ``space``: the search space (studies/*.toml) and the one trial -> config function
 - ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
