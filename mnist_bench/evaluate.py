@@ -15,7 +15,8 @@ from torch import nn
 
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.train import Runtime, TrainConfig, TrainResult, predict_logits, train
+from mnist_bench.inflight import Slot, run_in_flight
+from mnist_bench.train import Runtime, TrainConfig, Training, TrainResult, predict_logits
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,33 @@ def seeds_from(first: int, count: int) -> list[int]:
 def train_and_test(
     config: TrainConfig, data: DeviceData, seeds: list[int], *, runtime: Runtime | None = None
 ) -> FinalReport:
-    """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``."""
+    """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``.
+
+    On a GPU the seeds train side by side (``inflight``: a stream and thread each); on a
+    CPU one after the other. Each seed trains the same either way.
+    """
+    cuda = data.device.type == "cuda"
+    todo = list(seeds)
+    done: dict[int, TrainResult] = {}
+
+    def start(_slot: int) -> tuple[Training, int] | None:
+        if not todo:
+            return None
+        seed = todo.pop(0)
+        stream = torch.cuda.Stream(data.device) if cuda else None
+        return Training(replace(config, seed=seed), data, score_epochs=False, runtime=runtime, stream=stream), seed
+
+    def judge(slot: Slot[int]) -> bool:
+        if slot.error is not None:
+            raise slot.error
+        if slot.training.done:
+            done[slot.tag] = slot.training.result()
+        return slot.training.done
+
+    run_in_flight(len(seeds) if cuda else 1, start, judge, lambda slot: None, threads=cuda)
     runs = []
     for seed in seeds:
-        result = train(replace(config, seed=seed), data, score_epochs=False, runtime=runtime)
+        result = done[seed]
         if result.diverged:
             raise MnistBenchError(f"{config.model.layers} with seed {seed} diverged: {result.diverged}")
         runs.append(FinalRun(result, evaluate(result.model, data.x_eval, data.y_eval)))

@@ -7,7 +7,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.evaluate import evaluate, seeds_from, train_and_test
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import TrainConfig
+from mnist_bench.train import TrainConfig, train
 
 CONFIG = TrainConfig(ModelConfig((32,)), "adam", 3e-3, batch_size=32, epochs=3)
 
@@ -33,6 +33,10 @@ def test_seeds_give_mean_and_spread(tiny_data: DeviceData) -> None:
     # Final training does not look at the evaluation images between epochs.
     assert all(run.result.eval_acc == () for run in report.runs)
     assert report.runs[0].result.epochs_run == 3
+    # Each seed trains what it would alone (on a GPU the seeds train side by side).
+    for run in report.runs:
+        alone = train(run.result.config, tiny_data, score_epochs=False)
+        assert alone.train_loss == run.result.train_loss
 
 
 def test_zero_seeds_rejected() -> None:
