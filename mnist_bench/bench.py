@@ -3,16 +3,18 @@
 Method (airbench's habits): every timed region is preceded by untimed warm-up steps,
 the device is synchronized before and after it, each figure is the median of several
 repeats with its min and max, and every row carries the device, versions and CPU count.
-The step timed is the trainer's own (``train.make_step``), so the figures are the
-search's and ``train``'s, not a lookalike's.
+The loop timed is the trainer's own (``Training``'s runner: a replayed CUDA graph on a
+GPU, eager steps on a CPU), so the figures are the search's and ``train``'s, not a
+lookalike's. The floor is the hardware's: a step's FLOPs at the measured matmul rate or
+its bytes at the measured copy bandwidth, whichever takes longer.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.device import environment
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import Runtime, TrainConfig, make_optimizer, make_step, seeded_model, sync
+from mnist_bench.train import Runtime, TrainConfig, Training, make_optimizer, seeded_model, sync
 
 # The networks MNIST tutorials use, plus the wide one of the accuracy issue.
 NETWORKS = ("784-128-64-10", "784-128-10", "784-500-10", "784-256-128-64-32-10", "784-1024-1024-10")
@@ -76,41 +78,84 @@ def adam_config(layers: str, batch_size: int) -> TrainConfig:
     return TrainConfig(ModelConfig.parse(layers), "adam", 1e-3, batch_size=batch_size, epochs=1)
 
 
+def _subset(data: DeviceData, n: int) -> DeviceData:
+    """``n`` training images (a timed run's worth; repeated if there are fewer), the same evaluation split."""
+    index = torch.arange(n, device=data.device) % data.x_train.shape[0]
+    return DeviceData(data.x_train[index], data.y_train[index], data.x_eval, data.y_eval)
+
+
 def trainer_throughput(
     config: TrainConfig, data: DeviceData, runtime: Runtime, *, steps: int, repeats: int, warmup: int
 ) -> dict[str, Any]:
-    """Samples/s of the project's training step on device-resident data."""
+    """Samples/s of the trainer's own epoch loop (graphed on CUDA unless ``runtime.graphs`` is off).
+
+    Each timed repeat is one pass over ``steps`` full batches of device-resident images,
+    through the very runner ``search`` and ``train`` use.
+    """
     device = data.device
     _reset_peak(device)
-    model = seeded_model(config, device)
-    step = make_step(model, make_optimizer(config, model, device), runtime, device)
-    n, bs = data.x_train.shape[0], config.batch_size
+    bs = config.batch_size
+    n = steps * bs
+    training = Training(config, _subset(data, n), score_epochs=False, runtime=runtime)
     generator = torch.Generator(device=device).manual_seed(0)
-    batches: Iterator[torch.Tensor] = iter(())
-
-    def next_batch() -> torch.Tensor:
-        nonlocal batches
-        idx = next(batches, None)
-        if idx is None or idx.shape[0] < bs:
-            perm = torch.randperm(n, device=device, generator=generator)
-            batches = iter(perm.split(bs))
-            idx = next(batches)
-        return idx
+    assert training.runner is not None
+    runner = training.runner
 
     def run() -> None:
-        for _ in range(steps):
-            idx = next_batch()
-            step(data.x_train[idx], data.y_train[idx])
+        perm = torch.randperm(n, device=device, generator=generator)
+        runner.epoch(training.data.x_train, training.data.y_train, perm, lambda: False)
 
-    timing = timed(run, device, warmup=max(1, warmup // steps), repeats=repeats)
-    rate = timing.rate(steps * bs)
+    timing = timed(run, device, warmup=max(1, warmup // (n // bs)), repeats=repeats)
+    rate = timing.rate(n)
     return {
         "samples_per_s": rate["median"],
         "samples_per_s_min": rate["min"],
         "samples_per_s_max": rate["max"],
-        "step_ms": timing.median / steps * 1e3,
-        "epoch_s": n / rate["median"],
+        "step_ms": timing.median / (n // bs) * 1e3,
+        "epoch_s": data.x_train.shape[0] / rate["median"],
         "peak_mem_mb": _peak_memory_mb(device),
+        "step": "graphed" if training.graphed else "eager",
+        "eager_reason": training.eager_reason or "",
+    }
+
+
+def inflight_throughput(
+    layers: str, batch_size: int, k: int, data: DeviceData, *, steps: int, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """K trainings of ``layers`` side by side, as ``search --parallel K`` runs them: aggregate samples/s.
+
+    On CUDA each has its own stream and thread (and graph); on a CPU they take turns, as
+    the search does there. A timed repeat is one round: an epoch of ``steps`` batches each.
+    """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    device = data.device
+    n = steps * batch_size
+    subset = _subset(data, n)
+    cuda = device.type == "cuda"
+    trainings = [
+        Training(replace(adam_config(layers, batch_size), seed=i, epochs=10**6), subset, score_epochs=False,
+                 stream=torch.cuda.Stream(device) if cuda else None)
+        for i in range(k)
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=k) as pool:
+
+        def one_round() -> None:
+            if cuda and k > 1:
+                for future in [pool.submit(t.run_epoch) for t in trainings]:
+                    future.result()
+            else:
+                for t in trainings:
+                    t.run_epoch()
+
+        timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
+    rate = timing.rate(k * n)
+    return {
+        "samples_per_s": rate["median"],
+        "per_trial_samples_per_s": rate["median"] / k,
+        "samples_per_s_min": rate["min"],
+        "samples_per_s_max": rate["max"],
+        "step": "graphed" if all(t.graphed for t in trainings) else "eager",
     }
 
 
@@ -215,24 +260,55 @@ def latency_ms(model: torch.nn.Module, device: torch.device, *, repeats: int = 5
 
 
 def matmul_flops(device: torch.device, *, size: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
-    """The device's measured dense matmul rate (FLOP/s): the floor's denominator."""
+    """The device's measured dense matmul rate (FLOP/s): the floor's compute term."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     timing = timed(lambda: a @ b, device, warmup=3, repeats=repeats)
     return 2 * size**3 / timing.median
 
 
+def copy_bandwidth(device: torch.device, *, megabytes: int, repeats: int) -> float:
+    """The device's measured memory bandwidth (bytes/s, read plus write of one large copy): the memory term."""
+    src = torch.empty(megabytes * 2**20 // 4, device=device, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    timing = timed(lambda: dst.copy_(src), device, warmup=3, repeats=repeats)
+    return 2 * src.numel() * 4 / timing.median
+
+
+def _sizes(layers: str) -> tuple[int, ...]:
+    return (784, *ModelConfig.parse(layers).hidden, 10)
+
+
 def train_flops_per_sample(layers: str) -> int:
     """Forward 2 FLOPs per weight, backward twice that: 6 per weight per sample."""
-    sizes = (784, *ModelConfig.parse(layers).hidden, 10)
-    return 6 * sum(a * b for a, b in pairwise(sizes))
+    return 6 * sum(a * b for a, b in pairwise(_sizes(layers)))
 
 
-def floor_row(layers: str, batch_size: int, flops_per_s: float, launch_s: float) -> dict[str, float]:
-    """The fastest a step could be: its FLOPs at the measured matmul rate, or the launch overhead."""
+def train_bytes_per_step(layers: str, batch_size: int) -> int:
+    """Least memory traffic of an Adam step in float32, assuming nothing stays in cache.
+
+    Weights: read in forward, read again and gradients written in backward, then Adam
+    reads weight, gradient and two moments and writes weight and moments: 10 accesses of
+    4 bytes. Activations: each layer's output written in forward and read in backward,
+    its gradient written and read: 4 accesses. The batch gathered from the data: read
+    and written once.
+    """
+    sizes = _sizes(layers)
+    weights = sum(a * b + b for a, b in pairwise(sizes))
+    activations = batch_size * sum(sizes[1:])
+    return 4 * (10 * weights + 4 * activations + 2 * batch_size * sizes[0])
+
+
+def floor_row(layers: str, batch_size: int, flops_per_s: float, bytes_per_s: float) -> dict[str, Any]:
+    """The fastest the hardware could run a step: its FLOPs at the matmul rate or its bytes at the bandwidth."""
     compute_s = train_flops_per_sample(layers) * batch_size / flops_per_s
-    step_s = max(compute_s, launch_s)
-    return {"floor_samples_per_s": batch_size / step_s, "floor_step_ms": step_s * 1e3}
+    memory_s = train_bytes_per_step(layers, batch_size) / bytes_per_s
+    step_s = max(compute_s, memory_s)
+    return {
+        "floor_samples_per_s": batch_size / step_s,
+        "floor_step_ms": step_s * 1e3,
+        "bound": "compute" if compute_s >= memory_s else "memory",
+    }
 
 
 def environment_row(device: torch.device) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """What `mnist-bench bench` runs, and the files it writes.
 
 Sections, each a DataFrame:
-- floor: the device's measured matmul rate and per-step launch overhead;
+- floor: the device's measured matmul rate and copy bandwidth (the hardware's floor);
 - training: samples/s and epoch time of the trainer for each network and batch size,
-  beside the floor those imply;
+  beside the floor those imply (FLOPs at the matmul rate, bytes at the bandwidth); on
+  CUDA both as graphed steps (the default) and eager ones;
+- inflight: K trials of one small net side by side in one process (``search --parallel``),
+  aggregate and per-trial samples/s;
 - classic: the tutorial DataLoader pipeline against the trainer, same network and batch;
 - runtime: eager vs compiled, fp32 vs tf32 vs bf16, where the device has them;
 - inference: one-image latency (median, p99) and large-batch throughput;
@@ -30,9 +33,11 @@ from mnist_bench.bench import (
     NETWORKS,
     adam_config,
     classic_throughput,
+    copy_bandwidth,
     environment_row,
     floor_row,
     inference,
+    inflight_throughput,
     matmul_flops,
     train_flops_per_sample,
     trainer_throughput,
@@ -44,7 +49,7 @@ from mnist_bench.model import ModelConfig
 from mnist_bench.packing import packing_gain, process_throughput, stacked_throughput
 from mnist_bench.train import PRECISIONS, Runtime
 
-SECTIONS = ("floor", "training", "classic", "runtime", "inference", "packing", "search")
+SECTIONS = ("floor", "training", "inflight", "classic", "runtime", "inference", "packing", "search")
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class BenchSettings:
     precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
     compile: bool = True  # include torch.compile rows in the runtime section
     workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent trials on the device (packing, search)
+    inflight: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # trials side by side in one process
     packing_network: str = "784-128-10"  # the tutorial net: small trials are what packing is for
     packing_batch_size: int = 64
     search_trials: int = 8  # trials per search-throughput run
@@ -75,7 +81,7 @@ class BenchSettings:
         for bs in (*self.batch_sizes, *self.classic_batch_sizes, self.packing_batch_size):
             if bs < 1:
                 raise MnistBenchError(f"batch size {bs}: must be at least 1")
-        if min(self.steps, self.repeats) < 1 or min(self.workers, default=1) < 1:
+        if min(self.steps, self.repeats) < 1 or min((*self.workers, *self.inflight), default=1) < 1:
             raise MnistBenchError("steps, repeats and workers must be at least 1")
 
     @classmethod
@@ -90,6 +96,7 @@ class BenchSettings:
             precisions=("fp32", "bf16"),
             compile=False,
             workers=(1, 2),
+            inflight=(1, 2),
             search_trials=2,
             search_epochs=1,
             matmul_size=1024,
@@ -99,11 +106,10 @@ class BenchSettings:
 Log = Callable[[str], None]
 
 
-def _floor(device: torch.device, settings: BenchSettings, data: DeviceData) -> dict[str, float]:
+def _floor(device: torch.device, settings: BenchSettings) -> dict[str, float]:
     flops = matmul_flops(device, size=settings.matmul_size, repeats=settings.repeats)
-    # A step on one image of the smallest net costs ~nothing to compute: what is left is overhead.
-    tiny = trainer_throughput(adam_config("784-128-10", 1), data, Runtime(), steps=50, repeats=3, warmup=10)
-    return {"matmul_tflops": flops / 1e12, "launch_ms_per_step": tiny["step_ms"]}
+    bandwidth = copy_bandwidth(device, megabytes=256 if device.type == "cuda" else 64, repeats=settings.repeats)
+    return {"matmul_tflops": flops / 1e12, "copy_gb_per_s": bandwidth / 1e9}
 
 
 def run_bench(
@@ -128,31 +134,45 @@ def run_bench(
         steps = max(10, min(settings.steps, settings.samples_per_repeat // batch_size))
         return {"steps": steps, "repeats": settings.repeats, "warmup": settings.warmup}
 
-    log("floor: matmul rate and launch overhead")
-    floor = _floor(device, settings, data)
+    log("floor: matmul rate and copy bandwidth")
+    floor = _floor(device, settings)
     out["floor"] = pd.DataFrame([{**floor, **env}])
-    flops = floor["matmul_tflops"] * 1e12
-    launch_s = floor["launch_ms_per_step"] / 1e3
+    flops, bandwidth = floor["matmul_tflops"] * 1e12, floor["copy_gb_per_s"] * 1e9
+    # On CUDA the trainer replays graphed steps; the eager rows show what that buys.
+    step_kinds = (True, False) if device.type == "cuda" else (False,)
 
     if "training" in sections:
         rows = []
         for layers in settings.networks:
             for bs in settings.batch_sizes:
-                log(f"training: {layers} batch {bs}")
-                measured = trainer_throughput(adam_config(layers, bs), data, Runtime(), **kw(bs))
-                bound = floor_row(layers, bs, flops, launch_s)
-                rows.append(
-                    {
-                        "network": layers,
-                        "batch_size": bs,
-                        **measured,
-                        **bound,
-                        "of_floor": measured["samples_per_s"] / bound["floor_samples_per_s"],
-                        "train_flops_per_sample": train_flops_per_sample(layers),
-                        **env,
-                    }
-                )
+                bound = floor_row(layers, bs, flops, bandwidth)
+                for graphs in step_kinds:
+                    log(f"training: {layers} batch {bs}{' graphed' if graphs else ''}")
+                    measured = trainer_throughput(adam_config(layers, bs), data, Runtime(graphs=graphs), **kw(bs))
+                    rows.append(
+                        {
+                            "network": layers,
+                            "batch_size": bs,
+                            **measured,
+                            **bound,
+                            "of_floor": measured["samples_per_s"] / bound["floor_samples_per_s"],
+                            "train_flops_per_sample": train_flops_per_sample(layers),
+                            **env,
+                        }
+                    )
         out["training"] = pd.DataFrame(rows)
+
+    if "inflight" in sections:
+        rows = []
+        layers, bs = settings.packing_network, settings.packing_batch_size
+        for k in settings.inflight:
+            log(f"inflight: {k} x {layers} batch {bs} side by side")
+            measured = inflight_throughput(layers, bs, k, data, **kw(bs))
+            rows.append({"network": layers, "batch_size": bs, "trials": k, **measured, **env})
+        one = rows[0]["samples_per_s"] if rows and rows[0]["trials"] == 1 else None
+        for row in rows:
+            row["vs_one_trial"] = row["samples_per_s"] / one if one else float("nan")
+        out["inflight"] = pd.DataFrame(rows)
 
     if "classic" in sections:
         rows = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 
+import torch
 from torch import nn
 
 from mnist_bench.data import IMAGE_SIDE, N_CLASSES
@@ -48,6 +49,31 @@ class ModelConfig:
         return cls(hidden=tuple(widths))
 
 
+class SeededDropout(nn.Dropout):
+    """Dropout whose masks come from a given generator (the trial's), not the global one.
+
+    Trials trained side by side in threads would otherwise draw from one shared global
+    generator in an order set by timing; with their own generator each trial's masks are
+    the same however it runs, and a CUDA graph can capture them. No parameters: the
+    state_dict is that of ``nn.Dropout``.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or self.generator is None:
+            return super().forward(x)
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device, dtype=x.dtype) >= self.p
+        return x * keep / (1 - self.p)
+
+
+def use_generator(model: nn.Module, generator: torch.Generator) -> None:
+    """Make every dropout layer of ``model`` draw its masks from ``generator``."""
+    for module in model.modules():
+        if isinstance(module, SeededDropout):
+            module.generator = generator
+
+
 def build_mlp(config: ModelConfig) -> nn.Sequential:
     """Linear-ReLU(-Dropout) blocks, then a linear layer to the 10 logits."""
     layers: list[nn.Module] = []
@@ -55,7 +81,7 @@ def build_mlp(config: ModelConfig) -> nn.Sequential:
     for width in config.hidden:
         layers += [nn.Linear(width_in, width), nn.ReLU()]
         if config.dropout:
-            layers.append(nn.Dropout(config.dropout))
+            layers.append(SeededDropout(config.dropout))
         width_in = width
     layers.append(nn.Linear(width_in, N_CLASSES))
     return nn.Sequential(*layers)

@@ -154,17 +154,28 @@ def predictions_table(rows: Sequence[dict[str, Any]]) -> Table:
 Column = tuple[str, str, str]  # (frame column, header, format)
 
 BENCH_COLUMNS: dict[str, list[Column]] = {
-    "floor": [("matmul_tflops", "matmul TFLOP/s", "{:.3f}"), ("launch_ms_per_step", "overhead ms/step", "{:.3f}")],
+    "floor": [("matmul_tflops", "matmul TFLOP/s", "{:.3f}"), ("copy_gb_per_s", "copy GB/s", "{:.1f}")],
     "training": [
         ("network", "network", "{}"),
         ("batch_size", "batch", "{}"),
+        ("step", "step", "{}"),
         ("samples_per_s", "samples/s", "{:,.0f}"),
         ("samples_per_s_min", "min", "{:,.0f}"),
         ("samples_per_s_max", "max", "{:,.0f}"),
         ("epoch_s", "epoch s", "{:.3f}"),
         ("floor_samples_per_s", "floor samples/s", "{:,.0f}"),
-        ("of_floor", "of floor", "{:.0%}"),
+        ("bound", "floor bound", "{}"),
+        ("of_floor", "of floor", "{:.1%}"),
         ("peak_mem_mb", "peak MB", "{:.0f}"),
+    ],
+    "inflight": [
+        ("network", "network", "{}"),
+        ("batch_size", "batch", "{}"),
+        ("trials", "trials in flight", "{}"),
+        ("step", "step", "{}"),
+        ("samples_per_s", "total samples/s", "{:,.0f}"),
+        ("per_trial_samples_per_s", "per trial", "{:,.0f}"),
+        ("vs_one_trial", "vs one trial", "{:.2f}x"),
     ],
     "classic": [
         ("network", "network", "{}"),
@@ -212,7 +223,7 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -
     table = Table(title=title, header_style="bold", title_justify="left")
     present = [c for c in columns if c[0] in frame.columns]
     for _, header, _ in present:
-        table.add_column(header, justify="left" if header in ("network", "runtime", "note") else "right")
+        table.add_column(header, justify="left" if header in ("network", "runtime", "note", "step") else "right")
     for row in frame.to_dict("records"):
         table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
     return table

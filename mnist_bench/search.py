@@ -231,7 +231,10 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
         "val_acc": list(result.eval_acc),
         "train_loss": [x if math.isfinite(x) else None for x in result.train_loss],
         "n_params": result.config.model.n_params,
+        "step": "graphed" if result.graphed else "eager",
     }
+    if result.eager_reason is not None:
+        attrs["eager_reason"] = result.eager_reason  # on CUDA: why this trial was not graphed
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 

@@ -11,17 +11,18 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_bench.augment import AUGMENTS, augment_batch
+from mnist_bench.augment import AUGMENTS
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.model import ModelConfig, build_mlp
+from mnist_bench.model import ModelConfig, build_mlp, use_generator
+from mnist_bench.step_runner import EagerRunner, GraphedRunner
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -104,6 +105,8 @@ class TrainResult:
     stopped_early: bool  # on_epoch asked to stop before config.epochs
     diverged: str | None  # why training was abandoned (non-finite loss), else None
     model: nn.Module = field(repr=False, compare=False)
+    graphed: bool = False  # steps replayed as a CUDA graph
+    eager_reason: str | None = None  # on CUDA, why the steps ran eagerly
 
     @property
     def epochs_run(self) -> int:
@@ -185,6 +188,7 @@ class Runtime:
 
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
+    graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (step_runner)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -203,6 +207,40 @@ class Runtime:
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def set_matmul_precision(runtime: Runtime, device: torch.device) -> None:
+    if runtime.precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
+    elif device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def schedule_tables(config: TrainConfig, steps_per_epoch: int) -> dict[str, torch.Tensor]:
+    """The learning rate (and one-cycle's momentum) of every step, as ``make_schedule`` sets them.
+
+    Read from a stand-in optimizer stepped through the schedule, so a graphed step follows
+    exactly what the eager one does. Empty for a constant rate.
+    """
+    if config.schedule == "constant":
+        return {}
+    stand_in = seeded_model(replace(config, model=replace(config.model, hidden=(1,))), torch.device("cpu"))
+    optimizer = make_optimizer(config, stand_in, torch.device("cpu"))
+    schedule = make_schedule(config, optimizer, steps_per_epoch)
+    assert schedule is not None
+    group = optimizer.param_groups[0]
+    momentum_key = "momentum" if config.optimizer == "sgd" else "betas"
+    rates, momenta = [], []
+    for _ in range(config.epochs * steps_per_epoch):
+        rates.append(float(group["lr"]))
+        value = group[momentum_key]
+        momenta.append(float(value if config.optimizer == "sgd" else value[0]))
+        optimizer.step()  # no gradients: the weights stay, the schedule moves on without a warning
+        schedule.step()
+    tables = {"lr": torch.tensor(rates, dtype=torch.float32)}
+    if config.schedule == "onecycle":
+        tables["momentum"] = torch.tensor(momenta, dtype=torch.float32)
+    return tables
+
+
 def make_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -215,10 +253,7 @@ def make_step(
     max_norm = config.max_norm if config else None
     # Max-norm applies to the hidden layers' weights; the output layer is left free.
     capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if max_norm else []
-    if runtime.precision == "tf32":
-        torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
-    elif device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
+    set_matmul_precision(runtime, device)
     forward: Callable[[torch.Tensor], torch.Tensor] = model
     if runtime.compile:
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead
@@ -260,19 +295,54 @@ class Training:
     ) -> None:
         self.config, self.data, self.score_epochs, self.stop, self.stream = config, data, score_epochs, stop, stream
         device = data.device
-        with self._on_stream():
-            self.model = seeded_model(config, device)
-            self.optimizer = make_optimizer(config, self.model, device)
-            self.step = make_step(self.model, self.optimizer, runtime or Runtime(), device, config)
-            self.generator = torch.Generator(device=device).manual_seed(config.seed)
+        runtime = runtime or Runtime()
         self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
-        self.schedule = make_schedule(config, self.optimizer, self.steps_per_epoch)
+        self.eager_reason: str | None = None  # why a CUDA training runs eagerly, when it does
+        self.runner: EagerRunner | GraphedRunner | None = None
+        with self._on_stream():
+            if device.type == "cuda" and runtime.graphs and not runtime.compile:
+                self._graphed(runtime)
+            elif device.type == "cuda":
+                self.eager_reason = "--compile" if runtime.compile else "--eager"
+            if self.runner is None:
+                self._eager(runtime)
         self.eval_acc: list[float] = []
         self.train_loss: list[float] = []
         self.train_time = 0.0
         self.samples = 0
         self.stopped = False  # stop_early() was called before the last epoch
         self.diverged: str | None = None
+
+    def _fresh(self) -> None:
+        self.model = seeded_model(self.config, self.data.device)
+        self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
+        use_generator(self.model, self.generator)  # dropout masks from the training's own stream
+
+    def _eager(self, runtime: Runtime) -> None:
+        self._fresh()
+        optimizer = make_optimizer(self.config, self.model, self.data.device)
+        step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
+        schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
+        self.runner = EagerRunner(step, schedule, self.config, self.generator)
+
+    def _graphed(self, runtime: Runtime) -> None:
+        self._fresh()
+        set_matmul_precision(runtime, self.data.device)
+        try:
+            self.runner = GraphedRunner(
+                self.model,
+                self.config,
+                self.data.x_train,
+                self.data.y_train,
+                generator=self.generator,
+                schedule=schedule_tables(self.config, self.steps_per_epoch),
+                precision=runtime.precision,
+                capture=True,
+                stream=self.stream,
+            )
+        except Exception as exc:  # NotCapturable, or whatever capture raised: train eagerly, say why
+            self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            self.runner = None
 
     def _on_stream(self) -> contextlib.AbstractContextManager[object]:
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
@@ -288,9 +358,9 @@ class Training:
 
     def run_epoch(self) -> float | None:
         """Train one epoch; returns its evaluation accuracy (None when not scoring). One host sync."""
-        device, config = self.data.device, self.config
+        device = self.data.device
         x, y = self.data.x_train, self.data.y_train
-        n, bs = x.shape[0], config.batch_size
+        n = x.shape[0]
         with self._on_stream():
             if self.stream is not None:
                 self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
@@ -299,14 +369,8 @@ class Training:
             start = time.perf_counter()
             perm = torch.randperm(n, device=device, generator=self.generator)
             # Summed on the device and read once per epoch: no .item() per batch.
-            loss_sum = torch.zeros((), device=device)
-            for i in range(0, n, bs):
-                if self.stop is not None and self.stop.is_set():  # a Python flag: no device sync
-                    raise KeyboardInterrupt("stop requested")
-                idx = perm[i : i + bs]
-                loss_sum += self.step(augment_batch(x[idx], config.augment, self.generator), y[idx])
-                if self.schedule is not None:
-                    self.schedule.step()
+            assert self.runner is not None
+            loss_sum = self.runner.epoch(x, y, perm, self._stopping)
             self._sync()
             self.train_time += time.perf_counter() - start
             self.samples += n
@@ -318,6 +382,13 @@ class Training:
         if not math.isfinite(mean_loss):
             self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
         return acc
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    @property
+    def graphed(self) -> bool:
+        return self.runner is not None and self.runner.graphed
 
     def _sync(self) -> None:
         if self.stream is not None:
@@ -340,6 +411,8 @@ class Training:
             stopped_early=self.stopped,
             diverged=self.diverged,
             model=self.model,
+            graphed=self.graphed,
+            eager_reason=self.eager_reason,
         )
 
 

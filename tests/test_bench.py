@@ -14,6 +14,7 @@ from mnist_bench.bench import (
     classic_throughput,
     floor_row,
     timed,
+    train_bytes_per_step,
     train_flops_per_sample,
     trainer_throughput,
 )
@@ -44,11 +45,13 @@ def test_trainer_and_classic_throughput_report_positive_rates(tiny_mnist: Path, 
 
 def test_floor_arithmetic() -> None:
     assert train_flops_per_sample("784-128-10") == 6 * (784 * 128 + 128 * 10)
-    # Compute-bound: the FLOPs at the rate; launch-bound: the overhead.
-    assert floor_row("784-128-10", 100, 6 * (784 * 128 + 128 * 10) * 100 / 0.01, 0.001)[
-        "floor_step_ms"
-    ] == pytest.approx(10)
-    assert floor_row("784-128-10", 1, 1e15, 0.002)["floor_step_ms"] == pytest.approx(2)
+    weights = 784 * 128 + 128 + 128 * 10 + 10
+    assert train_bytes_per_step("784-128-10", 100) == 4 * (10 * weights + 4 * 100 * 138 + 2 * 100 * 784)
+    # Compute-bound: the FLOPs at the rate; memory-bound: the bytes at the bandwidth.
+    compute = floor_row("784-128-10", 100, 6 * (784 * 128 + 128 * 10) * 100 / 0.01, 1e18)
+    assert compute["floor_step_ms"] == pytest.approx(10) and compute["bound"] == "compute"
+    memory = floor_row("784-128-10", 1, 1e18, train_bytes_per_step("784-128-10", 1) / 0.002)
+    assert memory["floor_step_ms"] == pytest.approx(2) and memory["bound"] == "memory"
 
 
 @pytest.mark.parametrize(
@@ -74,7 +77,10 @@ def test_quick_suite_writes_tables_json_and_plot(tmp_path: Path, tiny_mnist: Pat
             "aggregate_samples_per_s": 1.0,
         },
     )
-    assert set(results) == {"floor", "training", "classic", "runtime", "inference", "packing", "search"}
+    assert set(results) == {"floor", "training", "inflight", "classic", "runtime", "inference", "packing", "search"}
+    inflight = results["inflight"]
+    assert list(inflight["trials"]) == [1, 2] and (inflight["samples_per_s"] > 0).all()
+    assert results["floor"]["copy_gb_per_s"].iloc[0] > 0 and set(results["training"]["step"]) == {"eager"}
     packing = results["packing"]
     assert set(packing["method"]) == {"processes", "stacked"} and (packing["samples_per_s"] > 0).all()
     assert len(results["training"]) == len(settings.networks) * len(settings.batch_sizes)

@@ -160,6 +160,14 @@ CheckpointPath = Annotated[
     Path,
     typer.Argument(metavar="CHECKPOINT", help="A checkpoint: its folder, its checkpoint.json or its model.pt."),
 ]
+EagerOpt = Annotated[
+    bool,
+    typer.Option(
+        "--eager",
+        help="On CUDA, launch every step op by op instead of replaying it as a captured CUDA graph "
+        "(the CPU always runs eagerly).",
+    ),
+]
 NoVerify = Annotated[
     bool, typer.Option("--no-verify", help="Skip the MNIST checksum check (for other data in the same format).")
 ]
@@ -187,9 +195,9 @@ def make_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def runtime_from(precision: Precision, compile: bool, devices: Sequence[str]) -> Runtime:
+def runtime_from(precision: Precision, compile: bool, devices: Sequence[str], *, eager: bool = False) -> Runtime:
     """The runtime options, checked against every device they will run on."""
-    runtime = Runtime(precision=precision.value, compile=compile)
+    runtime = Runtime(precision=precision.value, compile=compile, graphs=not eager)
     try:
         for device in devices:
             runtime.check(resolve_device(device))

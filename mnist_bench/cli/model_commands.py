@@ -16,6 +16,7 @@ from mnist_bench.cli.common import (
     CompileOpt,
     DataDir,
     Device,
+    EagerOpt,
     NoVerify,
     Optimizer,
     Precision,
@@ -108,6 +109,7 @@ def best(
     augment: AugmentOpt = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
+    eager: EagerOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -118,7 +120,7 @@ def best(
     --augment retrains with that augmentation instead of the trial's own."""
     require_positive("--epochs", epochs)
     require_positive("--seeds", seeds)
-    runtime = runtime_from(precision, compile, [device])
+    runtime = runtime_from(precision, compile, [device], eager=eager)
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
     console = make_console()
@@ -192,6 +194,7 @@ def train_cmd(
     max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
+    eager: EagerOpt = False,
     out: Annotated[
         Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
     ] = None,
@@ -202,7 +205,7 @@ def train_cmd(
 ) -> None:
     """Train one configuration on all training images, test it, save checkpoint and figures."""
     require_positive("--seeds", seeds)
-    runtime = runtime_from(precision, compile, [device])
+    runtime = runtime_from(precision, compile, [device], eager=eager)
     try:
         config = TrainConfig(
             replace(ModelConfig.parse(layers), dropout=dropout),

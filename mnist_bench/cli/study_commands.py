@@ -18,6 +18,7 @@ from mnist_bench.cli.common import (
     CompileOpt,
     DataDir,
     Device,
+    EagerOpt,
     Format,
     NoVerify,
     Precision,
@@ -123,6 +124,7 @@ def search(
     ] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
+    eager: EagerOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -153,7 +155,9 @@ def search(
         )
     except MnistBenchError as exc:  # a malformed count is a command-line error: exit 2
         raise typer.BadParameter(str(exc).removeprefix(f"--parallel {parallel!r}: "), param_hint="--parallel") from None
-    settings = replace(settings, runtime=runtime_from(precision, compile, worker_devices), parallel=in_flight)
+    settings = replace(
+        settings, runtime=runtime_from(precision, compile, worker_devices, eager=eager), parallel=in_flight
+    )
     # Data and space are checked before the study is created: a failed start leaves no
     # empty study behind. Several workers load their own copies; this one only checks.
     split = ensure_split(data_dir, "train", verify=not no_verify)

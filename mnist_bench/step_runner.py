@@ -1,0 +1,259 @@
+"""How an epoch of training steps executes: eagerly, op by op, or as a replayed CUDA graph.
+
+What a step computes (forward, loss, backward, optimizer, max-norm, augmentation) is
+the same either way. Small MLPs are launch-bound on a GPU: eagerly, each step is a
+hundred tiny kernels launched from Python, and the GPU idles between them. The graphed
+runner captures one whole step once per training (after warm-up on a side stream,
+whose effects are undone, so training starts where the eager one would) and replays it:
+one launch per step. The batch's indices, the learning rate of the step and the running
+loss live in device buffers the graph reads and writes; the last partial batch runs the
+same step eagerly. At most one host sync per epoch (the loss, read by the caller).
+
+``GraphedRunner(capture=False)`` runs the very same static step without a graph: the
+CPU tests check it against the eager runner, and on CUDA the graph replays it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_bench.augment import augment_batch
+
+if TYPE_CHECKING:
+    from mnist_bench.train import TrainConfig
+
+WARMUP_STEPS = 3  # before capture, on a side stream (cuBLAS and autograd set themselves up)
+
+
+class NotCapturable(Exception):
+    """This training cannot be captured as a CUDA graph; the reason says why."""
+
+
+class EagerRunner:
+    """Steps launched op by op: the CPU path, and the fallback on CUDA."""
+
+    graphed = False
+
+    def __init__(
+        self,
+        step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        schedule: torch.optim.lr_scheduler.LRScheduler | None,
+        config: TrainConfig,
+        generator: torch.Generator,
+    ) -> None:
+        self.step, self.schedule, self.config, self.generator = step, schedule, config, generator
+
+    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+        """Train over ``perm`` in batches; the summed loss, on the device (no sync)."""
+        bs = self.config.batch_size
+        loss_sum = torch.zeros((), device=x.device)
+        for i in range(0, perm.shape[0], bs):
+            if stop():  # a Python flag: no device sync
+                raise KeyboardInterrupt("stop requested")
+            idx = perm[i : i + bs]
+            loss_sum += self.step(augment_batch(x[idx], self.config.augment, self.generator), y[idx])
+            if self.schedule is not None:
+                self.schedule.step()
+        return loss_sum
+
+
+def sgd_step(
+    params: Sequence[torch.Tensor],
+    buffers: Sequence[torch.Tensor],
+    lr: float | torch.Tensor,
+    momentum: float | torch.Tensor,
+    *,
+    weight_decay: float,
+) -> None:
+    """torch.optim.SGD's update (dampening 0, not Nesterov), rate and momentum as floats or device tensors.
+
+    SGD itself cannot be captured with a tensor rate; this can, so a schedule runs inside
+    the graph. ``buffers`` empty: no momentum. Buffers start at zero, so the first update
+    is the gradient, as SGD's.
+    """
+    params, buffers = list(params), list(buffers)
+    direction = [p.grad for p in params]
+    assert all(g is not None for g in direction)
+    with torch.no_grad():
+        if weight_decay:
+            direction = list(torch._foreach_add(direction, params, alpha=weight_decay))  # type: ignore[arg-type]
+        if buffers:
+            torch._foreach_mul_(buffers, momentum)  # type: ignore[call-overload]
+            torch._foreach_add_(buffers, direction)  # type: ignore[arg-type]
+            direction = buffers  # type: ignore[assignment]
+        torch._foreach_sub_(params, torch._foreach_mul(direction, lr))  # type: ignore[arg-type, call-overload]
+
+
+class GraphedRunner:
+    """One whole step, captured as a CUDA graph (``capture=True``) and replayed per batch."""
+
+    graphed = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator,
+        schedule: dict[str, torch.Tensor],
+        precision: str,
+        capture: bool,
+        stream: torch.cuda.Stream | None = None,
+    ) -> None:
+        """``schedule``: per-step tables ("lr", and "momentum" for SGD under one-cycle), empty if constant."""
+        self.model, self.config, self.x, self.y, self.generator = model, config, x, y, generator
+        self.capture, self.stream, self.precision = capture, stream, precision
+        if config.optimizer != "sgd" and "momentum" in schedule:
+            raise NotCapturable("one-cycle cycles Adam's beta1 per step, which the graphed step does not follow")
+        device = x.device
+        self.params = list(model.parameters())
+        self.capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if config.max_norm else []
+        bs = config.batch_size
+        self.full_batches = x.shape[0] // bs
+        # Device state the graph reads and writes: this epoch's full batches, which one is
+        # next, the step number (for the schedule), the running loss.
+        self.perm = torch.zeros((max(self.full_batches, 1), bs), dtype=torch.int64, device=device)
+        self.batch = torch.zeros((1,), dtype=torch.int64, device=device)
+        self.step_no = torch.zeros((1,), dtype=torch.int64, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        self.tables = {k: v.to(device) for k, v in schedule.items()}
+        self.host_step = 0  # without a graph, the schedule is followed from the host
+        # The step's rate and momentum: device scalars a graph reads when they change per step.
+        self.rates: dict[str, float | torch.Tensor] = {"lr": config.lr, "momentum": config.momentum}
+        if capture:
+            for key, table in self.tables.items():
+                self.rates[key] = table[0].clone()
+        self.sgd_buffers: list[torch.Tensor] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        if config.optimizer == "sgd":
+            if config.momentum or "momentum" in schedule:
+                self.sgd_buffers = [torch.zeros_like(p) for p in self.params]
+        else:
+            kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+            options: dict[str, object] = {"capturable": True, "fused": True} if capture else {"foreach": True}
+            self.optimizer = kind(self.params, lr=self.rates["lr"], weight_decay=config.weight_decay, **options)  # type: ignore[arg-type]
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if capture:
+            self._capture()
+
+    # -- the step ------------------------------------------------------------------------------
+    def _follow_schedule(self) -> None:
+        if not self.tables:
+            return
+        if self.capture:  # on the device, inside the graph
+            at = self.step_no.clamp(max=next(iter(self.tables.values())).shape[0] - 1)
+            for key, table in self.tables.items():
+                target = self.rates[key] if self.optimizer is None else self.optimizer.param_groups[0][key]
+                target.copy_(table.index_select(0, at)[0])  # type: ignore[union-attr]
+            self.step_no.add_(1)
+            return
+        for key, table in self.tables.items():
+            value = float(table[min(self.host_step, table.shape[0] - 1)])
+            if self.optimizer is None:
+                self.rates[key] = value
+            else:
+                self.optimizer.param_groups[0][key] = value
+        self.host_step += 1
+
+    def _step(self, idx: torch.Tensor) -> None:
+        """One training step on the images at ``idx``: everything a graph captures."""
+        for p in self.params:
+            p.grad = None  # backward writes fresh gradients (in a graph: into its own pool)
+        xb = augment_batch(self.x.index_select(0, idx), self.config.augment, self.generator)
+        yb = self.y.index_select(0, idx)
+        # No autocast weight cache: a graph must recompute the casts on every replay.
+        with torch.autocast(
+            xb.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16", cache_enabled=False
+        ):
+            loss = F.cross_entropy(self.model(xb), yb, label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        self._follow_schedule()
+        if self.optimizer is not None:
+            self.optimizer.step()
+        else:
+            sgd_step(
+                self.params,
+                self.sgd_buffers,
+                self.rates["lr"],
+                self.rates["momentum"],
+                weight_decay=self.config.weight_decay,
+            )
+        if self.capped:
+            with torch.no_grad():
+                for weight in self.capped:
+                    weight.copy_(torch.renorm(weight, p=2, dim=0, maxnorm=self.config.max_norm))  # type: ignore[arg-type]
+        self.loss_sum.add_(loss.detach().float())
+
+    def _static_step(self) -> None:
+        """The next full batch of this epoch, read from the device."""
+        idx = self.perm.index_select(0, self.batch).view(-1)
+        self._step(idx)
+        self.batch.add_(1)
+
+    # -- capture -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _restored(self) -> Iterator[None]:
+        """Undo what the warm-up steps did: weights, optimizer state, generator, counters."""
+        weights = [p.detach().clone() for p in self.params]
+        rng = self.generator.get_state()
+        yield
+        with torch.no_grad():
+            for p, w in zip(self.params, weights, strict=True):
+                p.copy_(w)
+            for buffer in self.sgd_buffers:
+                buffer.zero_()
+            if self.optimizer is not None:
+                for state in self.optimizer.state.values():
+                    for value in state.values():
+                        if isinstance(value, torch.Tensor):
+                            value.zero_()  # moments and the (device) step count
+        self.generator.set_state(rng)
+        for counter in (self.batch, self.step_no, self.loss_sum):
+            counter.zero_()
+
+    def _capture(self) -> None:
+        uses_rng = self.config.augment != "none" or self.config.model.dropout > 0
+        graph = torch.cuda.CUDAGraph()
+        if uses_rng:
+            register = getattr(graph, "register_generator_state", None)
+            if register is None:
+                raise NotCapturable("this torch cannot capture a trial's own generator (dropout, augmentation)")
+            register(self.generator)
+        side = torch.cuda.Stream(self.x.device)
+        side.wait_stream(self.stream or torch.cuda.current_stream(self.x.device))
+        with self._restored(), torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self.batch.zero_()
+                self._static_step()
+        (self.stream or torch.cuda.current_stream(self.x.device)).wait_stream(side)
+        # Thread-local capture: other trials in flight keep launching from their threads.
+        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+            self._static_step()
+        self.graph = graph
+
+    # -- an epoch ------------------------------------------------------------------------------
+    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+        """Train over ``perm``; the summed loss, on the device (no sync)."""
+        bs, full = self.config.batch_size, self.full_batches
+        if full:
+            self.perm.copy_(perm[: full * bs].view(full, bs))
+        self.batch.zero_()
+        self.loss_sum.zero_()
+        for _ in range(full):
+            if stop():
+                raise KeyboardInterrupt("stop requested")
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self._static_step()
+        if perm.shape[0] > full * bs:  # the last partial batch: the same step, not captured
+            self._step(perm[full * bs :])
+        return self.loss_sum.clone()

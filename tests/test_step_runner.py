@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnist_bench.data import DeviceData
+from mnist_bench.model import ModelConfig
+from mnist_bench.step_runner import GraphedRunner, NotCapturable, sgd_step
+from mnist_bench.train import Runtime, TrainConfig, Training, schedule_tables
+
+# Every option a step has: momentum under one-cycle (which cycles it), max-norm, weight
+# decay, schedules, dropout, label smoothing, augmentation. Batch 32 over 500 images
+# leaves a partial last batch (20 images), which the graphed runner steps eagerly.
+CONFIGS = {
+    "sgd-momentum-onecycle-maxnorm": TrainConfig(
+        ModelConfig((48, 24)), "sgd", 0.05, momentum=0.9, batch_size=32, epochs=6, seed=1,
+        schedule="onecycle", max_norm=2.0,
+    ),
+    "adam": TrainConfig(ModelConfig((64,)), "adam", 1e-3, batch_size=32, epochs=6, seed=2),
+    "adamw-cosine-dropout-smoothing": TrainConfig(
+        ModelConfig((64, 32), dropout=0.2), "adamw", 2e-3, batch_size=32, epochs=6, seed=3,
+        weight_decay=0.01, schedule="cosine", label_smoothing=0.1,
+    ),
+    "sgd-decay-cosine-elastic": TrainConfig(
+        ModelConfig((32,)), "sgd", 0.1, momentum=0.5, batch_size=32, epochs=6, seed=4,
+        weight_decay=1e-4, schedule="cosine", augment="elastic",
+    ),
+}  # fmt: skip
+
+
+def run(training: Training) -> list[float]:
+    while not training.done:
+        training.run_epoch()
+    return training.train_loss
+
+
+def assert_same_training(a: Training, b: Training, *, rtol: float, atol: float) -> None:
+    torch.testing.assert_close(torch.tensor(run(a)), torch.tensor(run(b)), rtol=rtol, atol=atol)
+    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_static_step_trains_as_the_eager_step(name: str, tiny_data: DeviceData) -> None:
+    """The step a graph captures, run without the graph on the CPU, against the eager runner (~100 steps)."""
+    config = CONFIGS[name]
+    eager = Training(config, tiny_data)
+    static = Training(config, tiny_data)
+    static.runner = GraphedRunner(
+        static.model, config, tiny_data.x_train, tiny_data.y_train, generator=static.generator,
+        schedule=schedule_tables(config, static.steps_per_epoch), precision="fp32", capture=False,
+    )  # fmt: skip
+    assert_same_training(eager, static, rtol=1e-5, atol=1e-6)
+
+
+def test_schedule_tables_follow_the_schedulers() -> None:
+    config = CONFIGS["sgd-momentum-onecycle-maxnorm"]
+    tables = schedule_tables(config, 10)
+    assert set(tables) == {"lr", "momentum"} and tables["lr"].shape == (60,)
+    assert tables["lr"].max() == pytest.approx(config.lr, rel=1e-6)  # one-cycle peaks at lr
+    assert tables["momentum"].min() == pytest.approx(0.85) and tables["momentum"][0] == pytest.approx(0.95)
+    assert schedule_tables(CONFIGS["adam"], 10) == {}
+
+
+def test_adam_under_one_cycle_is_not_captured(tiny_data: DeviceData) -> None:
+    config = TrainConfig(ModelConfig((16,)), "adam", 1e-3, batch_size=32, epochs=1, schedule="onecycle")
+    training = Training(config, tiny_data)
+    with pytest.raises(NotCapturable, match="beta1"):
+        GraphedRunner(
+            training.model, config, tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
+        )  # fmt: skip
+
+
+def test_sgd_step_matches_torch_sgd() -> None:
+    torch.manual_seed(0)
+    ours = [torch.randn(5, 3), torch.randn(3)]
+    theirs = [p.clone().requires_grad_() for p in ours]
+    buffers = [torch.zeros_like(p) for p in ours]
+    optimizer = torch.optim.SGD(theirs, lr=0.1, momentum=0.9, weight_decay=0.01)
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in ours]
+        for p, g in zip(ours, grads, strict=True):
+            p.grad = g
+        for p, g in zip(theirs, grads, strict=True):
+            p.grad = g.clone()
+        sgd_step(ours, buffers, 0.1 if step % 2 else torch.tensor(0.1), 0.9, weight_decay=0.01)
+        optimizer.step()
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b.detach())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData) -> None:
+    cuda = torch.device("cuda")
+    data = DeviceData(*(t.to(cuda) for t in (tiny_data.x_train, tiny_data.y_train, tiny_data.x_eval, tiny_data.y_eval)))
+    eager = Training(CONFIGS[name], data, runtime=Runtime(graphs=False))
+    graphed = Training(CONFIGS[name], data, runtime=Runtime(graphs=True))
+    assert graphed.graphed, graphed.eager_reason
+    assert_same_training(eager, graphed, rtol=1e-4, atol=1e-5)
