@@ -9,6 +9,7 @@ batch, no per-image Python, no trip to the CPU. Labels are untouched.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -17,11 +18,56 @@ from mnist_bench.data import IMAGE_SIDE, MNIST_MEAN, MNIST_STD
 
 AUGMENTS = ("none", "affine", "elastic")
 
-MAX_ROTATE_DEG = 12.0  # rotation drawn uniformly in +-this
-MAX_SCALE = 0.1  # scale drawn uniformly in 1 +- this
-MAX_SHIFT_PX = 2.0  # shift drawn uniformly in +-this, each axis
-ELASTIC_ALPHA_PX = 4.0  # size of the smoothed displacement, in pixels
-ELASTIC_SIGMA_PX = 4.0  # smoothing of the displacement field (Gaussian sigma, pixels)
+
+@dataclass(frozen=True)
+class Deform:
+    """How strong the deformations are; the defaults are those every study so far used.
+
+    Each image of every batch of every epoch draws its own: rotation, scale, shear and
+    shift uniformly within +-these bounds, and for ``elastic`` a smooth random
+    displacement field (uniform noise blurred with a Gaussian of ``elastic_sigma_px``,
+    scaled to at most ``elastic_alpha_px``). Ciresan et al. (2010) used rotation,
+    scaling, shearing and elastic distortions together.
+    """
+
+    rotate_deg: float = 12.0  # rotation drawn uniformly in +-this
+    scale: float = 0.1  # scale drawn uniformly in 1 +- this
+    shear_deg: float = 0.0  # horizontal shear angle drawn uniformly in +-this (0: none, no draw)
+    shift_px: float = 2.0  # shift drawn uniformly in +-this, each axis
+    elastic_alpha_px: float = 4.0  # largest elastic displacement, in pixels
+    elastic_sigma_px: float = 4.0  # smoothing of the displacement field (Gaussian sigma, pixels)
+
+    def __post_init__(self) -> None:
+        for name, value, high in (
+            ("rotate_deg", self.rotate_deg, 90.0),
+            ("scale", self.scale, 0.9),
+            ("shear_deg", self.shear_deg, 60.0),
+            ("shift_px", self.shift_px, IMAGE_SIDE / 2),
+            ("elastic_alpha_px", self.elastic_alpha_px, IMAGE_SIDE / 2),
+        ):
+            if not (0 <= value <= high):  # also refuses NaN
+                raise ValueError(f"{name}={value} must be between 0 and {high:g}")
+        if not 0.5 <= self.elastic_sigma_px <= 9:  # the blur's reach (3 sigma) must stay inside the image
+            raise ValueError(f"elastic_sigma_px={self.elastic_sigma_px} must be between 0.5 and 9")
+
+
+DEFAULT_DEFORM = Deform()
+
+
+def parse_deform(spec: str, base: Deform = DEFAULT_DEFORM) -> Deform:
+    """'rotate_deg=15,shear_deg=10' -> ``base`` with those strengths (as in a space file)."""
+    names = {f.name for f in fields(Deform)}
+    changes: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in names:
+            raise ValueError(f"{part!r}: expected name=value with a name among {', '.join(sorted(names))}")
+        try:
+            changes[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"{part!r}: {value!r} is not a number") from None
+    return replace(base, **changes)
+
 
 # Normalized pixels: what an empty (black) pixel becomes after standardization.
 _BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD
@@ -38,7 +84,9 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator, d
     return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * bound
 
 
-def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, kind: str, generator: torch.Generator, deform: Deform = DEFAULT_DEFORM
+) -> torch.Tensor:
     """Flat normalized images (B, 784) -> augmented images of the same shape, dtype, device."""
     if kind == "none":
         return x
@@ -47,16 +95,20 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
     b, device = x.shape[0], x.device
     images = x.view(b, 1, IMAGE_SIDE, IMAGE_SIDE) - _BACKGROUND  # background 0: grid_sample pads with 0
 
-    angle = _uniform((b,), math.radians(MAX_ROTATE_DEG), generator, device)
-    scale = 1 + _uniform((b,), MAX_SCALE, generator, device)
-    shift = _uniform((b, 2), MAX_SHIFT_PX * 2 / IMAGE_SIDE, generator, device)  # grid units: 2 per image width
+    angle = _uniform((b,), math.radians(deform.rotate_deg), generator, device)
+    scale = 1 + _uniform((b,), deform.scale, generator, device)
+    shift = _uniform((b, 2), deform.shift_px * 2 / IMAGE_SIDE, generator, device)  # grid units: 2 per image width
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    row_x, row_y = torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)
+    if deform.shear_deg:  # drawn only when asked for: the default draws stay those of earlier studies
+        shear = torch.tan(_uniform((b,), math.radians(deform.shear_deg), generator, device))
+        row_x = row_x + shear[:, None] * row_y  # x' = x + shear * y, after rotation and scale
+    theta = torch.stack([row_x, row_y], 1)
     grid = F.affine_grid(theta, [b, 1, IMAGE_SIDE, IMAGE_SIDE], align_corners=False)
 
     if kind == "elastic":
         field = torch.rand((b, 2, IMAGE_SIDE, IMAGE_SIDE), generator=generator, device=device) * 2 - 1
-        kernel = _gaussian_kernel(ELASTIC_SIGMA_PX, device)
+        kernel = _gaussian_kernel(deform.elastic_sigma_px, device)
         pad = kernel.numel() // 2
         # Separable Gaussian blur of both displacement channels at once.
         field = F.conv2d(
@@ -66,7 +118,20 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator) -> tor
             F.pad(field, (0, 0, pad, pad), mode="reflect"), kernel.view(1, 1, -1, 1).expand(2, 1, -1, 1), groups=2
         )
         field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
-        grid = grid + field.permute(0, 2, 3, 1) * (ELASTIC_ALPHA_PX * 2 / IMAGE_SIDE)
+        grid = grid + field.permute(0, 2, 3, 1) * (deform.elastic_alpha_px * 2 / IMAGE_SIDE)
 
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (warped + _BACKGROUND).view(b, -1).to(x.dtype)
+
+
+def deformed_examples(images: torch.Tensor, kind: str, deform: Deform, *, variants: int, seed: int = 0) -> torch.Tensor:
+    """uint8 digits (n, 28, 28) -> ``variants`` deformed draws of each, uint8 (variants, n, 28, 28).
+
+    The same function training uses, on the same normalized pixels, turned back into
+    grey levels: what the network sees, for checking strengths by eye.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    flat = (images.reshape(images.shape[0], -1).float() / 255 - MNIST_MEAN) / MNIST_STD
+    draws = [augment_batch(flat, kind, generator, deform) for _ in range(variants)]
+    pixels = (torch.stack(draws) * MNIST_STD + MNIST_MEAN) * 255
+    return pixels.round().clamp(0, 255).to(torch.uint8).view(variants, *images.shape)

@@ -11,6 +11,7 @@ Version 1 is the only format so far; a reader refuses any other.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mnist_bench.augment import Deform
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import ModelConfig, build_mlp
 from mnist_bench.train import TrainConfig
@@ -45,6 +47,7 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
         "label_smoothing": config.label_smoothing,
         "augment": config.augment,
         "max_norm": config.max_norm,
+        "deform": dataclasses.asdict(config.deform),
     }
 
 
@@ -52,7 +55,8 @@ def config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """The inverse of config_to_dict; keys added since version 1 began default to plain training."""
     values = dict(values)
     model = ModelConfig(hidden=tuple(values.pop("hidden")), dropout=values.pop("dropout", 0.0))
-    return TrainConfig(model=model, **values)
+    deform = Deform(**values.pop("deform", {}))
+    return TrainConfig(model=model, deform=deform, **values)
 
 
 def save(folder: Path, model: nn.Module, config: TrainConfig, metadata: dict[str, Any]) -> Path:

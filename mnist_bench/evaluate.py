@@ -7,6 +7,7 @@ search, with the test split read only here.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -59,6 +60,8 @@ class FinalRun:
 @dataclass(frozen=True)
 class FinalReport:
     runs: tuple[FinalRun, ...]  # one per seed; runs[0] is the one saved as a checkpoint
+    # Accuracy of the seeds' models as a committee (probabilities averaged); never a single-model figure.
+    committee: float | None = None
 
     @property
     def accuracies(self) -> list[float]:
@@ -98,13 +101,37 @@ def seeds_from(first: int, count: int) -> list[int]:
     return [first + i for i in range(count)]
 
 
+@dataclass(frozen=True)
+class EpochDone:
+    """One seed's epoch of final training, for progress on screen."""
+
+    seed: int
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_time_s: float  # this seed's training so far
+    resumed: bool = False  # this "epoch" is where a saved state was picked up
+
+
+def state_path(state_dir: Path, seed: int) -> Path:
+    return state_dir / f"seed-{seed}.pt"
+
+
 def train_and_test(
-    config: TrainConfig, data: DeviceData, seeds: list[int], *, runtime: Runtime | None = None
+    config: TrainConfig,
+    data: DeviceData,
+    seeds: list[int],
+    *,
+    runtime: Runtime | None = None,
+    progress: Callable[[EpochDone], None] | None = None,
+    state_dir: Path | None = None,
 ) -> FinalReport:
     """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``.
 
     On a GPU the seeds train side by side (``inflight``: a stream and thread each); on a
-    CPU one after the other. Each seed trains the same either way.
+    CPU one after the other. Each seed trains the same either way. With ``state_dir``,
+    every seed's state is saved after each epoch, and a state found there (of this very
+    configuration) is resumed from its last epoch instead of starting over.
     """
     cuda = data.device.type == "cuda"
     todo = list(seeds)
@@ -115,14 +142,27 @@ def train_and_test(
             return None
         seed = todo.pop(0)
         stream = torch.cuda.Stream(data.device) if cuda else None
-        return Training(replace(config, seed=seed), data, score_epochs=False, runtime=runtime, stream=stream), seed
+        training = Training(replace(config, seed=seed), data, score_epochs=False, runtime=runtime, stream=stream)
+        if state_dir is not None and state_path(state_dir, seed).is_file():
+            try:
+                epoch = training.resume(state_path(state_dir, seed))
+            except ValueError as exc:
+                raise MnistBenchError(f"cannot resume: {exc}; pass --restart to train from scratch") from None
+            if progress is not None:
+                progress(EpochDone(seed, epoch, config.epochs, training.train_loss[-1], training.train_time, True))
+        return training, seed
 
     def judge(slot: Slot[int]) -> bool:
+        training, seed = slot.training, slot.tag
         if slot.error is not None:
             raise slot.error
-        if slot.training.done:
-            done[slot.tag] = slot.training.result()
-        return slot.training.done
+        if state_dir is not None and not training.done:
+            training.save_state(state_path(state_dir, seed))
+        if progress is not None:
+            progress(EpochDone(seed, training.epoch, config.epochs, training.train_loss[-1], training.train_time))
+        if training.done:
+            done[seed] = training.result()
+        return training.done
 
     run_in_flight(len(seeds) if cuda else 1, start, judge, lambda slot: None, threads=cuda)
     runs = []
@@ -131,7 +171,15 @@ def train_and_test(
         if result.diverged:
             raise MnistBenchError(f"{config.model.layers} with seed {seed} diverged: {result.diverged}")
         runs.append(FinalRun(result, evaluate(result.model, data.x_eval, data.y_eval)))
-    return FinalReport(tuple(runs))
+    models = [run.result.model for run in runs]
+    return FinalReport(tuple(runs), committee_accuracy(models, data.x_eval, data.y_eval) if len(runs) > 1 else None)
+
+
+@torch.no_grad()
+def committee_accuracy(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of the models' averaged class probabilities (a committee, as Ciresan et al. 2011 report)."""
+    probs = torch.stack([predict_logits(m, x).softmax(1) for m in models]).mean(0)
+    return (probs.argmax(1) == y).float().mean().item()
 
 
 def _versions() -> dict[str, str]:
@@ -174,6 +222,7 @@ def save_final(report: FinalReport, data: TestData, out_dir: Path, *, source: di
             "test_accuracy": report.accuracies,
             "mean": report.mean,
             "std": report.std,
+            "committee_test_accuracy": report.committee,
         },
     }
     return [

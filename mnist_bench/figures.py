@@ -59,3 +59,20 @@ def predictions_png(
         ax.axis("off")
     fig.savefig(path)
     return path
+
+
+def deformations_png(originals: torch.Tensor, deformed: torch.Tensor, path: Path, *, title: str) -> Path:
+    """Originals in the first row, one row per deformed draw below: (n, 28, 28) and (variants, n, 28, 28)."""
+    variants, n = deformed.shape[0], originals.shape[0]
+    fig = _figure(n * 0.9 + 0.4, (variants + 1) * 0.95 + 0.5)
+    fig.suptitle(title, fontsize=9)
+    for row, batch in enumerate([originals, *deformed]):
+        for col in range(n):
+            ax = fig.add_subplot(variants + 1, n, row * n + col + 1)
+            ax.imshow(batch[col].numpy(), cmap="gray_r", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel("original" if row == 0 else f"draw {row}", fontsize=7)
+    fig.savefig(path)
+    return path

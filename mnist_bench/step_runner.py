@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +43,25 @@ class EagerRunner:
     def __init__(
         self,
         step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.LRScheduler | None,
         config: TrainConfig,
         generator: torch.Generator,
     ) -> None:
-        self.step, self.schedule, self.config, self.generator = step, schedule, config, generator
+        self.step, self.optimizer, self.schedule = step, optimizer, schedule
+        self.config, self.generator = config, generator
+
+    def state(self) -> dict[str, Any]:
+        """Optimizer and schedule, for resuming (the weights and generator are the caller's)."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
 
     def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm`` in batches; the summed loss, on the device (no sync)."""
@@ -57,7 +71,9 @@ class EagerRunner:
             if stop():  # a Python flag: no device sync
                 raise KeyboardInterrupt("stop requested")
             idx = perm[i : i + bs]
-            loss_sum += self.step(augment_batch(x[idx], self.config.augment, self.generator), y[idx])
+            loss_sum += self.step(
+                augment_batch(x[idx], self.config.augment, self.generator, self.config.deform), y[idx]
+            )
             if self.schedule is not None:
                 self.schedule.step()
         return loss_sum
@@ -167,7 +183,7 @@ class GraphedRunner:
         """One training step on the images at ``idx``: everything a graph captures."""
         for p in self.params:
             p.grad = None  # backward writes fresh gradients (in a graph: into its own pool)
-        xb = augment_batch(self.x.index_select(0, idx), self.config.augment, self.generator)
+        xb = augment_batch(self.x.index_select(0, idx), self.config.augment, self.generator, self.config.deform)
         yb = self.y.index_select(0, idx)
         # No autocast weight cache: a graph must recompute the casts on every replay.
         with torch.autocast(
@@ -197,6 +213,43 @@ class GraphedRunner:
         idx = self.perm.index_select(0, self.batch).view(-1)
         self._step(idx)
         self.batch.add_(1)
+
+    # -- resuming ------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Optimizer state, momentum buffers and schedule position, for resuming."""
+        optimizer = (
+            [{k: v.detach().cpu() for k, v in self.optimizer.state[p].items()} for p in self.params]
+            if self.optimizer is not None
+            else []
+        )
+        return {
+            "optimizer": optimizer,
+            "sgd_buffers": [b.detach().cpu() for b in self.sgd_buffers],
+            "step_no": int(self.step_no.item()),
+            "host_step": self.host_step,
+            "rates": {k: float(v) for k, v in self.rates.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Copy ``state`` into the tensors the graph reads: their addresses must not change."""
+        with torch.no_grad():
+            if self.optimizer is not None:
+                for p, saved in zip(self.params, state["optimizer"], strict=True):
+                    for key, value in saved.items():
+                        self.optimizer.state[p][key].copy_(value)
+            for buffer, saved in zip(self.sgd_buffers, state["sgd_buffers"], strict=True):
+                buffer.copy_(saved)
+            self.step_no.fill_(state["step_no"])
+        self.host_step = state["host_step"]
+        for key, value in state["rates"].items():
+            current = self.rates[key]
+            if isinstance(current, torch.Tensor):
+                current.fill_(value)
+            else:
+                self.rates[key] = value
+        if self.optimizer is not None and not self.capture and self.tables:
+            for key in self.tables:
+                self.optimizer.param_groups[0][key] = state["rates"].get(key, self.optimizer.param_groups[0][key])
 
     # -- capture -------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -8,24 +8,27 @@ epoch's evaluation accuracy and answers whether to stop (pruning).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_bench.augment import AUGMENTS
+from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import ModelConfig, build_mlp, use_generator
 from mnist_bench.step_runner import EagerRunner, GraphedRunner
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "onecycle", "exponential")
+EXPONENTIAL_FINAL = 0.01  # the exponential schedule ends at this fraction of lr
 PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -44,10 +47,11 @@ class TrainConfig:
     seed: int = 0  # weight init, batch order and augmentation
     # The extended space's regularizers; the defaults leave training plain.
     weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD); not with plain Adam
-    schedule: str = "constant"  # learning rate per step: constant, cosine (to 0), onecycle
+    schedule: str = "constant"  # learning rate per step: constant, cosine (to 0), onecycle, exponential (to 1%)
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment: str = "none"  # none, affine, elastic (see augment.py); training batches only
     max_norm: float | None = None  # cap on each hidden unit's incoming weight norm (Srivastava et al.)
+    deform: Deform = DEFAULT_DEFORM  # strengths of the augmentation's deformations
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -151,6 +155,8 @@ def make_schedule(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "exponential":  # a constant factor per step, down to EXPONENTIAL_FINAL of lr
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=EXPONENTIAL_FINAL ** (1 / max(total, 1)))
     return None
 
 
@@ -323,7 +329,7 @@ class Training:
         optimizer = make_optimizer(self.config, self.model, self.data.device)
         step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
         schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
-        self.runner = EagerRunner(step, schedule, self.config, self.generator)
+        self.runner = EagerRunner(step, optimizer, schedule, self.config, self.generator)
 
     def _graphed(self, runtime: Runtime) -> None:
         self._fresh()
@@ -395,6 +401,45 @@ class Training:
             self.stream.synchronize()
         else:
             sync(self.data.device)
+
+    def save_state(self, path: Path) -> None:
+        """Everything needed to go on from the last epoch: written whole or not at all."""
+        assert self.runner is not None
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "generator": self.generator.get_state(),
+            "runner": self.runner.state(),
+            "runner_graphed": self.graphed,
+            "train_loss": self.train_loss,
+            "eval_acc": self.eval_acc,
+            "train_time": self.train_time,
+            "samples": self.samples,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(state, partial)
+        partial.replace(path)  # atomic: an interrupted save leaves the previous state
+
+    def resume(self, path: Path) -> int:
+        """Go on from a state ``save_state`` wrote for this very configuration; returns its epoch."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
+        if state.get("config") != dataclasses.asdict(self.config):
+            raise ValueError(f"{path} is the state of another configuration")
+        if state.get("runner_graphed") != self.graphed:
+            raise ValueError(f"{path} was saved by {'graphed' if state.get('runner_graphed') else 'eager'} steps")
+        assert self.runner is not None
+        with torch.no_grad():
+            for name, tensor in self.model.state_dict().items():
+                tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
+        self.generator.set_state(state["generator"])
+        self.runner.restore(state["runner"])
+        self.train_loss, self.eval_acc = list(state["train_loss"]), list(state["eval_acc"])
+        self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
+        return self.epoch
 
     def stop_early(self) -> None:
         """Pruned: no more epochs."""

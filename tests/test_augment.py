@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from PIL import Image
+from typer.testing import CliRunner
 
-from mnist_bench.augment import augment_batch
+from mnist_bench.augment import Deform, augment_batch, deformed_examples, parse_deform
+from mnist_bench.cli import app
 from mnist_bench.data import DeviceData, normalize
 
 
@@ -55,3 +60,46 @@ def test_labels_untouched_by_training_with_augmentation(tiny_data: DeviceData) -
     result = train(config, tiny_data)
     assert torch.equal(tiny_data.y_train, before)
     assert result.best_acc > 0.5  # still learns the (shifted) patches
+
+
+def test_default_strengths_draw_as_before(tiny_data: DeviceData) -> None:
+    # Shear 0 draws nothing extra: studies made before strengths existed train the same.
+    x = batch(tiny_data)
+    a = augment_batch(x, "elastic", torch.Generator().manual_seed(5))
+    b = augment_batch(x, "elastic", torch.Generator().manual_seed(5), Deform())
+    assert torch.equal(a, b)
+    sheared = augment_batch(x, "elastic", torch.Generator().manual_seed(5), Deform(shear_deg=15))
+    assert not torch.equal(a, sheared)
+
+
+def test_zero_strengths_leave_images_alone(tiny_data: DeviceData) -> None:
+    x = batch(tiny_data)
+    still = Deform(rotate_deg=0, scale=0, shear_deg=0, shift_px=0, elastic_alpha_px=0)
+    out = augment_batch(x, "elastic", torch.Generator().manual_seed(0), still)
+    torch.testing.assert_close(out, x, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("rotate_deg=-5", "rotate_deg=-5.0 must be between 0 and 90"), ("scale=2", "scale=2.0 must be between"),
+     ("elastic_sigma_px=40", "between 0.5 and 9"), ("shear=3", "expected name=value"), ("shift_px=a", "not a number")],
+)  # fmt: skip
+def test_bad_strengths_are_refused(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_deform(spec)
+
+
+def test_deformations_png_and_cli(tmp_path: Path, tiny_mnist: Path) -> None:
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    drawn = deformed_examples(images, "elastic", parse_deform("shear_deg=10"), variants=3)
+    assert drawn.shape == (3, 4, 28, 28) and drawn.dtype == torch.uint8
+    runner = CliRunner()
+    common = ["--data-dir", str(tiny_mnist), "--no-verify"]
+    ok = runner.invoke(app, ["deformations", "--count", "5", "--out", str(tmp_path / "d.png"), *common])
+    assert ok.exit_code == 0, ok.output
+    with Image.open(tmp_path / "d.png") as png:
+        assert png.width > 300 and png.height > 300
+    bad = runner.invoke(app, ["deformations", "--deform", "rotate_deg=500", *common])
+    assert (
+        bad.exit_code == 1 and bad.stderr.startswith("Error: --deform rotate_deg=500") and bad.stderr.count("\n") == 1
+    )

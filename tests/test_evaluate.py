@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import torch
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import evaluate, seeds_from, train_and_test
+from mnist_bench.evaluate import EpochDone, evaluate, seeds_from, train_and_test
 from mnist_bench.model import ModelConfig
 from mnist_bench.train import TrainConfig, train
 
@@ -49,3 +52,39 @@ def test_evaluate_matches_argmax(tiny_data: DeviceData) -> None:
     ev = evaluate(model, tiny_data.x_eval, tiny_data.y_eval)
     with torch.no_grad():
         assert torch.equal(ev.predictions, model(tiny_data.x_eval).argmax(1))
+
+
+LONG = TrainConfig(ModelConfig((24,), dropout=0.1), "sgd", 0.05, momentum=0.9, batch_size=32, epochs=4,
+                   schedule="exponential", augment="affine")  # fmt: skip
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path: Path, tiny_data: DeviceData) -> None:
+    tmp_path = tmp_path / "resume"
+    whole = train_and_test(LONG, tiny_data, [0, 1])
+    seen: list[tuple[int, int, bool]] = []
+
+    def interrupt_after_epoch_2(done: EpochDone) -> None:
+        seen.append((done.seed, done.epoch, done.resumed))
+        if done.seed == 1 and done.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_and_test(LONG, tiny_data, [0, 1], progress=interrupt_after_epoch_2, state_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed-0.pt", "seed-1.pt"]
+    seen.clear()
+    resumed = train_and_test(LONG, tiny_data, [0, 1], progress=lambda d: seen.append((d.seed, d.epoch, d.resumed)),
+                             state_dir=tmp_path)  # fmt: skip
+    assert (0, 3, True) in seen and (1, 2, True) in seen and (1, 1, False) not in seen
+    for a, b in zip(whole.runs, resumed.runs, strict=True):
+        assert a.result.train_loss == b.result.train_loss
+        for p, q in zip(a.result.model.parameters(), b.result.model.parameters(), strict=True):
+            assert torch.equal(p, q)
+    assert whole.committee is not None and 0 <= whole.committee <= 1
+
+
+def test_resuming_another_configuration_is_refused(tmp_path: Path, tiny_data: DeviceData) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train_and_test(LONG, tiny_data, [0], progress=lambda d: (_ for _ in ()).throw(KeyboardInterrupt()),
+                       state_dir=tmp_path)  # fmt: skip
+    with pytest.raises(MnistBenchError, match="another configuration; pass --restart"):
+        train_and_test(replace(LONG, lr=0.01), tiny_data, [0], state_dir=tmp_path)

@@ -20,7 +20,7 @@ def test_parse_accepts_full_and_hidden_only_specs() -> None:
     assert ModelConfig((128, 64)).layers == "784-128-64-10"
 
 
-@pytest.mark.parametrize("spec", ["", "784-10", "1-2-3-4-5", "12-x"])
+@pytest.mark.parametrize("spec", ["", "784-10", "1-2-3-4-5-6-7-8-9", "12-x"])
 def test_parse_rejects_bad_specs(spec: str) -> None:
     with pytest.raises(ValueError):
         ModelConfig.parse(spec)

@@ -108,9 +108,28 @@ def test_default_space_asks_no_regularizer() -> None:
         ("dropout = [0.0, 1.0]", "dropout"),
         ('schedules = ["warmup"]', "schedules"),
         ('augments = ["twist"]', "augments"),
+        ("depth = [2, 9]", "depth"),
+        ("rotate_deg = [-5.0, 10.0]", "rotate_deg"),
+        ("elastic_alpha_px = [2.0, 100.0]", "elastic_alpha_px=100.0 must be between 0 and 14"),
     ],
 )
 def test_bad_regularizer_ranges_rejected(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(MnistBenchError, match=message):
         load_space("bad", tmp_path)
+
+
+def test_frontier_space_goes_deep_and_wide_with_deformations() -> None:
+    space = load_space("frontier", STUDIES)
+    assert space.depth[1] >= 6 and space.width[1] >= 4096 and space.augments == ("elastic",)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    depths, shears = set(), set()
+    for _ in range(30):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=2, seed=0)
+        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=2, seed=0) == chosen
+        depths.add(len(chosen.model.hidden))
+        shears.add(chosen.deform.shear_deg)
+        assert chosen.schedule in ("cosine", "exponential") and 5 <= chosen.deform.rotate_deg <= 15
+        study.tell(trial, 0.0)
+    assert max(depths) >= 5 and len(shears) > 1

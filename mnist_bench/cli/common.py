@@ -14,6 +14,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from mnist_bench import __version__
+from mnist_bench.augment import DEFAULT_DEFORM, Deform, parse_deform
 from mnist_bench.data import default_data_dir
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
@@ -21,7 +22,7 @@ from mnist_bench.train import Runtime
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
-    "search", "leaderboard", "report", "best", "train", "baselines",
+    "search", "leaderboard", "report", "best", "train", "baselines", "deformations",
     "predict", "evaluate", "demo", "export", "bench",
 )  # fmt: skip
 
@@ -101,6 +102,7 @@ class Schedule(StrEnum):
     constant = "constant"
     cosine = "cosine"
     onecycle = "onecycle"
+    exponential = "exponential"
 
 
 class Augment(StrEnum):
@@ -159,6 +161,31 @@ CompileOpt = Annotated[
 CheckpointPath = Annotated[
     Path,
     typer.Argument(metavar="CHECKPOINT", help="A checkpoint: its folder, its checkpoint.json or its model.pt."),
+]
+DeformOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Deformation strengths for --augment affine/elastic, e.g. rotate_deg=15,scale=0.15,shear_deg=15,"
+        "shift_px=2,elastic_alpha_px=6,elastic_sigma_px=5 (names as in a space file; unnamed ones keep "
+        "their values). Check them by eye with `mnist-bench deformations`."
+    ),
+]
+
+
+def deform_from(spec: str | None, base: Deform = DEFAULT_DEFORM) -> Deform:
+    if spec is None:
+        return base
+    try:
+        return parse_deform(spec, base)
+    except ValueError as exc:
+        raise MnistBenchError(f"--deform {spec}: {exc}") from None
+
+
+RestartOpt = Annotated[
+    bool,
+    typer.Option(
+        "--restart", help="Train from scratch even if an interrupted run of this output folder left a state to resume."
+    ),
 ]
 EagerOpt = Annotated[
     bool,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -15,25 +17,28 @@ from mnist_bench.cli.common import (
     AugmentOpt,
     CompileOpt,
     DataDir,
+    DeformOpt,
     Device,
     EagerOpt,
     NoVerify,
     Optimizer,
     Precision,
     PrecisionOpt,
+    RestartOpt,
     Schedule,
     Seeds,
     Storage,
     StudiesDir,
     StudyName,
     app,
+    deform_from,
     make_console,
     require_positive,
     runtime_from,
 )
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import TestData, save_final, seeds_from, train_and_test
+from mnist_bench.evaluate import EpochDone, TestData, save_final, seeds_from, train_and_test
 from mnist_bench.leaderboard import leaderboard, study_dir
 from mnist_bench.model import ModelConfig
 from mnist_bench.render import (
@@ -64,8 +69,13 @@ def _train_and_save(
     device: str,
     no_verify: bool,
     runtime: Runtime,
+    restart: bool = False,
 ) -> None:
-    """Shared by `best --retrain` and `train`: all 60,000 training images, then the test set once."""
+    """Shared by `best --retrain` and `train`: all 60,000 training images, then the test set once.
+
+    Each seed's state is kept in ``out_dir/resume/`` after every epoch; an interrupted run
+    started again goes on from there (``--restart``: from scratch).
+    """
     seed_list = seeds_from(config.seed, seeds)
     data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
     console = make_console()
@@ -73,8 +83,27 @@ def _train_and_save(
         f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
         f"{len(seed_list)} seed(s), on {data.device_data.device}..."
     )
-    report = train_and_test(config, data.device_data, seed_list, runtime=runtime)
+    state_dir = out_dir / "resume"
+    if restart:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    def progress(done: EpochDone) -> None:
+        what = "resumed after" if done.resumed else "epoch"
+        console.print(
+            f"seed {done.seed} {what} {done.epoch}/{done.epochs}: train loss {done.train_loss:.4f}, "
+            f"{done.train_time_s:.1f} s",
+            markup=False,
+        )
+
+    try:
+        report = train_and_test(
+            config, data.device_data, seed_list, runtime=runtime, progress=progress, state_dir=state_dir
+        )
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: run the same command again to resume from the last epoch ({state_dir}).", err=True)
+        raise typer.Exit(130) from None
     paths = save_final(report, data, out_dir, source=source)
+    shutil.rmtree(state_dir, ignore_errors=True)  # the finished model is saved: nothing left to resume
     first = report.runs[0]
     console.print(
         key_value_table(
@@ -91,6 +120,11 @@ def _train_and_save(
         confusion_table(first.evaluation.confusion, title="Confusion matrix (rows: true, columns: predicted)")
     )
     console.print(seeds_line(report.accuracies, report.mean, report.std))
+    if report.committee is not None:
+        console.print(
+            f"Committee of the {len(report.runs)} models (probabilities averaged): test accuracy "
+            f"{report.committee:.4f}. A committee, not a single MLP: the figure above is the single-model one."
+        )
     console.print("Saved " + ", ".join(str(p) for p in paths))
 
 
@@ -107,9 +141,11 @@ def best(
     ] = None,
     seeds: Seeds = 1,
     augment: AugmentOpt = None,
+    deform: DeformOpt = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     eager: EagerOpt = False,
+    restart: RestartOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -133,6 +169,7 @@ def best(
     config = trial_config(optuna_study, ranked.trial, epochs=epochs)
     if augment is not None:
         config = replace(config, augment=augment.value)
+    config = replace(config, deform=deform_from(deform, config.deform))
     attrs = ranked.trial.user_attrs
     console.print(
         key_value_table(
@@ -171,6 +208,7 @@ def best(
             device=device,
             no_verify=no_verify,
             runtime=runtime,
+            restart=restart,
         )
 
 
@@ -191,10 +229,12 @@ def train_cmd(
     schedule: Annotated[Schedule, typer.Option(help="Learning rate per step.")] = Schedule.constant,
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
     augment: AugmentOpt = None,
+    deform: DeformOpt = None,
     max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     eager: EagerOpt = False,
+    restart: RestartOpt = False,
     out: Annotated[
         Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
     ] = None,
@@ -219,6 +259,7 @@ def train_cmd(
             schedule=schedule.value,
             label_smoothing=label_smoothing,
             augment=(augment or Augment.none).value,
+            deform=deform_from(deform),
             max_norm=max_norm,
         )
     except ValueError as exc:
@@ -234,6 +275,7 @@ def train_cmd(
         device=device,
         no_verify=no_verify,
         runtime=runtime,
+        restart=restart,
     )
 
 
@@ -270,3 +312,34 @@ def baselines(
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, index=False)
         console.print(f"Written to {out}")
+
+
+@app.command()
+def deformations(
+    augment: Annotated[Augment, typer.Option(help="The augmentation to draw.")] = Augment.elastic,
+    deform: DeformOpt = None,
+    count: Annotated[int, typer.Option(help="Training digits shown (one column each).")] = 10,
+    variants: Annotated[int, typer.Option(help="Deformed draws of each digit (one row each).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("deformations.png"),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    no_verify: NoVerify = False,
+) -> None:
+    """Draw training digits as the augmentation deforms them: check strengths by eye before a long run."""
+    from mnist_bench.augment import deformed_examples  # noqa: PLC0415
+    from mnist_bench.data import ensure_split  # noqa: PLC0415
+    from mnist_bench.figures import deformations_png  # noqa: PLC0415
+
+    require_positive("--count", count)
+    require_positive("--variants", variants)
+    strengths = deform_from(deform)
+    split = ensure_split(data_dir, "train", verify=not no_verify)
+    originals = split.images[: min(count, len(split))]
+    drawn = deformed_examples(originals, augment.value, strengths, variants=variants, seed=seed)
+    settings = ", ".join(f"{k}={v:g}" for k, v in dataclasses.asdict(strengths).items())
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        path = deformations_png(originals, drawn, out, title=f"{augment.value}: {settings}")
+    except OSError as exc:
+        raise MnistBenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+    make_console().print(f"Wrote {path}: {len(originals)} digits, {variants} {augment.value} draw(s) each")
