@@ -5,8 +5,10 @@ Typer layer on top. One module per concept:
 
 - ``data``: MNIST files -> checked uint8 tensors -> normalized tensors on a device
 - ``model``: the MLP and its frozen ``ModelConfig``
-- ``train``: the trainer (``Training``, an epoch at a time), its frozen ``TrainConfig`` and
-  ``Runtime`` (precision, compile)
+- ``augment``: deformations of a batch on its device, and their strengths (``Deform``)
+- ``config``: what a training is: the frozen ``TrainConfig`` and ``Runtime`` (precision, graphs)
+- ``train``: the trainer (``Training``, an epoch at a time, resumable), optimizer and schedule
+- ``step_runner``: how an epoch's steps execute: eagerly, or as a replayed CUDA graph
 - ``inflight``: K trainings side by side in one process (``search --parallel``), a fixed schedule
 - ``space``: the search space (studies/*.toml) and the one trial -> config function
 - ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.evaluate import train_and_test
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import TrainConfig
 
 
 @dataclass(frozen=True)

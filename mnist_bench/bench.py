@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.device import environment
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import Runtime, TrainConfig, Training, make_optimizer, seeded_model, sync
+from mnist_bench.train import Training, make_optimizer, seeded_model, sync
 
 # The networks MNIST tutorials use, plus the wide one of the accuracy issue.
 NETWORKS = ("784-128-64-10", "784-128-10", "784-500-10", "784-256-128-64-32-10", "784-1024-1024-10")

@@ -42,12 +42,12 @@ from mnist_bench.bench import (
     train_flops_per_sample,
     trainer_throughput,
 )
+from mnist_bench.config import PRECISIONS, Runtime
 from mnist_bench.data import DeviceData, MnistSplit
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.leaderboard import to_markdown
 from mnist_bench.model import ModelConfig
 from mnist_bench.packing import packing_gain, process_throughput, stacked_throughput
-from mnist_bench.train import PRECISIONS, Runtime
 
 SECTIONS = ("floor", "training", "inflight", "classic", "runtime", "inference", "packing", "search")
 

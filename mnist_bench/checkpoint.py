@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from mnist_bench.augment import Deform
+from mnist_bench.config import TrainConfig
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import ModelConfig, build_mlp
-from mnist_bench.train import TrainConfig
 
 FORMAT = "mnist-bench-checkpoint"
 FORMAT_VERSION = 1

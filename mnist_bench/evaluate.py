@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.inflight import Slot, run_in_flight
-from mnist_bench.train import Runtime, TrainConfig, Training, TrainResult, predict_logits
+from mnist_bench.train import Training, TrainResult, predict_logits
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_bench.bench import adam_config, timed
+from mnist_bench.config import Runtime
 from mnist_bench.data import N_CLASSES, DeviceData
 from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
 from mnist_bench.space import SearchSpace
-from mnist_bench.train import Runtime, make_optimizer, make_step, seeded_model, sync
+from mnist_bench.train import make_optimizer, make_step, seeded_model, sync
 
 MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU

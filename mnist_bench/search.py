@@ -25,13 +25,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench import __version__
 from mnist_bench.bench import latency_ms
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.inflight import Slot, run_in_flight
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace, sample_config
 from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
-from mnist_bench.train import Runtime, TrainConfig, Training, TrainResult, train
+from mnist_bench.train import Training, TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2")

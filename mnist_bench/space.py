@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
+from mnist_bench.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
-from mnist_bench.train import OPTIMIZERS, SCHEDULES, TrainConfig
 
 DEFORM_KEYS = tuple(f.name for f in dataclasses.fields(Deform))
 

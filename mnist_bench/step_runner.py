@@ -26,7 +26,7 @@ from torch import nn
 from mnist_bench.augment import augment_batch
 
 if TYPE_CHECKING:
-    from mnist_bench.train import TrainConfig
+    from mnist_bench.config import TrainConfig
 
 WARMUP_STEPS = 3  # before capture, on a side stream (cuBLAS and autograd set themselves up)
 

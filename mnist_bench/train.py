@@ -14,89 +14,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
+from mnist_bench.config import EXPONENTIAL_FINAL, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.model import ModelConfig, build_mlp, use_generator
+from mnist_bench.model import build_mlp, use_generator
 from mnist_bench.step_runner import EagerRunner, GraphedRunner
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle", "exponential")
-EXPONENTIAL_FINAL = 0.01  # the exponential schedule ends at this fraction of lr
-PRECISIONS = ("fp32", "tf32", "bf16")
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
 # Called after every epoch with (epoch, evaluation accuracy); True means stop now.
 EpochCallback = Callable[[int, float], bool]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    model: ModelConfig  # layer widths
-    optimizer: str  # "sgd" or "adam"
-    lr: float  # learning rate
-    momentum: float = 0.0  # SGD momentum; must stay 0 for Adam
-    batch_size: int = 64  # images per optimizer step
-    epochs: int = 10  # passes over the training images (at most, when pruned)
-    seed: int = 0  # weight init, batch order and augmentation
-    # The extended space's regularizers; the defaults leave training plain.
-    weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD); not with plain Adam
-    schedule: str = "constant"  # learning rate per step: constant, cosine (to 0), onecycle, exponential (to 1%)
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    augment: str = "none"  # none, affine, elastic (see augment.py); training batches only
-    max_norm: float | None = None  # cap on each hidden unit's incoming weight norm (Srivastava et al.)
-    deform: Deform = DEFAULT_DEFORM  # strengths of the augmentation's deformations
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} must be one of {OPTIMIZERS}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr={self.lr} must be a positive number")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
-        if self.optimizer != "sgd" and self.momentum:
-            raise ValueError(f"momentum={self.momentum} applies to SGD only")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
-        if self.optimizer == "adam" and self.weight_decay:
-            raise ValueError(f"weight_decay={self.weight_decay}: use adamw (decoupled decay), not adam")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} must be one of {SCHEDULES}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment={self.augment!r} must be one of {AUGMENTS}")
-        if self.max_norm is not None and not self.max_norm > 0:
-            raise ValueError(f"max_norm={self.max_norm} must be > 0")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
-        if self.epochs < 1:
-            raise ValueError(f"epochs={self.epochs} must be >= 1")
-
-    def summary(self) -> dict[str, Any]:
-        """Flat, table-friendly view (no nested dataclasses)."""
-        return {
-            "layers": self.model.layers,
-            "optimizer": self.optimizer,
-            "lr": self.lr,
-            "momentum": self.momentum if self.optimizer == "sgd" else None,
-            "batch_size": self.batch_size,
-            "dropout": self.model.dropout,
-            "weight_decay": self.weight_decay,
-            "schedule": self.schedule,
-            "label_smoothing": self.label_smoothing,
-            "augment": self.augment,
-            "max_norm": self.max_norm,
-            "epochs": self.epochs,
-            "seed": self.seed,
-            "n_params": self.model.n_params,
-        }
 
 
 @dataclass(frozen=True)
@@ -186,28 +118,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """How steps execute; none of it changes what is trained, only how fast."""
-
-    precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
-    compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
-    graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (step_runner)
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r} must be one of {PRECISIONS}")
-
-    def check(self, device: torch.device) -> None:
-        """Refuse what the device cannot do, before any training starts."""
-        if self.precision == "tf32" and not (
-            device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-        ):
-            raise ValueError(f"precision=tf32 needs a CUDA GPU of compute capability 8.0 or newer, not {device}")
-        if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(device)}")
 
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

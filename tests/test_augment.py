@@ -52,8 +52,9 @@ def test_empty_image_stays_empty() -> None:
 
 
 def test_labels_untouched_by_training_with_augmentation(tiny_data: DeviceData) -> None:
+    from mnist_bench.config import TrainConfig
     from mnist_bench.model import ModelConfig
-    from mnist_bench.train import TrainConfig, train
+    from mnist_bench.train import train
 
     before = tiny_data.y_train.clone()
     config = TrainConfig(ModelConfig((64,)), "adam", 3e-3, batch_size=32, epochs=4, augment="affine")

@@ -20,9 +20,9 @@ from mnist_bench.bench import (
 )
 from mnist_bench.bench_suite import BenchSettings, run_bench, write_results
 from mnist_bench.cli import app
+from mnist_bench.config import Runtime
 from mnist_bench.data import DeviceData, load_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.train import Runtime
 
 CPU = torch.device("cpu")
 

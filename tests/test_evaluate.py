@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.evaluate import EpochDone, evaluate, seeds_from, train_and_test
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import TrainConfig, train
+from mnist_bench.train import train
 
 CONFIG = TrainConfig(ModelConfig((32,)), "adam", 3e-3, batch_size=32, epochs=3)
 

@@ -9,13 +9,14 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.inflight import Slot, parse_parallel, run_in_flight
 from mnist_bench.model import ModelConfig
 from mnist_bench.search import SearchSettings, run_search, trial_config
 from mnist_bench.space import SearchSpace
-from mnist_bench.train import TrainConfig, Training, train
+from mnist_bench.train import Training, train
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 48), batch_sizes=(32, 64))
 CPU = torch.device("cpu")

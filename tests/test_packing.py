@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
 from mnist_bench.packing import (
@@ -21,7 +22,7 @@ from mnist_bench.packing import (
     trial_bytes,
 )
 from mnist_bench.space import SearchSpace
-from mnist_bench.train import TrainConfig, seeded_model
+from mnist_bench.train import seeded_model
 
 CPU = torch.device("cpu")
 GIB = 2**30

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, load_split
 from mnist_bench.model import ModelConfig
 from mnist_bench.predict import predict_files, to_mnist
-from mnist_bench.train import TrainConfig, train
+from mnist_bench.train import train
 
 
 def test_28x28_light_on_dark_passes_through() -> None:

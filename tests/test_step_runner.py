@@ -3,10 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
 from mnist_bench.step_runner import GraphedRunner, NotCapturable, sgd_step
-from mnist_bench.train import Runtime, TrainConfig, Training, schedule_tables
+from mnist_bench.train import Training, schedule_tables
 
 # Every option a step has: momentum under one-cycle (which cycles it), max-norm, weight
 # decay, schedules, dropout, label smoothing, augmentation. Batch 32 over 500 images

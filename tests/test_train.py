@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import TrainConfig, accuracy, train
+from mnist_bench.train import accuracy, train
 
 
 def config(**overrides: object) -> TrainConfig:

@@ -15,10 +15,10 @@ from typer.core import TyperGroup
 
 from mnist_bench import __version__
 from mnist_bench.augment import DEFAULT_DEFORM, Deform, parse_deform
+from mnist_bench.config import Runtime
 from mnist_bench.data import default_data_dir
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.train import Runtime
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (

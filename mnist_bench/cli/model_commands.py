@@ -36,6 +36,7 @@ from mnist_bench.cli.common import (
     require_positive,
     runtime_from,
 )
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.evaluate import EpochDone, TestData, save_final, seeds_from, train_and_test
@@ -56,7 +57,6 @@ from mnist_bench.search import (
     trial_config,
 )
 from mnist_bench.storage import default_storage, load_study, open_storage
-from mnist_bench.train import Runtime, TrainConfig
 
 
 def _train_and_save(
