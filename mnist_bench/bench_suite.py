@@ -12,12 +12,16 @@ Sections, each a DataFrame:
 - inference: one-image latency (median, p99) and large-batch throughput;
 - packing: K same-shaped trials at once on the device, as K processes and as one
   stacked model, against one trial at a time (how trials share a device, chosen by it);
-- search: trials per minute and aggregate samples/s with 1, 2, 4, 8 concurrent workers.
+- search: trials per minute and aggregate samples/s of a fresh default-space study with
+  1, 2, 4, 8 worker processes and with K trials side by side in one process, beside the
+  hand-written pattern users write instead (Optuna's PyTorch example: torchvision-style
+  per-sample transforms, a DataLoader, report and prune per epoch), run the same way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,12 +68,16 @@ class BenchSettings:
     classic_batch_sizes: tuple[int, ...] = (64,)
     precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
     compile: bool = True  # include torch.compile rows in the runtime section
+    # (network, batch) pairs of the runtime section: a launch-bound and a compute-bound one.
+    runtime_cases: tuple[tuple[str, int], ...] = (("784-128-10", 64), ("784-1024-1024-10", 512))
     workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent trials on the device (packing, search)
     inflight: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # trials side by side in one process
     packing_network: str = "784-128-10"  # the tutorial net: small trials are what packing is for
     packing_batch_size: int = 64
-    search_trials: int = 8  # trials per search-throughput run
+    search_trials: int = 8  # trials per search-throughput run (the issue's figure: 50 trials of 10 epochs)
     search_epochs: int = 2
+    search_parallel: tuple[int, ...] = (2, 4, 8, 16)  # K of `search --parallel K` rows (one process)
+    reference: bool = True  # time the hand-written Optuna-example pattern too (minutes on a CPU)
     matmul_size: int = 4096
 
     def __post_init__(self) -> None:
@@ -95,10 +103,13 @@ class BenchSettings:
             warmup=5,
             precisions=("fp32", "bf16"),
             compile=False,
+            runtime_cases=(("784-128-10", 64),),  # bf16 on a CPU takes a minute for the wide net
             workers=(1, 2),
             inflight=(1, 2),
             search_trials=2,
             search_epochs=1,
+            search_parallel=(),
+            reference=False,
             matmul_size=1024,
         )
 
@@ -118,7 +129,8 @@ def run_bench(
     device: torch.device,
     *,
     sections: tuple[str, ...] = SECTIONS,
-    search_runner: Callable[[int], dict[str, Any]] | None = None,
+    search_runner: Callable[[int, int], dict[str, Any]] | None = None,
+    reference_runner: Callable[[], dict[str, Any]] | None = None,
     log: Log = lambda _: None,
 ) -> dict[str, pd.DataFrame]:
     """Measure the chosen sections; every row carries the environment."""
@@ -198,7 +210,7 @@ def run_bench(
 
     if "runtime" in sections:
         rows = []
-        for layers, bs in (("784-128-10", 64), ("784-1024-1024-10", 512)):
+        for layers, bs in settings.runtime_cases:
             base = None
             for compile_ in (False, True) if settings.compile else (False,):
                 for precision in settings.precisions:
@@ -248,18 +260,27 @@ def run_bench(
 
     if "search" in sections and search_runner is not None:
         rows = []
-        for workers in settings.workers:
-            log(f"search: {workers} worker(s), {settings.search_trials} trials")
-            rows.append({"workers": workers, **search_runner(workers), **env})
+        plans = [(w, 1) for w in settings.workers] + [(1, k) for k in settings.search_parallel if k > 1]
+        for workers, parallel in plans:
+            log(f"search: {workers} worker(s), {parallel} side by side, {settings.search_trials} trials")
+            row = {"method": "mnist-bench search", "workers": workers, "parallel": parallel}
+            rows.append({**row, **search_runner(workers, parallel), **env})
+        if reference_runner is not None and settings.reference:
+            log(f"search: the hand-written Optuna-example pattern, {settings.search_trials} trials")
+            rows.append({"method": "hand-written Optuna example", "workers": 1, "parallel": 1,
+                         **reference_runner(), **env})  # fmt: skip
         base = rows[0]["trials_per_min"] if rows else 1.0
+        reference = rows[-1]["trials_per_min"] if reference_runner is not None and settings.reference else None
         for row in rows:
             row["speedup"] = row["trials_per_min"] / base
+            row["vs_hand_written"] = row["trials_per_min"] / reference if reference else float("nan")
         out["search"] = pd.DataFrame(rows)
     return out
 
 
 def search_throughput(
     workers: int,
+    parallel: int = 1,
     *,
     device: str,
     data_dir: Path,
@@ -267,7 +288,10 @@ def search_throughput(
     trials: int,
     epochs: int,
 ) -> dict[str, Any]:
-    """Wall-clock of a fresh study with ``workers`` processes on one device (data load included)."""
+    """Wall-clock of a fresh default-space study (median pruner), as ``search --workers W --parallel K`` runs it.
+
+    Data load included: each worker process loads its own copy, as the command does.
+    """
     from mnist_bench.search import SearchSettings, open_study  # noqa: PLC0415
     from mnist_bench.space import SearchSpace  # noqa: PLC0415
     from mnist_bench.storage import open_storage  # noqa: PLC0415
@@ -275,7 +299,9 @@ def search_throughput(
 
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        settings = SearchSettings(study="bench", storage=storage, trials=trials, epochs=epochs, pruner="none", seed=0)
+        settings = SearchSettings(
+            study="bench", storage=storage, trials=trials, epochs=epochs, seed=0, parallel=parallel
+        )
         space = SearchSpace()
         study = open_study(settings, space, open_storage(storage))
         start = time.perf_counter()
@@ -331,3 +357,71 @@ def throughput_png(frame: pd.DataFrame, path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.savefig(path)
     return path
+
+
+def hand_written_search(split: MnistSplit, device: torch.device, *, trials: int, epochs: int) -> dict[str, Any]:
+    """The reference: what users write by hand, after Optuna's PyTorch example, timed the same way.
+
+    Per-sample PIL image, ToTensor and Normalize (``bench.ClassicDataset``), a shuffled
+    DataLoader with worker processes, a host-to-device copy per batch, a validation pass
+    per epoch with ``trial.report`` and pruning (median pruner), the same depth, width,
+    optimizer, learning-rate, momentum and batch-size ranges, a 55,000/5,000 split.
+    """
+    import optuna  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+    from torch.utils.data import DataLoader, Subset  # noqa: PLC0415
+
+    from mnist_bench.bench import ClassicDataset  # noqa: PLC0415
+    from mnist_bench.data import validation_indices  # noqa: PLC0415
+
+    n_val = min(5000, len(split) // 10 or 1)
+    train_idx, val_idx = validation_indices(len(split), n_val)
+    dataset = ClassicDataset(split)
+    loader_workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    def objective(trial: optuna.Trial) -> float:
+        layers: list[nn.Module] = []
+        width_in = 784
+        for i in range(trial.suggest_int("n_layers", 1, 4)):
+            width = trial.suggest_int(f"width_{i}", 32, 1024, log=True)
+            layers += [nn.Linear(width_in, width), nn.ReLU()]
+            width_in = width
+        model = nn.Sequential(*layers, nn.Linear(width_in, 10)).to(device)
+        name = trial.suggest_categorical("optimizer", ["sgd", "adam"])
+        if name == "sgd":
+            lr = trial.suggest_float("sgd_lr", 1e-3, 0.3, log=True)
+            momentum = trial.suggest_float("sgd_momentum", 0.5, 0.99)
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=trial.suggest_float("adam_lr", 1e-4, 1e-2, log=True))
+        batch_size = trial.suggest_categorical("batch_size", [32, 64, 128, 256, 512])
+        train_loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=batch_size, shuffle=True,
+                                  num_workers=loader_workers)  # fmt: skip
+        val_loader = DataLoader(Subset(dataset, val_idx.tolist()), batch_size=1000, num_workers=loader_workers)
+        accuracy = 0.0
+        for epoch in range(epochs):
+            model.train()
+            for images, labels in train_loader:
+                images, labels = images.view(images.shape[0], -1).to(device), labels.to(device)
+                optimizer.zero_grad()
+                F.cross_entropy(model(images), labels).backward()
+                optimizer.step()
+            model.eval()
+            correct = 0
+            with torch.no_grad():
+                for images, labels in val_loader:
+                    predicted = model(images.view(images.shape[0], -1).to(device)).argmax(1)
+                    correct += int((predicted.cpu() == labels).sum())
+            accuracy = correct / len(val_idx)
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
+                                pruner=optuna.pruners.MedianPruner())  # fmt: skip
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=trials)
+    wall = time.perf_counter() - start
+    return {"trials": trials, "wall_s": wall, "trials_per_min": trials / wall * 60}

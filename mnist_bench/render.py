@@ -209,12 +209,15 @@ BENCH_COLUMNS: dict[str, list[Column]] = {
         ("vs_one_trial", "vs one trial", "{:.2f}x"),
     ],
     "search": [
+        ("method", "method", "{}"),
         ("workers", "workers", "{}"),
+        ("parallel", "side by side", "{}"),
         ("trials", "trials", "{}"),
         ("wall_s", "wall s", "{:.1f}"),
         ("trials_per_min", "trials/min", "{:.1f}"),
         ("aggregate_samples_per_s", "samples/s (all workers)", "{:,.0f}"),
         ("speedup", "vs 1 worker", "{:.2f}x"),
+        ("vs_hand_written", "vs hand-written", "{:.1f}x"),
     ],
 }
 
@@ -223,7 +226,9 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -
     table = Table(title=title, header_style="bold", title_justify="left")
     present = [c for c in columns if c[0] in frame.columns]
     for _, header, _ in present:
-        table.add_column(header, justify="left" if header in ("network", "runtime", "note", "step") else "right")
+        table.add_column(
+            header, justify="left" if header in ("network", "runtime", "note", "step", "method") else "right"
+        )
     for row in frame.to_dict("records"):
         table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
     return table

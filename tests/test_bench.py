@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,23 +65,27 @@ def test_bad_bench_settings(changes: dict[str, object], message: str) -> None:
 
 
 def test_quick_suite_writes_tables_json_and_plot(tmp_path: Path, tiny_mnist: Path) -> None:
-    settings = BenchSettings.quick()
+    settings = replace(BenchSettings.quick(), search_parallel=(2,), reference=True)
     split = load_split(tiny_mnist, "train", verify=False)
     results = run_bench(
         settings,
         split,
         CPU,
-        search_runner=lambda n: {
+        search_runner=lambda n, k: {
             "trials": 1,
             "wall_s": 1.0 * n,
             "trials_per_min": 60.0 / n,
             "aggregate_samples_per_s": 1.0,
         },
+        reference_runner=lambda: {"trials": 1, "wall_s": 4.0, "trials_per_min": 15.0},
     )
     assert set(results) == {"floor", "training", "inflight", "classic", "runtime", "inference", "packing", "search"}
     inflight = results["inflight"]
     assert list(inflight["trials"]) == [1, 2] and (inflight["samples_per_s"] > 0).all()
     assert results["floor"]["copy_gb_per_s"].iloc[0] > 0 and set(results["training"]["step"]) == {"eager"}
+    search = results["search"]
+    assert list(search["parallel"]) == [1, 1, 2, 1] and search["method"].iloc[-1] == "hand-written Optuna example"
+    assert search["vs_hand_written"].iloc[0] == pytest.approx(4.0)
     packing = results["packing"]
     assert set(packing["method"]) == {"processes", "stacked"} and (packing["samples_per_s"] > 0).all()
     assert len(results["training"]) == len(settings.networks) * len(settings.batch_sizes)

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from mnist_bench.bench_suite import SECTIONS, BenchSettings, run_bench, search_throughput, write_results
+from mnist_bench.bench_suite import (
+    SECTIONS,
+    BenchSettings,
+    hand_written_search,
+    run_bench,
+    search_throughput,
+    write_results,
+)
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -18,6 +25,7 @@ from mnist_bench.cli.common import (
     StudiesDir,
     app,
     make_console,
+    require_positive,
     runtime_from,
 )
 from mnist_bench.data import ensure_split
@@ -54,6 +62,12 @@ def bench(
         list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}. [default: all]")
     ] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed repeats per figure (median reported).")] = None,
+    search_trials: Annotated[
+        int | None, typer.Option(help="Trials per timed search (the issue's figure: 50). [default: 8; --quick 2]")
+    ] = None,
+    search_epochs: Annotated[
+        int | None, typer.Option(help="Most epochs per trial of a timed search. [default: 2; --quick 1]")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder. [default: studies/bench/<device>]")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -79,14 +93,19 @@ def bench(
         changes["workers"] = tuple(workers)
     if repeats is not None:
         changes["repeats"] = repeats
+    for name, value in (("search_trials", search_trials), ("search_epochs", search_epochs)):
+        require_positive(f"--{name.replace('_', '-')}", value)
+        if value is not None:
+            changes[name] = value
     settings = replace(base, **changes)
     split = ensure_split(data_dir, "train", verify=not no_verify)
     console = make_console()
     console.print(f"Benchmarking on {torch_device} ({'quick' if quick else 'full'} run)...")
 
-    def search_runner(n: int) -> dict[str, Any]:
+    def search_runner(n: int, parallel: int) -> dict[str, Any]:
         return search_throughput(
             n,
+            parallel,
             device=str(torch_device),
             data_dir=data_dir,
             verify=not no_verify,
@@ -100,6 +119,9 @@ def bench(
         torch_device,
         sections=tuple(section) if section else SECTIONS,
         search_runner=search_runner,
+        reference_runner=lambda: hand_written_search(
+            split, torch_device, trials=settings.search_trials, epochs=settings.search_epochs
+        ),
         log=lambda line: console.print(f"[dim]{line}[/]"),
     )
     for name, frame in results.items():
