@@ -135,11 +135,12 @@ def test_four_workers_on_postgresql_finish_exactly_the_target(tiny_mnist: Path) 
     optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
-def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str) -> list[str]:
+def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 1000) -> list[str]:
     # One narrow layer, one batch size: every trial takes about as long, a few seconds.
+    # A rerun that only has to finish the study passes few epochs: a study keeps no epoch count.
     (tmp_path / "steady.toml").write_text("depth = [1, 1]\nwidth = [16, 32]\nbatch_sizes = [64]\n")
     return [
-        sys.executable, "-m", "mnist_bench", "search", "--trials", "3", "--epochs", "1000", "--seed", "0",
+        sys.executable, "-m", "mnist_bench", "search", "--trials", "3", "--epochs", str(epochs), "--seed", "0",
         "--space", "steady",
         "--val-size", "100", "--pruner", "none", "--data-dir", str(tiny_mnist), "--no-verify",
         "--studies-dir", str(tmp_path), "--device", "cpu", "--heartbeat", "1", *extra,
@@ -175,7 +176,9 @@ def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mni
     assert study.trials[killed].state == TrialState.RUNNING  # left behind, as a crash leaves it
     time.sleep(4)  # past the grace period: 3 heartbeats of 1 s
 
-    rerun = subprocess.run(command, capture_output=True, text=True)
+    rerun = subprocess.run(
+        search_command(tmp_path, tiny_mnist, "--parallel", parallel, epochs=2), capture_output=True, text=True
+    )
     assert rerun.returncode == 0, rerun.stderr
     study = optuna.load_study(study_name="mnist-mlp", storage=storage)
     assert study.trials[killed].state == TrialState.FAIL
@@ -209,14 +212,13 @@ def test_sigint_stops_cleanly_and_the_study_resumes(
     assert trial.state == TrialState.FAIL and trial.user_attrs["reason"].startswith("interrupted")
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
-    rerun = subprocess.run(search_command(tmp_path, tiny_mnist), capture_output=True, text=True)
+    rerun = subprocess.run(search_command(tmp_path, tiny_mnist, epochs=2), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert "3/3 finished" in rerun.stdout
 
 
 def test_workers_flag_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
-    command = search_command(tmp_path, tiny_mnist, "--workers", "2", "--trials", "4")
-    command[command.index("--epochs") + 1] = "2"
+    command = search_command(tmp_path, tiny_mnist, "--workers", "2", "--trials", "4", epochs=2)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "2 workers on cpu" in result.stdout and "4/4 finished" in result.stdout
@@ -237,8 +239,7 @@ def test_plan_workers_auto_on_the_cpu() -> None:
 
 
 def test_auto_workers_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
-    command = search_command(tmp_path, tiny_mnist, "--workers", "auto", "--trials", "3")
-    command[command.index("--epochs") + 1] = "2"
+    command = search_command(tmp_path, tiny_mnist, "--workers", "auto", "--trials", "3", epochs=2)
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "auto: " in result.stdout and "bound by" in result.stdout and "3/3 finished" in result.stdout
@@ -256,7 +257,10 @@ def postgres_ctl(action: str) -> None:
 
 def outage_search(tmp_path: Path, tiny_mnist: Path, study: str, retry: str) -> subprocess.Popen[str]:
     assert POSTGRES is not None
-    command = search_command(tmp_path, tiny_mnist, "--storage", POSTGRES, "--study", study, "--storage-retry", retry)
+    # Long enough trials that the outage (seconds 6 to 10) falls inside the search, no longer.
+    command = search_command(
+        tmp_path, tiny_mnist, "--storage", POSTGRES, "--study", study, "--storage-retry", retry, epochs=300
+    )
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
