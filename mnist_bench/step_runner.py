@@ -240,16 +240,13 @@ class GraphedRunner:
             for buffer, saved in zip(self.sgd_buffers, state["sgd_buffers"], strict=True):
                 buffer.copy_(saved)
             self.step_no.fill_(state["step_no"])
-        self.host_step = state["host_step"]
+        self.host_step = state["host_step"]  # without a graph, the next step reads its rates from the tables
         for key, value in state["rates"].items():
             current = self.rates[key]
             if isinstance(current, torch.Tensor):
                 current.fill_(value)
             else:
                 self.rates[key] = value
-        if self.optimizer is not None and not self.capture and self.tables:
-            for key in self.tables:
-                self.optimizer.param_groups[0][key] = state["rates"].get(key, self.optimizer.param_groups[0][key])
 
     # -- capture -------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,17 +43,21 @@ def assert_same_training(a: Training, b: Training, *, rtol: float, atol: float) 
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
 
 
+def static(config: TrainConfig, data: DeviceData) -> Training:
+    """A training whose steps run through the graphed runner's static step (no graph: CPU)."""
+    training = Training(config, data)
+    training.runner = GraphedRunner(
+        training.model, config, data.x_train, data.y_train, generator=training.generator,
+        schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
+    )  # fmt: skip
+    return training
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_static_step_trains_as_the_eager_step(name: str, tiny_data: DeviceData) -> None:
     """The step a graph captures, run without the graph on the CPU, against the eager runner (~100 steps)."""
     config = CONFIGS[name]
-    eager = Training(config, tiny_data)
-    static = Training(config, tiny_data)
-    static.runner = GraphedRunner(
-        static.model, config, tiny_data.x_train, tiny_data.y_train, generator=static.generator,
-        schedule=schedule_tables(config, static.steps_per_epoch), precision="fp32", capture=False,
-    )  # fmt: skip
-    assert_same_training(eager, static, rtol=1e-5, atol=1e-6)
+    assert_same_training(Training(config, tiny_data), static(config, tiny_data), rtol=1e-5, atol=1e-6)
 
 
 def test_schedule_tables_follow_the_schedulers() -> None:
@@ -100,3 +106,18 @@ def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData
     graphed = Training(CONFIGS[name], data, runtime=Runtime(graphs=True))
     assert graphed.graphed, graphed.eager_reason
     assert_same_training(eager, graphed, rtol=1e-4, atol=1e-5)
+
+
+def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceData) -> None:
+    config = CONFIGS["sgd-momentum-onecycle-maxnorm"]
+    whole = static(config, tiny_data)
+    run(whole)
+    first = static(config, tiny_data)
+    for _ in range(2):
+        first.run_epoch()
+    first.save_state(tmp_path / "state.pt")
+    resumed = static(config, tiny_data)
+    assert resumed.resume(tmp_path / "state.pt") == 2
+    assert run(resumed) == whole.train_loss
+    for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
