@@ -3,6 +3,14 @@
 Every storage is opened with a heartbeat, so a trial whose worker died (SIGKILL, a
 lost machine) is noticed once it misses its heartbeats for the grace period, marked
 failed and queued again with the same parameters.
+
+On SQLite every transaction takes the database's write lock when it begins
+(``BEGIN IMMEDIATE``). Optuna takes a queued trial by reading its state and writing
+RUNNING in one transaction with ``SELECT ... FOR UPDATE``, a row lock SQLite does not
+have: under pysqlite's deferred transactions two workers could both read WAITING, both
+take the trial and both train it. With the lock taken up front the read and the write
+are one step, so each queued trial (and each retry of a crashed worker's trial) goes to
+exactly one worker, as on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from mnist_bench.errors import MnistBenchError
 
@@ -61,7 +71,8 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEART
             f"storage {url!r} is not a URL (e.g. sqlite:///studies/mnist-bench.db, postgresql+psycopg://user@host/db)"
         )
     engine_kwargs: dict[str, object]
-    if url.startswith("sqlite:///"):
+    sqlite = url.startswith("sqlite:///")
+    if sqlite:
         path = Path(url.removeprefix("sqlite:///"))
         if must_exist and not path.is_file():
             raise MnistBenchError(f"no study storage at {path}: run `mnist-bench search` first, or pass --storage")
@@ -72,7 +83,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEART
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,
@@ -81,6 +92,28 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEART
             )
     except Exception as exc:
         raise MnistBenchError(f"cannot open storage {redact(url)}: {one_line(exc)}") from None
+    if sqlite:
+        lock_on_begin(storage.engine)
+    return storage
+
+
+def lock_on_begin(engine: Engine) -> None:
+    """Make every transaction on this SQLite engine begin with ``BEGIN IMMEDIATE``.
+
+    SQLAlchemy's recipe for pysqlite: turn off the driver's own transaction handling
+    (which begins late, and deferred) and emit the BEGIN ourselves. Connections opened
+    before this (the storage's schema check) are dropped, so every one follows it.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: object) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+    engine.dispose()
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
