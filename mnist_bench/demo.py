@@ -21,6 +21,7 @@ from torch import nn
 from mnist_bench.checkpoint import Checkpoint
 from mnist_bench.data import MNIST_MEAN, MNIST_STD
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.predict import MIN_CONTRAST
 
 DEMO_FILE = "demo.html"
 _PLACEHOLDER = "/*MODEL*/"
@@ -45,6 +46,7 @@ def model_payload(ckpt: Checkpoint) -> dict[str, Any]:
         "about": about,
         "mean": MNIST_MEAN,
         "std": MNIST_STD,
+        "min_contrast": MIN_CONTRAST,  # predict's rule for a blank picture, so both agree
         "layers": [
             {"in": m.in_features, "out": m.out_features, "weight": _floats(m.weight), "bias": _floats(m.bias)}
             for m in linears

@@ -115,9 +115,15 @@ def confusion_table(confusion: Sequence[Sequence[int]], *, title: str) -> Table:
     return table
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def seeds_line(accuracies: Sequence[float], mean: float, std: float) -> str:
+    if len(accuracies) == 1:  # a spread of one value is no figure
+        return f"test accuracy (1 seed): {accuracies[0]:.4f}"
     listed = ", ".join(f"{a:.4f}" for a in accuracies)
-    return f"test accuracy over {len(accuracies)} seed(s): {mean:.4f} ± {std:.4f} (mean ± std; {listed})"
+    return f"test accuracy over {len(accuracies)} seeds: {mean:.4f} ± {std:.4f} (mean ± std; {listed})"
 
 
 def baselines_table(frame: pd.DataFrame, *, title: str) -> Table:
@@ -131,6 +137,9 @@ def baselines_table(frame: pd.DataFrame, *, title: str) -> Table:
         ("train_time_s", "train s", "{:.1f}"),
         ("samples_per_s", "samples/s", "{:,.0f}"),
     ]
+    if "seeds" in frame and (frame["seeds"] < 2).all():  # one seed: no spread to show
+        columns = [c for c in columns if c[0] != "test_acc_std"]
+        columns[3] = ("test_acc_mean", "test acc", "{:.4f}")
     for _, header, _ in columns:
         table.add_column(header, justify="left" if header in ("network", "optimizer and settings") else "right")
     for row in frame.to_dict("records"):
@@ -145,6 +154,8 @@ def predictions_table(rows: Sequence[dict[str, Any]]) -> Table:
     for row in rows:
         if "error" in row:
             table.add_row(row["file"], "[red]error[/]", f"[red]{row['error']}[/]")
+        elif row["label"] is None:
+            table.add_row(row["file"], "[yellow]-[/]", f"[yellow]{row['note']}[/]")
         else:
             top = "  ".join(f"{t['digit']}: {t['p']:.3f}" for t in row["top"])
             table.add_row(row["file"], f"[bold]{row['label']}[/]", top)
@@ -232,3 +243,4 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -
     for row in frame.to_dict("records"):
         table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
     return table
+

@@ -163,7 +163,7 @@ def test_best_retrain_saves_a_checkpoint_that_a_fresh_process_reproduces(tmp_pat
     common = studied(tmp_path, tiny_mnist)
     result = runner.invoke(app, ["best", "--retrain", "--seeds", "2", "--epochs", "2", *common])
     assert result.exit_code == 0, result.output
-    assert "Confusion matrix" in result.stdout and "over 2 seed(s)" in result.stdout
+    assert "Confusion matrix" in result.stdout and "over 2 seeds:" in result.stdout and " ± " in result.stdout
     best = optuna.load_study(
         study_name="mnist-mlp", storage=f"sqlite:///{(tmp_path / 'studies' / 'mnist-bench.db').resolve()}"
     ).best_trial
@@ -255,16 +255,23 @@ def test_predict_json_and_bad_files(tmp_path: Path, tiny_mnist: Path) -> None:
         "--out",
         str(tmp_path / "m"),
     ]
-    assert runner.invoke(app, [*args, "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]).exit_code == 0
+    trained = runner.invoke(app, [*args, "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"])
+    assert trained.exit_code == 0
+    assert "test accuracy (seed 0)" in trained.stdout and "±" not in trained.stdout  # one seed, one figure
     test = load_split(tiny_mnist, "test", verify=False)
     Image.fromarray(test.images[0].numpy()).save(tmp_path / "a.png")
     (tmp_path / "bad.png").write_text("nope")
-    result = runner.invoke(
-        app, ["predict", str(tmp_path / "m"), str(tmp_path / "a.png"), str(tmp_path / "bad.png"), "--json"]
-    )
-    assert result.exit_code == 1 and "1 of 2 image(s) could not be read" in result.stderr
+    Image.new("L", (28, 28), 255).save(tmp_path / "white.png")
+    files = [str(tmp_path / name) for name in ("a.png", "bad.png", "white.png")]
+    result = runner.invoke(app, ["predict", str(tmp_path / "m"), *files, "--json"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: 2 of 3 image(s) not classified: 1 could not be read (")
+    assert "1 held no digit (" in result.stderr and result.stderr.count("\n") == 1
     rows = json.loads(result.stdout)
     assert rows[0]["label"] == int(test.labels[0]) and "error" in rows[1]
+    assert rows[2] == {"file": files[2], "label": None, "note": "no digit found (blank image)"}
+    table = runner.invoke(app, ["predict", str(tmp_path / "m"), *files], terminal_width=200)
+    assert "no digit found (blank image)" in table.stdout and "cannot decode image" in table.stdout
     missing = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), str(tmp_path / "a.png")])
     assert missing.exit_code == 1 and "no checkpoint at" in missing.stderr
 

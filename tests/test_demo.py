@@ -17,8 +17,9 @@ from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, load_split, normalize
 from mnist_bench.demo import demo_html, write_demo
 from mnist_bench.model import ModelConfig
-from mnist_bench.predict import predict_files, read_image
+from mnist_bench.predict import MIN_CONTRAST, predict_files, read_image
 from mnist_bench.train import train
+from tests.test_predict import blank_pictures
 from tests.test_report import CHROMIUM, HEADLESS
 
 runner = CliRunner()
@@ -195,3 +196,32 @@ def test_onnx_export_matches_torch_on_the_test_set(tmp_path: Path, real_checkpoi
     assert logits.shape == (10_000, 10)
     np.testing.assert_allclose(logits, ref.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(probs, ref.softmax(1).numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine")
+def test_page_and_predict_agree_on_what_is_blank(tmp_path: Path, tiny_data: DeviceData) -> None:
+    config = TrainConfig(ModelConfig((16,)), "adam", 1e-3, batch_size=32, epochs=1)
+    checkpoint.save(tmp_path / "m", train(config, tiny_data, score_epochs=False).model, config, {})
+    ckpt = checkpoint.load(tmp_path / "m")
+    paths = blank_pictures(tmp_path)
+    faint = np.full((100, 100), 200, dtype=np.uint8)
+    faint[20:80, 45:55] = 200 - MIN_CONTRAST  # the least contrast that still counts as ink
+    Image.fromarray(faint).save(tmp_path / "faint.png")
+    paths.append(tmp_path / "faint.png")
+    pictures = []
+    for path in paths:
+        with Image.open(path) as image:
+            rgba = image.convert("RGBA")
+            pictures.append({"w": rgba.width, "h": rgba.height, "rgba": list(rgba.tobytes())})
+    script = f"""
+    const pictures = {json.dumps(pictures)};
+    const empty = pictures.map((p) => window.mnistDemo.toMnist(p.rgba, p.w, p.h).every((v) => v === 0));
+    const pre = document.createElement("pre");
+    pre.id = "results";
+    pre.textContent = JSON.stringify({{ empty }});
+    document.body.appendChild(pre);
+    """
+    results = run_in_page(demo_html(ckpt), script, tmp_path, "blank")
+    expected = [p.blank for p in predict_files(ckpt.model, paths)]
+    assert expected == [True] * (len(paths) - 1) + [False]
+    assert results["empty"] == expected

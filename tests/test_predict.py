@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ from PIL import Image
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, load_split
 from mnist_bench.model import ModelConfig
-from mnist_bench.predict import predict_files, to_mnist
+from mnist_bench.predict import MIN_CONTRAST, predict_files, read_image, to_mnist
 from mnist_bench.train import train
 
 
@@ -69,3 +71,70 @@ def test_any_mode_is_read(tmp_path: Path, mode: str) -> None:
     image.convert(mode).save(path)
     out = read_image(path)
     assert out.shape == (28, 28) and out.max() > 100 and out[0, 0] == 0
+
+
+def header_only_png(path: Path, width: int, height: int) -> Path:
+    """A real PNG file that declares ``width`` x ``height`` pixels in a few bytes, as a decompression bomb does."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def blank_pictures(folder: Path) -> list[Path]:
+    made = {
+        "white.png": Image.new("L", (28, 28), 255),
+        "black.png": Image.new("L", (28, 28), 0),
+        "transparent.png": Image.new("RGBA", (64, 64), (0, 0, 0, 0)),
+        "grey.png": Image.new("RGB", (50, 40), (120, 130, 140)),  # one flat colour, neither dark nor light
+        "grey28.png": Image.new("L", (28, 28), 90),
+    }
+    noisy = np.random.default_rng(0).integers(235, 256, size=(60, 60)).astype(np.uint8)  # paper with grain
+    made["paper.png"] = Image.fromarray(noisy)
+    paths = []
+    for name, image in made.items():
+        image.save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def test_blank_pictures_are_no_digit(tmp_path: Path, tiny_data: DeviceData) -> None:
+    model = train(TrainConfig(ModelConfig((16,)), "adam", 3e-3, batch_size=32, epochs=1), tiny_data).model
+    digit = Image.new("L", (40, 60), 255)
+    digit.paste(0, (15, 10, 25, 50))  # a dark stroke on paper: a digit, classified
+    digit.save(tmp_path / "one.png")
+    paths = [*blank_pictures(tmp_path), tmp_path / "one.png"]
+    preds = predict_files(model, paths)
+    for pred in preds[:-1]:
+        assert pred.blank and pred.label is None and pred.error is None and not pred.classified, pred.path
+        assert pred.to_dict() == {"file": pred.path, "label": None, "note": "no digit found (blank image)"}
+        assert not read_image(Path(pred.path)).any()  # all black: the page's rule for an empty pad
+    assert preds[-1].classified and not preds[-1].blank
+
+
+def test_a_faint_but_real_stroke_is_still_a_digit() -> None:
+    paper = np.full((100, 100), 200, dtype=np.uint8)
+    paper[20:80, 45:55] = 200 - MIN_CONTRAST  # just enough contrast
+    assert to_mnist(paper).any()
+    paper[20:80, 45:55] = 200 - MIN_CONTRAST + 1  # just too little: paper with a smudge
+    assert not to_mnist(paper).any()
+
+
+@pytest.mark.parametrize("side", [20_000, 10_000])  # past twice Pillow's limit it refuses; past once, it warns
+def test_oversized_images_are_one_line_and_the_others_are_classified(
+    tmp_path: Path, tiny_data: DeviceData, side: int
+) -> None:
+    model = train(TrainConfig(ModelConfig((16,)), "adam", 3e-3, batch_size=32, epochs=1), tiny_data).model
+    bomb = header_only_png(tmp_path / "bomb.png", side, side)
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[8:20, 12:16] = 255
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    preds = predict_files(model, [bomb, tmp_path / "digit.png"])
+    assert preds[0].error is not None and preds[0].error.startswith("too large to decode safely (")
+    assert "\n" not in preds[0].error and preds[0].label is None
+    assert preds[1].classified

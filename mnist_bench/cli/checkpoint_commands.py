@@ -41,16 +41,19 @@ def predict(
     if not 1 <= top <= 10:
         raise MnistBenchError(f"--top {top}: must be between 1 and 10")
     loaded = checkpoint.load(checkpoint_path)
-    rows = [p.to_dict() for p in predict_files(loaded.model, images, background=background.value, top=top)]
+    predictions = predict_files(loaded.model, images, background=background.value, top=top)
+    rows = [p.to_dict() for p in predictions]
     if json_output:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     else:
         make_console().print(predictions_table(rows))
-    failed = [row["file"] for row in rows if "error" in row]
-    if failed:
-        typer.echo(
-            f"Error: {len(failed)} of {len(rows)} image(s) could not be read: {', '.join(map(str, failed))}", err=True
-        )
+    unread = [p.path for p in predictions if p.error is not None]
+    blank = [p.path for p in predictions if p.blank]
+    if unread or blank:
+        parts = [f"{len(unread)} could not be read ({', '.join(unread)})"] if unread else []
+        parts += [f"{len(blank)} held no digit ({', '.join(blank)})"] if blank else []
+        missed = len(unread) + len(blank)
+        typer.echo(f"Error: {missed} of {len(rows)} image(s) not classified: {'; '.join(parts)}", err=True)
         raise typer.Exit(1)
 
 

@@ -48,6 +48,7 @@ from mnist_bench.render import (
     key_value_table,
     leaderboard_table,
     per_class_table,
+    plural,
     seeds_line,
 )
 from mnist_bench.search import (
@@ -81,7 +82,7 @@ def _train_and_save(
     console = make_console()
     console.print(
         f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
-        f"{len(seed_list)} seed(s), on {data.device_data.device}..."
+        f"{plural(len(seed_list), 'seed')}, on {data.device_data.device}..."
     )
     state_dir = out_dir / "resume"
     if restart:
@@ -119,7 +120,8 @@ def _train_and_save(
     console.print(
         confusion_table(first.evaluation.confusion, title="Confusion matrix (rows: true, columns: predicted)")
     )
-    console.print(seeds_line(report.accuracies, report.mean, report.std))
+    if len(report.accuracies) > 1:  # one seed has one figure, printed above; a spread needs two
+        console.print(seeds_line(report.accuracies, report.mean, report.std))
     if report.committee is not None:
         console.print(
             f"Committee of the {len(report.runs)} models (probabilities averaged): test accuracy "
@@ -305,7 +307,7 @@ def baselines(
     console = make_console()
     console.print(
         baselines_table(
-            frame, title=f"Tutorial networks on the MNIST test set ({seeds} seed(s), {data.device_data.device})"
+            frame, title=f"Tutorial networks on the MNIST test set ({plural(seeds, 'seed')}, {data.device_data.device})"
         )
     )
     if out is not None:
