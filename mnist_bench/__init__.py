@@ -9,9 +9,11 @@ Typer layer on top. One module per concept:
 - ``config``: what a training is: the frozen ``TrainConfig`` and ``Runtime`` (precision, graphs)
 - ``train``: the trainer (``Training``, an epoch at a time, resumable), optimizer and schedule
 - ``step_runner``: how an epoch's steps execute: eagerly, or as a replayed CUDA graph
-- ``inflight``: K trainings side by side in one process (``search --parallel``), a fixed schedule
+- ``inflight``: K trainings side by side in one process, a fixed schedule, and the lanes
+  (a CUDA stream and a thread each, for a whole run) they train on
 - ``space``: the search space (studies/*.toml) and the one trial -> config function
 - ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner
+- ``search_inflight``: the run loop with K trials in flight (``search --parallel K``)
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
 - ``workers``: several worker processes on one study
 - ``packing``: how many trials share a device (``--workers auto``), and the stacked-model
@@ -29,6 +31,7 @@ Typer layer on top. One module per concept:
 - ``report`` and ``report_plots``: a study's HTML page, its PNG and interactive figures
 - ``render``: rich tables and lines for the CLI
 - ``device``: device choice and the environment recorded beside results
+- ``doctor``: does this machine train right (fast paths against eager ones), and how fast
 - ``cli``: the Typer commands, one module per group of commands
 """
 

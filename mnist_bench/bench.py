@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import pairwise
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.device import environment
+from mnist_bench.inflight import open_lanes
 from mnist_bench.model import ModelConfig
 from mnist_bench.train import Training, make_optimizer, seeded_model, sync
 
@@ -103,8 +105,9 @@ def trainer_throughput(
     runner = training.runner
 
     def run() -> None:
-        perm = torch.randperm(n, device=device, generator=generator)
-        runner.epoch(training.data.x_train, training.data.y_train, perm, lambda: False)
+        with training.on_stream():  # where the training was built: its steps queue behind that
+            perm = torch.randperm(n, device=device, generator=generator)
+            runner.epoch(training.data.x_train, training.data.y_train, perm, lambda: False)
 
     timing = timed(run, device, warmup=max(1, warmup // (n // bs)), repeats=repeats)
     rate = timing.rate(n)
@@ -125,31 +128,26 @@ def inflight_throughput(
 ) -> dict[str, Any]:
     """K trainings of ``layers`` side by side, as ``search --parallel K`` runs them: aggregate samples/s.
 
-    On CUDA each has its own stream and thread (and graph); on a CPU they take turns, as
-    the search does there. A timed repeat is one round: an epoch of ``steps`` batches each.
+    On CUDA each has its own lane, a stream and thread (and graph); on a CPU they take
+    turns, as the search does there. A timed repeat is one round: an epoch of ``steps`` batches each.
     """
-    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
-
     device = data.device
     n = steps * batch_size
     subset = _subset(data, n)
-    cuda = device.type == "cuda"
-    trainings = [
-        Training(replace(adam_config(layers, batch_size), seed=i, epochs=10**6), subset, score_epochs=False,
-                 stream=torch.cuda.Stream(device) if cuda else None)
-        for i in range(k)
-    ]  # fmt: skip
-    with ThreadPoolExecutor(max_workers=k) as pool:
+    with open_lanes(k, device) as lanes:  # on CUDA a stream and thread each, as the search's lanes
+        trainings = [
+            lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
+                             subset, score_epochs=False, stream=lane.stream))
+            for lane in lanes
+        ]  # fmt: skip
 
         def one_round() -> None:
-            if cuda and k > 1:
-                for future in [pool.submit(t.run_epoch) for t in trainings]:
-                    future.result()
-            else:
-                for t in trainings:
-                    t.run_epoch()
+            for future in [lane.submit(t.run_epoch) for lane, t in zip(lanes, trainings, strict=True)]:
+                future.result()
 
         timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
+        for training in trainings:
+            training.release()
     rate = timing.rate(k * n)
     return {
         "samples_per_s": rate["median"],

@@ -92,6 +92,9 @@ class Runtime:
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
     graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (step_runner)
+    # On a CPU, run the graphed runner's static step (warm-up and undo included) without a
+    # graph, where it stands in for one: doctor and the tests check it against eager steps.
+    static_on_cpu: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -48,3 +48,16 @@ def environment(device: torch.device) -> dict[str, str | int | None]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }
+
+
+def select_device(device: torch.device) -> torch.device:
+    """Make ``device`` this thread's current CUDA device; nothing to do on a CPU.
+
+    CUDA's current device is per thread and starts at 0. A worker process or lane thread
+    on ``cuda:N`` that skipped this would make a context on device 0 and find there what
+    torch does "on the current device" (a graph capture's synchronize and cache release,
+    the state of a registered generator).
+    """
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device

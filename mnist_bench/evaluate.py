@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import Slot, run_in_flight
+from mnist_bench.inflight import MakeTraining, Slot, run_in_flight
 from mnist_bench.train import Training, TrainResult, predict_logits
 
 
@@ -134,29 +135,33 @@ def train_and_test(
     every seed's state is saved after each epoch, and a state found there (of this very
     configuration) is resumed from its last epoch instead of starting over.
     """
-    cuda = data.device.type == "cuda"
     todo = list(seeds)
     done: dict[int, TrainResult] = {}
+    resumed: dict[int, tuple[int, float]] = {}  # seed: epoch and train time its saved state had reached
 
-    def start(_slot: int) -> tuple[Training, int] | None:
-        if not todo:
-            return None
-        seed = todo.pop(0)
-        stream = torch.cuda.Stream(data.device) if cuda else None
+    def make(seed: int, stream: torch.cuda.Stream | None) -> Training:  # on the seed's lane
         training = Training(replace(config, seed=seed), data, score_epochs=False, runtime=runtime, stream=stream)
         if state_dir is not None and state_path(state_dir, seed).is_file():
             try:
-                epoch = training.resume(state_path(state_dir, seed))
+                resumed[seed] = (training.resume(state_path(state_dir, seed)), training.train_time)
             except ValueError as exc:
                 raise MnistBenchError(f"cannot resume: {exc}; pass --restart to train from scratch") from None
-            if progress is not None:
-                progress(EpochDone(seed, epoch, config.epochs, training.train_loss[-1], training.train_time, True))
-        return training, seed
+        return training
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        if not todo:
+            return None
+        seed = todo.pop(0)
+        return seed, partial(make, seed)
 
     def judge(slot: Slot[int]) -> bool:
         training, seed = slot.training, slot.tag
         if slot.error is not None:
-            raise slot.error
+            raise MnistBenchError(slot.error)
+        assert training is not None
+        if seed in resumed and progress is not None:
+            epoch, seconds = resumed.pop(seed)
+            progress(EpochDone(seed, epoch, config.epochs, training.train_loss[epoch - 1], seconds, True))
         if state_dir is not None and not training.done:
             training.save_state(state_path(state_dir, seed))
         if progress is not None:
@@ -165,7 +170,8 @@ def train_and_test(
             done[seed] = training.result()
         return training.done
 
-    run_in_flight(len(seeds) if cuda else 1, start, judge, lambda slot: None, threads=cuda)
+    cuda = data.device.type == "cuda"
+    run_in_flight(len(seeds) if cuda else 1, start, judge, lambda slot: None, device=data.device)
     runs = []
     for seed in seeds:
         result = done[seed]

@@ -1,39 +1,118 @@
 """K trainings in flight in one process: each trains an epoch per round, side by side.
 
-On a GPU each training has its own CUDA stream and is driven by its own thread, so
-the small kernels of K models overlap instead of leaving the device idle between
-launches. The schedule is deterministic whatever the timing: in every round each
-training in flight runs one epoch; then, in slot order, each is judged (``judge``:
-report, prune, complete) and finished slots are refilled (``start``) in slot order. So
-with the same seed the same trainings start, stop and are judged in the same order, and
-each trains exactly what it would train alone.
+Each of the K places is a ``Lane``: one CUDA stream and one thread bound to it, both
+kept for the whole run (a search, the seeds of a retraining, a bench row). Everything a
+training in that place does runs on that thread and stream, in order: building it,
+warming up its step and undoing the warm-up, capturing the graph, every epoch. That is
+a matter of correctness, not tidiness. torch hands out streams from a pool (32 per
+priority, round-robin) and cuBLAS keeps one workspace per (thread's handle, stream)
+whose address a captured graph keeps: trainings that each took a fresh stream would, past
+the pool's size, share one with another live graph and race in its workspace, and every
+(thread, stream) pair that ever ran a GEMM would hold a workspace of its own. With K
+lanes there are K workspaces, never shared. A training's graph is released before its
+lane builds the next one.
 
-Nothing here knows Optuna: ``search`` passes in what starts a trial and what judges it.
+The schedule is deterministic whatever the timing: in every round each training in
+flight runs one epoch; then, in lane order, each is judged (``judge``: report, prune,
+complete) and finished lanes are refilled (``start``) in lane order. So with the same
+seed the same trainings start, stop and are judged in the same order, and each trains
+exactly what it would train alone.
+
+Nothing here knows Optuna: ``search_inflight`` passes in what starts a trial and what judges it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from typing import Generic, TypeVar
 
 import torch
 
+from mnist_bench.device import select_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.train import Training
 
 T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
-MAX_AUTO = 16  # more trials in flight than this stopped paying on the H100 measured in issue 11
+R = TypeVar("R")
+MAX_AUTO = 16  # --parallel auto never goes past this
+# torch's stream pool holds 32 streams per priority: a 33rd lane would share a stream.
+MAX_LANES = 32
+
+# Builds a training on the stream of the lane it was given to (None on a CPU).
+MakeTraining = Callable[[torch.cuda.Stream | None], Training]
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: our own errors as they read, others with their type."""
+    text = str(exc) if isinstance(exc, MnistBenchError) else f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
 @dataclass
 class Slot(Generic[T]):
-    training: Training
     tag: T
-    error: BaseException | None = field(default=None)  # what its last epoch raised (out of memory, say)
+    make: MakeTraining | None = None  # how to build its training, until its lane has done so
+    training: Training | None = None
+    # What its last epoch (or its building) raised, as one line. Never the exception itself:
+    # its traceback holds the frames, and so the model and the graph, alive until a full
+    # garbage collection, and one out-of-memory failure would make the next ones likelier.
+    error: str | None = None
     last_acc: float | None = None  # evaluation accuracy of its last epoch
+
+
+class Lane:
+    """One place for a training: a CUDA stream (on CUDA) and one thread, for the lane's life."""
+
+    def __init__(self, index: int, device: torch.device, *, thread: bool) -> None:
+        self.index = index
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # The thread selects the device first: CUDA's current device is per thread.
+        self._thread = (
+            ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,)) if thread else None
+        )
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        """Run ``fn`` on this lane's thread, or here and now without one."""
+        if self._thread is not None:
+            return self._thread.submit(fn)
+        done: Future[R] = Future()
+        try:
+            done.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001  (handed back through the future, as a thread would)
+            done.set_exception(exc)
+        return done
+
+    def run(self, fn: Callable[[], R]) -> R:
+        return self.submit(fn).result()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def open_lanes(k: int, device: torch.device, *, threads: bool | None = None) -> Iterator[list[Lane]]:
+    """``k`` lanes on ``device``, each with a stream no other lane has; closed on exit.
+
+    ``threads`` (default: on CUDA) gives each lane a thread of its own; without, lanes
+    take turns on the caller's thread.
+    """
+    if not 1 <= k <= MAX_LANES:
+        raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
+    lanes = [Lane(i, device, thread=device.type == "cuda" if threads is None else threads) for i in range(k)]
+    try:
+        pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
+        if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
+            raise MnistBenchError(f"{k} lanes on {device} did not get {k} distinct CUDA streams")
+        yield lanes
+    finally:
+        for lane in lanes:
+            lane.close()
 
 
 def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int | None = None) -> int:
@@ -43,8 +122,8 @@ def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int
             k = int(value)
         except ValueError:
             raise MnistBenchError(f"--parallel {value!r}: a number of trials, or auto") from None
-        if k < 1:
-            raise MnistBenchError(f"--parallel {value!r}: {k} trials in flight; must be at least 1")
+        if not 1 <= k <= MAX_LANES:
+            raise MnistBenchError(f"--parallel {value!r}: {k} trials in flight; must be between 1 and {MAX_LANES}")
         return k
     if device.type != "cuda":
         return 1  # one thread already keeps the CPU's cores busy: more only contend
@@ -53,36 +132,40 @@ def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int
     return min(MAX_AUTO, by_memory)
 
 
-def _epoch(slot: Slot[T]) -> None:
+def _epoch(slot: Slot[T], lane: Lane) -> None:
+    """Build the slot's training if it has none yet, then train one epoch: on the lane's thread."""
     try:
+        if slot.training is None:
+            assert slot.make is not None
+            make, slot.make = slot.make, None
+            slot.training = make(lane.stream)
         slot.last_acc = slot.training.run_epoch()
         slot.error = None
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # this training fails alone; the others go on
-        slot.error = exc
+        slot.error = one_line(exc)
 
 
 def run_in_flight(
     k: int,
-    start: Callable[[int], tuple[Training, T] | None],
+    start: Callable[[int], tuple[T, MakeTraining] | None],
     judge: Callable[[Slot[T]], bool],
     abandon: Callable[[Slot[T]], None],
     *,
-    threads: bool = False,
+    device: torch.device,
+    threads: bool | None = None,
 ) -> int:
     """Keep up to ``k`` trainings in flight until ``start`` has no more; returns how many ran.
 
-    ``start(slot_index)`` makes the next training (or None: no more). ``judge(slot)`` is
-    called after each of its epochs, in slot order, and says whether it is finished
-    (completed, pruned, failed). ``threads`` runs the epochs of a round on one thread
-    each (CUDA, one stream per training); otherwise one after the other. A
-    KeyboardInterrupt (Ctrl-C, raised inside an epoch by the trainer's stop flag) waits
-    for the round's other epochs, calls ``abandon`` on every training in flight, and
-    propagates.
+    ``start(lane_index)`` names the next training, its tag and how to build it (or None:
+    no more); the lane builds it. ``judge(slot)`` is called after each of its epochs, in
+    lane order, and says whether it is finished (completed, pruned, failed); a finished
+    training's graph is released then. ``threads`` (default: on CUDA) runs the lanes of a
+    round on their own threads; otherwise one after the other. A KeyboardInterrupt
+    (Ctrl-C, raised inside an epoch by the trainer's stop flag) waits for the round's
+    other epochs, calls ``abandon`` on every training in flight, and propagates.
     """
-    if k < 1:
-        raise MnistBenchError(f"--parallel {k}: must be at least 1")
     slots: list[Slot[T] | None] = [None] * k
     ran = 0
     exhausted = False
@@ -95,25 +178,22 @@ def run_in_flight(
                 if made is None:
                     exhausted = True
                 else:
-                    slots[i] = Slot(*made)
+                    slots[i] = Slot(made[0], make=made[1])
                     ran += 1
 
-    with ThreadPoolExecutor(max_workers=k, thread_name_prefix="trial") as pool:
+    with open_lanes(k, device, threads=threads) as lanes:
         try:
             refill()
             while any(slots):
-                active = [s for s in slots if s is not None]
-                if threads and len(active) > 1:
-                    futures = [pool.submit(_epoch, slot) for slot in active]
-                    raised = [f.exception() for f in futures]  # waits for every epoch of the round
-                    for exc in raised:
-                        if exc is not None:
-                            raise exc
-                else:
-                    for slot in active:
-                        _epoch(slot)
+                futures = [lanes[i].submit(partial(_epoch, slot, lanes[i])) for i, slot in enumerate(slots) if slot]
+                raised = [f.exception() for f in futures]  # waits for every epoch of the round
+                for exc in raised:
+                    if exc is not None:
+                        raise exc
                 for i, maybe in enumerate(slots):
                     if maybe is not None and judge(maybe):
+                        if maybe.training is not None:
+                            maybe.training.release()  # before this lane builds its next training
                         slots[i] = None
                 refill()
         except KeyboardInterrupt:

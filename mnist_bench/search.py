@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 import warnings
 from collections import Counter
@@ -28,11 +27,10 @@ from mnist_bench.bench import latency_ms
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import Slot, run_in_flight
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace, sample_config
 from mnist_bench.storage import HEARTBEAT_S, host_of, load_study, one_line, open_storage
-from mnist_bench.train import Training, TrainResult, train
+from mnist_bench.train import TrainResult, train
 
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random", "nsga2")
@@ -254,6 +252,32 @@ def storage_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
+def finished_elsewhere(exc: BaseException) -> bool:
+    """Whether ``exc`` says the trial was already finished by someone else.
+
+    Another worker that took this trial for a crashed one's (its heartbeats stopped while
+    this process was stalled) marks it failed and queues a retry; the storage then refuses
+    this process's writes to it. Optuna raises UpdateFinishedTrialError from the storage,
+    or ValueError("Cannot tell a COMPLETE trial.") from ``tell``.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, optuna.exceptions.UpdateFinishedTrialError):
+            return True
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def elsewhere_notice(exc: BaseException) -> str:
+    return f"{one_line(exc)}: another worker finished that trial first; its result stays as stored, the search goes on"
+
+
+class TrialFailed(Exception):
+    """A trial's training raised; the message is its one-line reason."""
+
+
 class SurplusTrial(Exception):
     """A trial asked for after the study had --trials finished or under way (a race between workers)."""
 
@@ -263,7 +287,7 @@ def has_slot(study: optuna.Study, number: int, target: int) -> bool:
     return ahead < target
 
 
-def _prepare(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
+def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
     """A new trial's config, with its training seed and device stored; SurplusTrial if the study is full."""
     if not has_slot(trial.study, trial.number, settings.trials):
         trial.set_user_attr("reason", SURPLUS)
@@ -282,7 +306,7 @@ def _failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
-def _outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
+def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
     """Record a finished training on its trial; its objective value(s), or TrialPruned."""
     _record(trial, result)
     if result.diverged:
@@ -304,7 +328,7 @@ def make_objective(
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         try:
-            config = _prepare(trial, settings, space, data)
+            config = prepare_trial(trial, settings, space, data)
         except SurplusTrial:
             trial.study.stop()
             raise
@@ -315,15 +339,21 @@ def make_objective(
             trial.report(acc, epoch)
             return trial.should_prune()
 
+        failure = None
         try:
             result = train(config, data, on_epoch=on_epoch, stop=stop, runtime=settings.runtime)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
-            trial.set_user_attr("reason", _failure(exc))
-            raise
-        return _outcome(trial, result, settings, data)
+            failure = _failure(exc)
+        if failure is not None:
+            # Raised afresh, outside the handler: the training's exception and its traceback
+            # (whose frames hold the model and any graph) are gone now, not at the next full
+            # garbage collection, so one out-of-memory trial does not make the next likelier.
+            trial.set_user_attr("reason", failure)
+            raise TrialFailed(failure)
+        return trial_outcome(trial, result, settings, data)
 
     return objective
 
@@ -360,18 +390,24 @@ def run_search(
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     study: optuna.Study | None = None,
     stop: StopFlag | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones.
 
     One call starts at most the number missing when it began, so trials that fail (and
     do not count) cannot make it loop forever; running it again tops the study up. A
     storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
-    then given up with a one-line error; trials stored before stay stored.
+    then given up with a one-line error; trials stored before stay stored. A trial that
+    another worker finished first is passed to ``on_notice`` as one line, and the search
+    goes on.
     """
+    notice = on_notice or (lambda _line: None)
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if settings.parallel > 1:
-        return run_search_in_flight(settings, space, data, on_trial=on_trial, study=study, stop=stop)
+        from mnist_bench.search_inflight import run_search_in_flight  # noqa: PLC0415  (it builds on this module)
+
+        return run_search_in_flight(settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=notice)
     objective = make_objective(settings, space, data, stop)
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
@@ -402,6 +438,10 @@ def run_search(
             )
             break
         except Exception as exc:
+            if finished_elsewhere(exc):  # the trial ran here, and counts against this call's budget
+                ran += 1
+                notice(elsewhere_notice(exc))
+                continue
             lost = storage_failure(exc)
             if lost is None:
                 raise
@@ -417,128 +457,6 @@ def run_search(
                 study = load_study(settings.study, storage)
             except MnistBenchError:
                 continue  # still down: the next pass waits again
-    if stop is not None and stop.is_set():
-        raise KeyboardInterrupt("stop requested")
-    return SearchOutcome(
-        study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
-    )
-
-
-class _Heartbeats:
-    """Heartbeats for trials run through ask/tell (study.optimize beats for its own trial)."""
-
-    def __init__(self, study: optuna.Study, interval_s: float) -> None:
-        self.storage = study._storage
-        self.trial_ids: set[int] = set()
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.interval_s = interval_s
-        self.thread = threading.Thread(target=self._beat, name="heartbeats", daemon=True)
-
-    def _beat(self) -> None:
-        while not self.done.wait(self.interval_s):
-            with self.lock:
-                ids = list(self.trial_ids)
-            for trial_id in ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-                except Exception:  # a storage hiccup: the next beat tries again
-                    pass
-
-    def __enter__(self) -> _Heartbeats:
-        if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage):
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.done.set()
-
-    def add(self, trial: optuna.Trial) -> None:
-        with self.lock:
-            self.trial_ids.add(trial._trial_id)
-        if optuna.storages._heartbeat.is_heartbeat_enabled(self.storage):
-            self.storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
-
-    def remove(self, trial: optuna.Trial) -> None:
-        with self.lock:
-            self.trial_ids.discard(trial._trial_id)
-
-
-def run_search_in_flight(
-    settings: SearchSettings,
-    space: SearchSpace,
-    data: DeviceData,
-    *,
-    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-    study: optuna.Study,
-    stop: StopFlag | None = None,
-) -> SearchOutcome:
-    """``run_search`` with ``settings.parallel`` trials in flight side by side (see ``inflight``).
-
-    Trials are asked for, reported, pruned and told in a fixed order, one epoch per
-    round, so ``--seed`` repeats the study trial for trial on the same machine.
-    """
-    started = time.monotonic()
-    budget = max(settings.trials - n_finished(study), 0)
-    asked = 0
-    cuda = data.device.type == "cuda"
-
-    def told(trial: optuna.Trial, frozen: FrozenTrial) -> None:
-        beats.remove(trial)
-        if on_trial is not None:
-            on_trial(study, frozen)
-
-    def fail(trial: optuna.Trial, reason: str) -> None:
-        trial.set_user_attr("reason", reason)
-        told(trial, study.tell(trial, state=TrialState.FAIL))
-
-    def start(_slot: int) -> tuple[Training, optuna.Trial] | None:
-        nonlocal asked
-        while asked < budget and not (stop is not None and stop.is_set()):
-            if settings.timeout is not None and time.monotonic() - started >= settings.timeout:
-                return None
-            if n_underway(study) >= settings.trials:
-                return None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... with Study.optimize": _Heartbeats beats
-                trial = study.ask()
-            asked += 1
-            beats.add(trial)
-            try:
-                config = _prepare(trial, settings, space, data)
-            except SurplusTrial:
-                told(trial, study.tell(trial, state=TrialState.FAIL))
-                return None
-            try:
-                stream = torch.cuda.Stream(data.device) if cuda else None
-                return Training(config, data, stop=stop, runtime=settings.runtime, stream=stream), trial
-            except Exception as exc:  # e.g. no memory left for its weights: it fails alone
-                fail(trial, _failure(exc))
-        return None
-
-    def judge(slot: Slot[optuna.Trial]) -> bool:
-        trial, run = slot.tag, slot.training
-        if slot.error is not None:
-            fail(trial, _failure(slot.error))
-            return True
-        if run.diverged is None and slot.last_acc is not None and not settings.multi_objective:
-            trial.report(slot.last_acc, run.epoch)
-            if trial.should_prune():
-                run.stop_early()
-        if not run.done:
-            return False
-        try:
-            frozen = study.tell(trial, _outcome(trial, run.result(), settings, data))
-        except optuna.TrialPruned:
-            frozen = study.tell(trial, state=TrialState.PRUNED)
-        told(trial, frozen)
-        return True
-
-    def abandon(slot: Slot[optuna.Trial]) -> None:
-        fail(slot.tag, "interrupted (SIGINT) during training")
-
-    with _Heartbeats(study, settings.heartbeat_s) as beats:
-        ran = run_in_flight(settings.parallel, start, judge, abandon, threads=cuda)
     if stop is not None and stop.is_set():
         raise KeyboardInterrupt("stop requested")
     return SearchOutcome(

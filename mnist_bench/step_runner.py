@@ -3,20 +3,27 @@
 What a step computes (forward, loss, backward, optimizer, max-norm, augmentation) is
 the same either way. Small MLPs are launch-bound on a GPU: eagerly, each step is a
 hundred tiny kernels launched from Python, and the GPU idles between them. The graphed
-runner captures one whole step once per training (after warm-up on a side stream,
-whose effects are undone, so training starts where the eager one would) and replays it:
-one launch per step. The batch's indices, the learning rate of the step and the running
-loss live in device buffers the graph reads and writes; the last partial batch runs the
-same step eagerly. At most one host sync per epoch (the loss, read by the caller).
+runner captures one whole step once per training and replays it: one launch per step.
+The batch's indices, the learning rate of the step and the running loss live in device
+buffers the graph reads and writes; the last partial batch runs the same step eagerly.
+At most one host sync per epoch (the loss, read by the caller).
 
-``GraphedRunner(capture=False)`` runs the very same static step without a graph: the
-CPU tests check it against the eager runner, and on CUDA the graph replays it.
+Before capture the step is warmed up (cuBLAS and autograd set themselves up) and what
+the warm-up changed is put back, so training starts where the eager one would. Warm-up,
+undo, capture and every replay run on the training's own stream, in that order: on one
+stream the undo cannot overtake the warm-up, and the graph's cuBLAS workspace is that
+of the one (thread, stream) pair the training owns (see ``inflight``).
+
+``GraphedRunner(capture=False)`` runs the very same static step, warm-up and undo
+included, without a graph: the CPU tests and ``doctor`` check it against the eager
+runner, and on CUDA the graph replays it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +35,13 @@ from mnist_bench.augment import augment_batch
 if TYPE_CHECKING:
     from mnist_bench.config import TrainConfig
 
-WARMUP_STEPS = 3  # before capture, on a side stream (cuBLAS and autograd set themselves up)
+WARMUP_STEPS = 3  # before capture, on the training's stream (cuBLAS and autograd set themselves up)
+
+
+def quiet_capturable_warning() -> None:
+    """Adam built for capture warns whenever it steps outside a capture (the warm-up, the
+    last partial batch): expected here, so that one warning is filtered, process-wide."""
+    warnings.filterwarnings("ignore", message=r".*capturable=True.*", category=UserWarning)
 
 
 class NotCapturable(Exception):
@@ -158,7 +171,23 @@ class GraphedRunner:
             self.optimizer = kind(self.params, lr=self.rates["lr"], weight_decay=config.weight_decay, **options)  # type: ignore[arg-type]
         self.graph: torch.cuda.CUDAGraph | None = None
         if capture:
-            self._capture()
+            if stream is None:
+                raise ValueError("a captured step needs the training's own stream")
+            quiet_capturable_warning()
+        with self._on_stream():
+            self._warm_up()
+            if capture:
+                self._capture()
+
+    def _on_stream(self) -> contextlib.AbstractContextManager[object]:
+        """Everything this runner launches goes to the training's stream (CUDA), in order."""
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    def release(self) -> None:
+        """Free the graph (and its memory pool): the training is over."""
+        if self.graph is not None:
+            self.graph.reset()
+            self.graph = None
 
     # -- the step ------------------------------------------------------------------------------
     def _follow_schedule(self) -> None:
@@ -217,6 +246,10 @@ class GraphedRunner:
     # -- resuming ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """Optimizer state, momentum buffers and schedule position, for resuming."""
+        with self._on_stream():
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
         optimizer = (
             [{k: v.detach().cpu() for k, v in self.optimizer.state[p].items()} for p in self.params]
             if self.optimizer is not None
@@ -232,7 +265,7 @@ class GraphedRunner:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Copy ``state`` into the tensors the graph reads: their addresses must not change."""
-        with torch.no_grad():
+        with self._on_stream(), torch.no_grad():
             if self.optimizer is not None:
                 for p, saved in zip(self.params, state["optimizer"], strict=True):
                     for key, value in saved.items():
@@ -248,13 +281,16 @@ class GraphedRunner:
             else:
                 self.rates[key] = value
 
-    # -- capture -------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _restored(self) -> Iterator[None]:
-        """Undo what the warm-up steps did: weights, optimizer state, generator, counters."""
+    # -- warm-up and capture ---------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """A few static steps, then everything they changed put back: weights, optimizer
+        state, generator, counters. On the current (the training's) stream, so the undo
+        lands after the warm-up's last kernel."""
         weights = [p.detach().clone() for p in self.params]
         rng = self.generator.get_state()
-        yield
+        for _ in range(WARMUP_STEPS):
+            self.batch.zero_()
+            self._static_step()
         with torch.no_grad():
             for p, w in zip(self.params, weights, strict=True):
                 p.copy_(w)
@@ -268,30 +304,36 @@ class GraphedRunner:
         self.generator.set_state(rng)
         for counter in (self.batch, self.step_no, self.loss_sum):
             counter.zero_()
+        self.host_step = 0
 
     def _capture(self) -> None:
-        uses_rng = self.config.augment != "none" or self.config.model.dropout > 0
+        """Capture one static step on the training's stream (the current one)."""
         graph = torch.cuda.CUDAGraph()
-        if uses_rng:
+        if self.config.augment != "none" or self.config.model.dropout > 0:
             register = getattr(graph, "register_generator_state", None)
             if register is None:
                 raise NotCapturable("this torch cannot capture a trial's own generator (dropout, augmentation)")
             register(self.generator)
-        side = torch.cuda.Stream(self.x.device)
-        side.wait_stream(self.stream or torch.cuda.current_stream(self.x.device))
-        with self._restored(), torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
-                self.batch.zero_()
-                self._static_step()
-        (self.stream or torch.cuda.current_stream(self.x.device)).wait_stream(side)
-        # Thread-local capture: other trials in flight keep launching from their threads.
-        with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+        # capture_begin/end rather than torch.cuda.graph(), which synchronizes the whole
+        # device and empties its cache first: with trainings in flight, that would stall
+        # every other one. Thread-local: the other lanes keep launching from their threads.
+        graph.capture_begin(capture_error_mode="thread_local")
+        try:
             self._static_step()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                graph.capture_end()  # end the broken capture, so the stream is usable again
+            raise
+        graph.capture_end()
         self.graph = graph
 
     # -- an epoch ------------------------------------------------------------------------------
     def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm``; the summed loss, on the device (no sync)."""
+        with self._on_stream():
+            return self._epoch(perm, stop)
+
+    def _epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         bs, full = self.config.batch_size, self.full_batches
         if full:
             self.perm.copy_(perm[: full * bs].view(full, bs))

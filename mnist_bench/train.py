@@ -209,16 +209,24 @@ class Training:
         runtime: Runtime | None = None,
         stream: torch.cuda.Stream | None = None,
     ) -> None:
-        self.config, self.data, self.score_epochs, self.stop, self.stream = config, data, score_epochs, stop, stream
+        self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
         device = data.device
         runtime = runtime or Runtime()
+        cuda = device.type == "cuda"
+        graphed = runtime.graphs and not runtime.compile and (cuda or runtime.static_on_cpu)
+        # On CUDA a training runs on a stream of its own, given (a lane's, see inflight) or
+        # its own, from building to its last epoch: a graph cannot be captured on the
+        # default stream, and one stream keeps warm-up, undo, capture and replay in order.
+        self.stream = stream if stream is not None or not cuda else torch.cuda.Stream(device)
         self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
         self.eager_reason: str | None = None  # why a CUDA training runs eagerly, when it does
         self.runner: EagerRunner | GraphedRunner | None = None
-        with self._on_stream():
-            if device.type == "cuda" and runtime.graphs and not runtime.compile:
-                self._graphed(runtime)
-            elif device.type == "cuda":
+        with self.on_stream():
+            if self.stream is not None:
+                self.stream.wait_stream(torch.cuda.default_stream(device))  # the data was made on the default stream
+            if graphed:
+                self._graphed(runtime, capture=cuda)
+            elif cuda:
                 self.eager_reason = "--compile" if runtime.compile else "--eager"
             if self.runner is None:
                 self._eager(runtime)
@@ -241,7 +249,7 @@ class Training:
         schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
         self.runner = EagerRunner(step, optimizer, schedule, self.config, self.generator)
 
-    def _graphed(self, runtime: Runtime) -> None:
+    def _graphed(self, runtime: Runtime, *, capture: bool) -> None:
         self._fresh()
         set_matmul_precision(runtime, self.data.device)
         try:
@@ -253,14 +261,17 @@ class Training:
                 generator=self.generator,
                 schedule=schedule_tables(self.config, self.steps_per_epoch),
                 precision=runtime.precision,
-                capture=True,
+                capture=capture,
                 stream=self.stream,
             )
-        except Exception as exc:  # NotCapturable, or whatever capture raised: train eagerly, say why
+        except Exception as exc:
+            # NotCapturable, or anything the warm-up or capture raised: never the trial's
+            # end. It trains eagerly from the state it started with (``_eager`` builds the
+            # model and generator afresh, whatever the warm-up did to them) and says why.
             self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
             self.runner = None
 
-    def _on_stream(self) -> contextlib.AbstractContextManager[object]:
+    def on_stream(self) -> contextlib.AbstractContextManager[object]:
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
 
     @property
@@ -277,7 +288,7 @@ class Training:
         device = self.data.device
         x, y = self.data.x_train, self.data.y_train
         n = x.shape[0]
-        with self._on_stream():
+        with self.on_stream():
             if self.stream is not None:
                 self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
             self.model.train()
@@ -315,9 +326,11 @@ class Training:
     def save_state(self, path: Path) -> None:
         """Everything needed to go on from the last epoch: written whole or not at all."""
         assert self.runner is not None
+        with self.on_stream():  # read after the training's last kernel
+            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
             "config": dataclasses.asdict(self.config),
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model": weights,
             "generator": self.generator.get_state(),
             "runner": self.runner.state(),
             "runner_graphed": self.graphed,
@@ -342,7 +355,7 @@ class Training:
         if state.get("runner_graphed") != self.graphed:
             raise ValueError(f"{path} was saved by {'graphed' if state.get('runner_graphed') else 'eager'} steps")
         assert self.runner is not None
-        with torch.no_grad():
+        with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
         self.generator.set_state(state["generator"])
@@ -350,6 +363,11 @@ class Training:
         self.train_loss, self.eval_acc = list(state["train_loss"]), list(state["eval_acc"])
         self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
         return self.epoch
+
+    def release(self) -> None:
+        """Free what only training needs (a captured graph and its memory pool); the model stays."""
+        if isinstance(self.runner, GraphedRunner):
+            self.runner.release()
 
     def stop_early(self) -> None:
         """Pruned: no more epochs."""

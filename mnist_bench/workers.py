@@ -22,7 +22,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
-from mnist_bench.device import resolve_device
+from mnist_bench.device import resolve_device, select_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.packing import auto_workers
@@ -80,7 +80,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
     # Ctrl-C reaches the whole process group; the parent alone decides, through ``stop``.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    device = resolve_device(job.devices[index])
+    device = select_device(resolve_device(job.devices[index]))
     if device.type == "cpu":
         # Workers sharing the CPU split its cores instead of fighting over all of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(job.devices)))
@@ -93,6 +93,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
             data,
             on_trial=lambda study, trial: messages.put(("trial", index, trial.number)),
             stop=stop,
+            on_notice=lambda line: messages.put(("notice", index, line)),
         )
         messages.put(("done", index, ""))
     except KeyboardInterrupt:
@@ -109,8 +110,12 @@ def run_workers(
     *,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     stop: StopFlag | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
     """Start one process per entry of ``job.devices`` and wait for all of them.
+
+    A worker's notices (a trial another worker finished first) go to ``on_notice``,
+    prefixed with the worker.
 
     Once ``stop`` is set (Ctrl-C) the workers are told; each stops its trial at the next
     batch, records it as failed with the reason and exits; then KeyboardInterrupt is
@@ -142,6 +147,9 @@ def run_workers(
             if on_trial is not None:
                 trial = next(t for t in study.get_trials(deepcopy=False) if t.number == payload)
                 on_trial(study, trial)
+        elif kind == "notice":
+            if on_notice is not None:
+                on_notice(f"worker {index} ({job.devices[index]}): {payload}")
         else:
             running -= 1
             if kind == "error":

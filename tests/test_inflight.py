@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+import threading
+import weakref
 from pathlib import Path
 
 import optuna
@@ -12,7 +15,7 @@ from mnist_bench.cli import app
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import Slot, parse_parallel, run_in_flight
+from mnist_bench.inflight import MakeTraining, Slot, open_lanes, parse_parallel, run_in_flight
 from mnist_bench.model import ModelConfig
 from mnist_bench.search import SearchSettings, run_search, trial_config
 from mnist_bench.space import SearchSpace
@@ -41,39 +44,123 @@ class Broken(Training):
 
 def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceData) -> None:
     todo = configs(5)
-    finished: dict[int, tuple[Training, str | None]] = {}
+    finished: dict[int, tuple[Training | None, str | None]] = {}
     order: list[int] = []
 
-    def start(_slot: int) -> tuple[Training, int] | None:
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
         if not todo:
             return None
         config = todo.pop(0)
         kind = Broken if config.seed == 2 else Training
-        return kind(config, tiny_data), config.seed
+        return config.seed, lambda stream: kind(config, tiny_data, stream=stream)
 
     def judge(slot: Slot[int]) -> bool:
         order.append(slot.tag)
-        if slot.error is not None or slot.training.done:
-            finished[slot.tag] = (slot.training, None if slot.error is None else str(slot.error))
+        if slot.error is not None or (slot.training is not None and slot.training.done):
+            finished[slot.tag] = (slot.training, slot.error)
             return True
         return False
 
-    assert run_in_flight(3, start, judge, lambda slot: None) == 5
-    assert order[:3] == [0, 1, 2]  # judged in slot order, round by round
-    assert finished[2][1] is not None and "out of memory" in finished[2][1]  # failed alone
+    assert run_in_flight(3, start, judge, lambda slot: None, device=CPU) == 5
+    assert order[:3] == [0, 1, 2]  # judged in lane order, round by round
+    error = finished[2][1]
+    assert error == "RuntimeError: CUDA out of memory (stand-in)"  # failed alone, one line
     for config in configs(5):
         if config.seed == 2:
             continue
         alone = train(config, tiny_data)
         together = finished[config.seed][0]
+        assert together is not None
         assert together.eval_acc == list(alone.eval_acc) and together.train_loss == list(alone.train_loss)
         for a, b in zip(alone.model.parameters(), together.model.parameters(), strict=True):
             assert torch.equal(a, b)
 
 
+class Recorded(Training):
+    """A training that notes which thread built it and ran each of its epochs, and when it was released."""
+
+    log: list[tuple[str, int, str]] = []
+
+    def __init__(self, config: TrainConfig, data: DeviceData, **kw: object) -> None:
+        self.log.append(("build", config.seed, threading.current_thread().name))
+        super().__init__(config, data, **kw)  # type: ignore[arg-type]
+
+    def run_epoch(self) -> float | None:
+        self.log.append(("epoch", self.config.seed, threading.current_thread().name))
+        return super().run_epoch()
+
+    def release(self) -> None:
+        self.log.append(("release", self.config.seed, threading.current_thread().name))
+        super().release()
+
+
+def test_each_lane_builds_and_trains_on_one_thread_of_its_own(tiny_data: DeviceData) -> None:
+    """Lanes own their thread for the whole run, as on CUDA (where each also owns a stream):
+    a lane's trainings are built and trained on it, and each is released before its lane
+    builds the next."""
+    todo = configs(7)
+    lane_of: dict[int, int] = {}
+    Recorded.log = []
+
+    def start(lane: int) -> tuple[int, MakeTraining] | None:
+        if not todo:
+            return None
+        config = todo.pop(0)
+        lane_of[config.seed] = lane
+        return config.seed, lambda stream: Recorded(config, tiny_data, stream=stream)
+
+    def judge(slot: Slot[int]) -> bool:
+        assert slot.training is not None
+        return slot.training.done
+
+    assert run_in_flight(3, start, judge, lambda slot: None, device=CPU, threads=True) == 7
+    threads: dict[int, set[str]] = {}
+    for event, seed, thread in Recorded.log:
+        if event != "release":
+            threads.setdefault(lane_of[seed], set()).add(thread)
+    assert all(len(names) == 1 for names in threads.values())  # one thread per lane, for the run
+    assert len({name for names in threads.values() for name in names}) == 3  # and no two lanes share one
+    for seed, lane in lane_of.items():  # on each lane, the previous training is released before the next is built
+        later = [s for s in lane_of if lane_of[s] == lane and s > seed]
+        if later:
+            events = [(e, s) for e, s, _ in Recorded.log]
+            assert events.index(("release", seed)) < events.index(("build", later[0]))
+
+
+def test_a_failed_training_is_not_kept_alive_by_its_error(tiny_data: DeviceData) -> None:
+    """A failure is kept as one line, not as the exception: its traceback would hold the
+    training (model, graph, memory pool) alive until a full garbage collection."""
+    alive: list[weakref.ref[torch.nn.Module]] = []
+    todo = [configs(1)[0]]
+
+    def make(stream: object) -> Training:
+        training = Broken(todo[0], tiny_data)
+        alive.append(weakref.ref(training.model))
+        return training
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        return (0, make) if not alive else None
+
+    gc.disable()  # only reference counting frees it now, as between two full collections
+    try:
+        run_in_flight(1, start, lambda slot: slot.error is not None, lambda slot: None, device=CPU)
+        assert alive and alive[0]() is None
+    finally:
+        gc.enable()
+
+
+def test_lanes_refuse_more_than_the_stream_pool() -> None:
+    with pytest.raises(MnistBenchError, match="between 1 and 32"):
+        with open_lanes(33, CPU):
+            pass
+    with open_lanes(2, CPU, threads=True) as lanes:
+        assert [lane.run(threading.current_thread) for lane in lanes] != [threading.current_thread()] * 2
+        assert all(lane.stream is None for lane in lanes)  # streams on CUDA only
+
+
 def test_parallel_option_values() -> None:
     assert parse_parallel("4", CPU) == 4 and parse_parallel("auto", CPU) == 1
-    for bad in ("0", "-1", "many"):
+    for bad in ("0", "-1", "many", "33"):
         with pytest.raises(MnistBenchError, match="--parallel"):
             parse_parallel(bad, CPU)
 

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
+import gc
+import threading
+import time
+import weakref
 from pathlib import Path
 
 import optuna
 import pytest
+import torch
+from optuna.trial import TrialState
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search import SearchSettings, open_study, run_search, training_seed
 from mnist_bench.space import SearchSpace
 from mnist_bench.storage import load_study, open_storage
+from mnist_bench.train import Training
 
 # Small widths keep each tiny-data trial to a fraction of a second.
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
@@ -149,3 +156,58 @@ def test_multi_objective_search_has_a_pareto_front(tmp_path: Path, tiny_data: De
 def test_bad_objectives_rejected(tmp_path: Path, objectives: tuple[str, ...]) -> None:
     with pytest.raises(MnistBenchError, match="--objective"):
         settings(tmp_path, objectives=objectives)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_a_trial_finished_by_another_worker_is_one_notice(tmp_path: Path, tiny_data: DeviceData, parallel: int) -> None:
+    """Another worker took this process's trials for a crashed worker's and failed them
+    (as its stale-trial sweep does): this process says so in one line and goes on."""
+    chosen = settings(tmp_path, trials=parallel, epochs=5000, pruner="none", parallel=parallel)
+    storage = open_storage(chosen.storage)
+    study = open_study(chosen, SMALL, storage)
+    notices: list[str] = []
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            run_search(chosen, SMALL, tiny_data, study=study, on_notice=notices.append)
+        except BaseException as exc:  # noqa: BLE001  (the assertion below shows it)
+            errors.append(exc)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(running := study.get_trials(states=(TrialState.RUNNING,))) < parallel:
+        assert time.monotonic() < deadline and thread.is_alive(), errors
+        time.sleep(0.05)
+    for trial in running:  # mid-training: each trains 5000 epochs
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    thread.join(timeout=60)
+    assert not thread.is_alive() and not errors
+    assert len(notices) == parallel
+    assert all("another worker finished that trial first" in line and "\n" not in line for line in notices)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * parallel  # as the other worker left them
+
+
+def test_a_failed_trial_leaves_nothing_alive(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training that raises (out of memory) fails its trial, and its model (on CUDA, its
+    graph and memory pool) is freed at once, not kept by the exception's traceback until a
+    full garbage collection."""
+    models: list[weakref.ref[torch.nn.Module]] = []
+
+    def out_of_memory(self: Training) -> float | None:
+        models.append(weakref.ref(self.model))
+        raise RuntimeError("CUDA out of memory (stand-in)")
+
+    monkeypatch.setattr(Training, "run_epoch", out_of_memory)
+    gc.disable()
+    try:
+        run_search(settings(tmp_path, trials=1), SMALL, tiny_data)
+        assert len(models) == 1 and models[0]() is None
+    finally:
+        gc.enable()
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[0].user_attrs["reason"] == "RuntimeError: CUDA out of memory (stand-in)"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,44 @@ def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceD
     assert run(resumed) == whole.train_loss
     for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum-onecycle-maxnorm", "adamw-cosine-dropout-smoothing"])
+def test_a_failing_capture_trains_eagerly_from_the_start(
+    name: str, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the warm-up or capture raises (here: after one warm-up step had already
+    changed the weights, optimizer and generator), the training goes on eagerly from the
+    state it started with, and says why."""
+    config = replace(CONFIGS[name], epochs=2)
+    real_step = GraphedRunner._static_step
+    calls = 0
+
+    def second_step_fails(self: GraphedRunner) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("operation not permitted when stream is capturing (stand-in)")
+        real_step(self)
+
+    monkeypatch.setattr(GraphedRunner, "_static_step", second_step_fails)
+    fallen = Training(config, tiny_data, runtime=Runtime(static_on_cpu=True))
+    assert calls == 2 and not fallen.graphed
+    assert fallen.eager_reason == "RuntimeError: operation not permitted when stream is capturing (stand-in)"
+    assert_same_training(Training(config, tiny_data), fallen, rtol=0, atol=0)  # bitwise: the eager training
+
+
+def test_the_static_step_stands_in_for_the_graph_on_the_cpu(tiny_data: DeviceData) -> None:
+    config = replace(CONFIGS["adam"], epochs=2)
+    training = Training(config, tiny_data, runtime=Runtime(static_on_cpu=True))
+    assert isinstance(training.runner, GraphedRunner) and training.runner.graph is None
+    assert_same_training(Training(config, tiny_data), training, rtol=1e-5, atol=1e-6)
+
+
+def test_a_captured_step_needs_its_own_stream(tiny_data: DeviceData) -> None:
+    training = Training(CONFIGS["adam"], tiny_data)
+    with pytest.raises(ValueError, match="own stream"):
+        GraphedRunner(
+            training.model, CONFIGS["adam"], tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            schedule={}, precision="fp32", capture=True, stream=None,
+        )  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Annotated
 import optuna
 import typer
 from optuna.trial import FrozenTrial
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mnist_bench.cli.common import (
@@ -204,14 +205,19 @@ def search(
             console.print(trial_line(trial_row(frozen, search_space), best), markup=False)
         progress.update(task, advance=1, best=f"best {best:.4f}" if best is not None else "")
 
+    def on_notice(line: str) -> None:
+        console.print(f"[yellow]Note: {escape(line)}[/]")
+
     interrupted = False
     try:
         with progress, sigint_as_event() as stop:
             if data is not None:
-                run_search(settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop)
+                run_search(
+                    settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop, on_notice=on_notice
+                )
             else:
                 job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
-                run_workers(job, optuna_study, on_trial=on_trial, stop=stop)
+                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice)
     except KeyboardInterrupt:
         interrupted = True
 
