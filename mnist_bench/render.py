@@ -244,3 +244,13 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -
         table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
     return table
 
+
+def doctor_table(checks: Sequence[Any]) -> Table:
+    """``doctor``'s checks: what each found, and pass, FAIL or (for figures) nothing."""
+    table = Table(header_style="bold")
+    for header in ("check", "result", ""):
+        table.add_column(header)
+    for check in checks:
+        verdict = "" if check.ok is None else ("[green]pass[/]" if check.ok else "[bold red]FAIL[/]")
+        table.add_row(check.name, check.result, verdict)
+    return table

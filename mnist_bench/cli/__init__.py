@@ -7,6 +7,7 @@ registers its commands on that app when imported here.
 from mnist_bench.cli import (  # noqa: F401  (importing registers the commands)
     bench_command,
     checkpoint_commands,
+    doctor_command,
     model_commands,
     study_commands,
 )

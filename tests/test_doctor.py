@@ -1,0 +1,80 @@
+"""doctor: the comparisons it rests on, and its command's exit codes. CI runs the whole
+command on the CPU (.ci/run); these stay short."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mnist_bench import doctor
+from mnist_bench.cli import app
+from mnist_bench.config import Runtime
+from mnist_bench.device import select_device
+from mnist_bench.doctor import CONFIGS, Check, compare, run_to_end, synthetic_data
+from mnist_bench.train import Training
+
+CPU = torch.device("cpu")
+runner = CliRunner()
+
+
+def test_compare_tells_bitwise_close_and_apart() -> None:
+    data = synthetic_data(CPU, n_train=200, n_eval=50)
+    config = replace(CONFIGS["Adam"], epochs=1)
+    a = run_to_end(Training(config, data))
+    assert compare(a, run_to_end(Training(config, data)), bitwise=True) == (True, "equal bitwise")
+    nudged = run_to_end(Training(config, data))
+    with torch.no_grad():
+        next(nudged.model.parameters())[0, 0] += 1e-7
+    ok, found = compare(a, nudged, bitwise=False)
+    assert ok and found.startswith("largest difference ") and "within" in found
+    assert not compare(a, nudged, bitwise=True)[0]
+    other = run_to_end(Training(replace(config, seed=9), data))
+    assert not compare(a, other, bitwise=False)[0]
+
+
+def test_the_static_step_stands_in_on_the_cpu() -> None:
+    data = synthetic_data(CPU, n_train=200, n_eval=50)
+    fast = Training(replace(CONFIGS["Adam"], epochs=1), data, runtime=doctor.fast_runtime(CPU))
+    assert fast.graphed and fast.runner is not None and fast.runner.graph is None  # type: ignore[union-attr]
+    assert Training(CONFIGS["Adam"], data, runtime=Runtime(graphs=True)).graphed is False  # not by default
+
+
+def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> list[Check]:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+
+    monkeypatch.setattr(doctor, "check_graphed_against_eager", broken)
+    monkeypatch.setattr(doctor, "check_in_flight", lambda data: Check("in flight", "equal bitwise", True))
+    monkeypatch.setattr(doctor, "check_resume", lambda data, steps: Check("resume", "equal bitwise", True))
+    monkeypatch.setattr(doctor, "check_speed", lambda data, steps: [Check("steps/s", "1,000", None)])
+    monkeypatch.setattr(doctor, "check_memory", lambda data: Check("memory", "+0 MB", True))
+    result = runner.invoke(app, ["doctor", "--device", "cpu"], terminal_width=200)
+    assert result.exit_code == 1
+    assert "raised RuntimeError: CUDA error: an illegal memory access was encountered" in result.stdout
+    assert result.stderr.startswith("Error: 1 check(s) failed: graphed against eager")
+    assert result.stderr.count("\n") == 1
+    assert torch.__version__ in result.stdout
+
+
+def test_select_device_on_a_cpu_does_nothing() -> None:
+    assert select_device(CPU) == CPU
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 1, reason="needs a CUDA GPU")
+def test_select_device_makes_it_current_on_cuda() -> None:
+    last = torch.device("cuda", torch.cuda.device_count() - 1)
+    before = torch.cuda.current_device()
+    try:
+        select_device(last)
+        assert torch.cuda.current_device() == last.index
+    finally:
+        torch.cuda.set_device(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_doctor_passes_on_cuda() -> None:
+    report = doctor.run_doctor(torch.device("cuda"))
+    assert report.ok, [c for c in report.checks if c.ok is False]
