@@ -12,7 +12,9 @@ Typer layer on top. One module per concept:
 - ``inflight``: K trainings side by side in one process, a fixed schedule, and the lanes
   (a CUDA stream and a thread each, for a whole run) they train on
 - ``space``: the search space (studies/*.toml) and the one trial -> config function
-- ``search``: the Optuna study: sampler, pruner, objective, the run loop, picking a winner
+- ``study``: a study's settings, and one trial's bookkeeping (config, seed, outcome) that
+  both run loops share
+- ``search``: running a search: sampler, pruner, objective, the run loop, picking a winner
 - ``search_inflight``: the run loop with K trials in flight (``search --parallel K``)
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
 - ``workers``: several worker processes on one study

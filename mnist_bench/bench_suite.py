@@ -292,9 +292,10 @@ def search_throughput(
 
     Data load included: each worker process loads its own copy, as the command does.
     """
-    from mnist_bench.search import SearchSettings, open_study  # noqa: PLC0415
+    from mnist_bench.search import open_study  # noqa: PLC0415
     from mnist_bench.space import SearchSpace  # noqa: PLC0415
     from mnist_bench.storage import open_storage  # noqa: PLC0415
+    from mnist_bench.study import SearchSettings  # noqa: PLC0415
     from mnist_bench.workers import WorkerJob, run_workers  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.leaderboard import leaderboard
-from mnist_bench.search import state_counts, stored_space
+from mnist_bench.search import stored_space
+from mnist_bench.study import state_counts
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

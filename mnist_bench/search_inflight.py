@@ -2,7 +2,8 @@
 
 Optuna's ask and tell around ``inflight``'s scheduler: trials are asked for, reported,
 pruned and told in a fixed order, one epoch per round, so ``--seed`` repeats a study
-trial for trial. The one-at-a-time loop, ``search.run_search``, hands over to this one.
+trial for trial. ``search.run_search`` hands over to this loop for ``--parallel`` > 1; both
+prepare and record trials through ``study``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.inflight import MakeTraining, Slot, run_in_flight
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search import (
+from mnist_bench.space import SearchSpace
+from mnist_bench.study import (
     SearchOutcome,
     SearchSettings,
     SurplusTrial,
@@ -33,7 +35,6 @@ from mnist_bench.search import (
     state_counts,
     trial_outcome,
 )
-from mnist_bench.space import SearchSpace
 from mnist_bench.train import Training
 
 

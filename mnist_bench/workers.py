@@ -26,8 +26,9 @@ from mnist_bench.device import resolve_device, select_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.packing import auto_workers
-from mnist_bench.search import SearchOutcome, SearchSettings, n_finished, run_search, state_counts
+from mnist_bench.search import run_search
 from mnist_bench.space import SearchSpace
+from mnist_bench.study import SearchOutcome, SearchSettings, n_finished, state_counts
 
 
 def device_names(spec: str) -> list[str]:

@@ -17,8 +17,9 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.inflight import MakeTraining, Slot, open_lanes, parse_parallel, run_in_flight
 from mnist_bench.model import ModelConfig
-from mnist_bench.search import SearchSettings, run_search, trial_config
+from mnist_bench.search import run_search, trial_config
 from mnist_bench.space import SearchSpace
+from mnist_bench.study import SearchSettings
 from mnist_bench.train import Training, train
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 48), batch_sizes=(32, 64))

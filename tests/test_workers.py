@@ -16,9 +16,10 @@ from optuna.trial import TrialState
 
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.packing import auto_workers
-from mnist_bench.search import SearchSettings, open_study
+from mnist_bench.search import open_study
 from mnist_bench.space import SearchSpace
 from mnist_bench.storage import open_storage
+from mnist_bench.study import SearchSettings
 from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))

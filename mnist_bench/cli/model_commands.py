@@ -51,13 +51,9 @@ from mnist_bench.render import (
     plural,
     seeds_line,
 )
-from mnist_bench.search import (
-    DEFAULT_STUDY,
-    pick_trial,
-    stored_space,
-    trial_config,
-)
+from mnist_bench.search import pick_trial, stored_space, trial_config
 from mnist_bench.storage import default_storage, load_study, open_storage
+from mnist_bench.study import DEFAULT_STUDY
 
 
 def _train_and_save(

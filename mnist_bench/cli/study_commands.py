@@ -46,18 +46,10 @@ from mnist_bench.render import (
     trial_line,
 )
 from mnist_bench.report import write_comparison, write_study_report
-from mnist_bench.search import (
-    DEFAULT_STUDY,
-    SearchSettings,
-    best_accuracy,
-    n_finished,
-    open_study,
-    run_search,
-    state_counts,
-    stored_space,
-)
+from mnist_bench.search import open_study, run_search, stored_space
 from mnist_bench.space import load_space
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
+from mnist_bench.study import DEFAULT_STUDY, SearchSettings, best_accuracy, n_finished, state_counts
 from mnist_bench.workers import WorkerJob, plan_workers, run_workers
 
 
