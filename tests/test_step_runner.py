@@ -8,28 +8,17 @@ import torch
 
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.doctor import CONFIGS as DOCTOR_CONFIGS
 from mnist_bench.model import ModelConfig
 from mnist_bench.step_runner import GraphedRunner, NotCapturable, sgd_step
 from mnist_bench.train import Training, schedule_tables
 
-# Every option a step has: momentum under one-cycle (which cycles it), max-norm, weight
-# decay, schedules, dropout, label smoothing, augmentation. Batch 32 over 500 images
-# leaves a partial last batch (20 images), which the graphed runner steps eagerly.
-CONFIGS = {
-    "sgd-momentum-onecycle-maxnorm": TrainConfig(
-        ModelConfig((48, 24)), "sgd", 0.05, momentum=0.9, batch_size=32, epochs=6, seed=1,
-        schedule="onecycle", max_norm=2.0,
-    ),
-    "adam": TrainConfig(ModelConfig((64,)), "adam", 1e-3, batch_size=32, epochs=6, seed=2),
-    "adamw-cosine-dropout-smoothing": TrainConfig(
-        ModelConfig((64, 32), dropout=0.2), "adamw", 2e-3, batch_size=32, epochs=6, seed=3,
-        weight_decay=0.01, schedule="cosine", label_smoothing=0.1,
-    ),
-    "sgd-decay-cosine-elastic": TrainConfig(
-        ModelConfig((32,)), "sgd", 0.1, momentum=0.5, batch_size=32, epochs=6, seed=4,
-        weight_decay=1e-4, schedule="cosine", augment="elastic",
-    ),
-}  # fmt: skip
+# Every option a step has, as doctor checks them: momentum under one-cycle (which cycles
+# it), max-norm, weight decay, schedules, dropout, label smoothing, augmentation. Six
+# epochs of batch 32 over 500 images (about 100 steps) leave a partial last batch (20
+# images), which the graphed runner steps eagerly.
+CONFIGS = {name: replace(config, epochs=6) for name, config in DOCTOR_CONFIGS.items()}
+SGD_ONECYCLE, ADAM = "SGD momentum + one-cycle + max-norm", "Adam"
 
 
 def run(training: Training) -> list[float]:
@@ -62,12 +51,12 @@ def test_static_step_trains_as_the_eager_step(name: str, tiny_data: DeviceData) 
 
 
 def test_schedule_tables_follow_the_schedulers() -> None:
-    config = CONFIGS["sgd-momentum-onecycle-maxnorm"]
+    config = CONFIGS[SGD_ONECYCLE]
     tables = schedule_tables(config, 10)
     assert set(tables) == {"lr", "momentum"} and tables["lr"].shape == (60,)
     assert tables["lr"].max() == pytest.approx(config.lr, rel=1e-6)  # one-cycle peaks at lr
     assert tables["momentum"].min() == pytest.approx(0.85) and tables["momentum"][0] == pytest.approx(0.95)
-    assert schedule_tables(CONFIGS["adam"], 10) == {}
+    assert schedule_tables(CONFIGS[ADAM], 10) == {}
 
 
 def test_adam_under_one_cycle_is_not_captured(tiny_data: DeviceData) -> None:
@@ -110,7 +99,7 @@ def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData
 
 
 def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceData) -> None:
-    config = CONFIGS["sgd-momentum-onecycle-maxnorm"]
+    config = CONFIGS[SGD_ONECYCLE]
     whole = static(config, tiny_data)
     run(whole)
     first = static(config, tiny_data)
@@ -124,7 +113,7 @@ def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceD
         assert torch.equal(p, q)
 
 
-@pytest.mark.parametrize("name", ["sgd-momentum-onecycle-maxnorm", "adamw-cosine-dropout-smoothing"])
+@pytest.mark.parametrize("name", [SGD_ONECYCLE, "AdamW + cosine + dropout + label smoothing"])
 def test_a_failing_capture_trains_eagerly_from_the_start(
     name: str, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,16 +139,16 @@ def test_a_failing_capture_trains_eagerly_from_the_start(
 
 
 def test_the_static_step_stands_in_for_the_graph_on_the_cpu(tiny_data: DeviceData) -> None:
-    config = replace(CONFIGS["adam"], epochs=2)
+    config = replace(CONFIGS[ADAM], epochs=2)
     training = Training(config, tiny_data, runtime=Runtime(static_on_cpu=True))
     assert isinstance(training.runner, GraphedRunner) and training.runner.graph is None
     assert_same_training(Training(config, tiny_data), training, rtol=1e-5, atol=1e-6)
 
 
 def test_a_captured_step_needs_its_own_stream(tiny_data: DeviceData) -> None:
-    training = Training(CONFIGS["adam"], tiny_data)
+    training = Training(CONFIGS[ADAM], tiny_data)
     with pytest.raises(ValueError, match="own stream"):
         GraphedRunner(
-            training.model, CONFIGS["adam"], tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            training.model, CONFIGS[ADAM], tiny_data.x_train, tiny_data.y_train, generator=training.generator,
             schedule={}, precision="fp32", capture=True, stream=None,
         )  # fmt: skip
