@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
-import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
@@ -29,7 +28,7 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search_inflight import run_search_in_flight
 from mnist_bench.space import SearchSpace, sample_config
-from mnist_bench.storage import host_of, load_study, one_line, open_storage
+from mnist_bench.storage import STORAGE_ERRORS, host_of, load_study, one_line, open_storage
 from mnist_bench.study import (
     OBJECTIVES,
     SearchOutcome,
@@ -46,13 +45,6 @@ from mnist_bench.study import (
     trial_outcome,
 )
 from mnist_bench.train import train
-
-# What a lost database connection raises, from SQLAlchemy or through Optuna.
-STORAGE_ERRORS = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    optuna.exceptions.StorageInternalError,
-)
 
 
 def make_sampler(name: str, seed: int | None, *, parallel: int = 1) -> optuna.samplers.BaseSampler:

@@ -62,7 +62,7 @@ class _Heartbeats:
             for trial_id in ids:
                 try:
                     self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-                except Exception:  # a storage hiccup: the next beat tries again
+                except Exception:  # a storage hiccup: the next beat tries again (storage.RDBStorage)
                     pass
 
     def __enter__(self) -> _Heartbeats:

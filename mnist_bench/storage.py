@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -30,6 +31,28 @@ HEARTBEAT_S = 10  # seconds between a running trial's heartbeats
 GRACE_FACTOR = 3  # a trial is stale after this many heartbeats missed
 MAX_RETRY = 3  # times the parameters of a stale trial are queued again
 SQLITE_TIMEOUT_S = 60  # how long an SQLite writer waits for the file lock (several workers)
+# What a lost database connection raises, from SQLAlchemy or through Optuna.
+STORAGE_ERRORS = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    optuna.exceptions.StorageInternalError,
+)
+
+
+class RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage, whose heartbeats outlive a database that stops answering.
+
+    Optuna beats for a running trial from a thread of its own. A beat that met a database
+    outage killed that thread, with a traceback on stderr, and the trial beat no more:
+    once the database was back, any worker would take it for a crashed worker's trial,
+    fail it and train it again. Here a missed beat is only missed; the next one retries.
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except STORAGE_ERRORS:
+            pass
 
 
 def default_storage(studies_dir: Path) -> str:
@@ -61,7 +84,7 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEARTBEAT_S) -> optuna.storages.RDBStorage:
+def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEARTBEAT_S) -> RDBStorage:
     """An Optuna RDB storage, or a one-line error naming the URL (password hidden).
 
     ``must_exist`` refuses to create a new SQLite file, for commands that only read.
@@ -83,7 +106,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEART
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,

@@ -102,3 +102,23 @@ def test_bad_storage_urls_are_one_line(tmp_path: Path) -> None:
         open_storage("studies.db")
     with pytest.raises(MnistBenchError, match="no study storage at"):
         open_storage(f"sqlite:///{tmp_path / 'absent.db'}", must_exist=True)
+
+
+def test_a_heartbeat_during_an_outage_is_missed_not_fatal(tmp_path: Path) -> None:
+    """Optuna beats from a thread of its own: a beat that raised killed it (a traceback on
+    stderr, no more beats, the trial later retried as a crashed one). A missed beat is
+    only missed, and the next one, with the database back, lands."""
+    path = tmp_path / "beat.db"
+    storage = open_storage(f"sqlite:///{path}", heartbeat_s=1)
+    study = optuna.create_study(study_name="beat", storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    storage.engine.dispose()  # the next beat needs a new connection: the database is gone
+    path.rename(tmp_path / "away.db")
+    path.mkdir()  # a folder where the file was: "unable to open database file"
+    storage.record_heartbeat(trial._trial_id)  # raised before
+    path.rmdir()
+    (tmp_path / "away.db").rename(path)
+    storage.engine.dispose()
+    storage.record_heartbeat(trial._trial_id)  # back: it lands, and the trial is not stale
+    assert storage._get_stale_trial_ids(study._study_id) == []
