@@ -18,7 +18,7 @@ from torch import nn
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import MakeTraining, Slot, run_in_flight
+from mnist_bench.inflight import MAX_LANES, MakeTraining, Slot, run_in_flight
 from mnist_bench.train import Training, TrainResult, predict_logits
 
 
@@ -171,7 +171,8 @@ def train_and_test(
         return training.done
 
     cuda = data.device.type == "cuda"
-    run_in_flight(len(seeds) if cuda else 1, start, judge, lambda slot: None, device=data.device)
+    lanes = min(len(seeds), MAX_LANES) if cuda else 1  # more seeds than lanes wait their turn
+    run_in_flight(lanes, start, judge, lambda slot: None, device=data.device)
     runs = []
     for seed in seeds:
         result = done[seed]
