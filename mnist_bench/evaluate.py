@@ -7,6 +7,7 @@ search, with the test split read only here.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -113,6 +114,31 @@ class EpochDone:
     train_loss: float
     train_time_s: float  # this seed's training so far
     resumed: bool = False  # this "epoch" is where a saved state was picked up
+
+
+class TimeLeft:
+    """The wall time a multi-seed run still needs, from the epochs this process has trained.
+
+    Every seed starts with all its epochs to go; each ``EpochDone`` sets what is left of
+    its seed. The rate is wall time per epoch trained here since the clock started (epochs
+    picked up from a saved state are not counted), so seeds trained one after the other
+    and seeds trained side by side are both estimated right.
+    """
+
+    def __init__(self, seeds: list[int], epochs: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()
+        self._left = dict.fromkeys(seeds, epochs)
+        self._trained = 0
+
+    def update(self, done: EpochDone) -> float | None:
+        """Seconds left after ``done``; None until an epoch has been trained here."""
+        self._left[done.seed] = done.epochs - done.epoch
+        if not done.resumed:
+            self._trained += 1
+        if self._trained == 0:
+            return None
+        return sum(self._left.values()) * (self._clock() - self._started) / self._trained
 
 
 def state_path(state_dir: Path, seed: int) -> Path:

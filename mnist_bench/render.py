@@ -67,6 +67,40 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     return text
 
 
+def promotion_table(rows: Sequence[Any], *, short: str, long: str, epochs: int) -> Table:
+    """Short-search rank against rank after longer training, one row per promoted trial."""
+    title = f"Short search ({short}) against {epochs} epochs ({long}), validation accuracy"
+    table = Table(title=title, header_style="bold")
+    headers = ("short trial", "short val acc", "short rank", f"{long} trial", f"{epochs}-epoch val acc", "long rank")
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            str(row.short_trial),
+            f"{row.short_value:.4f}",
+            str(row.short_rank),
+            _fmt(row.long_trial, "{}"),
+            _fmt(row.long_value, "{:.4f}"),
+            _fmt(row.long_rank, "{}"),
+        )
+    return table
+
+
+def promotion_line(spearman: float | None, winner: Any, *, long: str) -> str:
+    """The rank correlation and the winner to retrain, as one or two sentences."""
+    agreement = (
+        "Too few finished trials to correlate the ranks."
+        if spearman is None
+        else f"Spearman rank correlation, short against long: {spearman:+.2f}."
+    )
+    if winner is None:
+        return agreement
+    return (
+        f"{agreement} Winner: trial {winner.long_trial} of {long} (trial {winner.short_trial} of the short search, "
+        f"short rank {winner.short_rank}); retrain it with: mnist-bench best --study {long} --retrain"
+    )
+
+
 _STATE_WORDS = {
     "COMPLETE": "complete",
     "PRUNED": "pruned",
@@ -117,6 +151,14 @@ def confusion_table(confusion: Sequence[Sequence[int]], *, title: str) -> Table:
 
 def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def duration_text(seconds: float) -> str:
+    """'45 s', '12 min', '1 h 05 min': as precise as a person reading a progress line needs."""
+    if seconds < 100:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def seeds_line(accuracies: Sequence[float], mean: float, std: float) -> str:

@@ -263,12 +263,17 @@ class RankedTrial:
     n_complete: int
 
 
-def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
-    """The best complete trial (or trial ``number``) with its rank among complete trials."""
-    complete = sorted(
+def ranked_complete(study: optuna.Study) -> list[FrozenTrial]:
+    """The complete trials, best (first objective) first; ties go to the earlier trial."""
+    return sorted(
         study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
         key=lambda t: (-(t.values[0] if t.values else -math.inf), t.number),
     )
+
+
+def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
+    """The best complete trial (or trial ``number``) with its rank among complete trials."""
+    complete = ranked_complete(study)
     if not complete:
         counts = counts_text(state_counts(study))
         raise MnistBenchError(f"study {study.study_name!r} has no complete trial yet ({counts}): run search first")

@@ -22,7 +22,7 @@ from mnist_bench.errors import MnistBenchError
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
-    "search", "leaderboard", "report", "best", "train", "baselines", "deformations",
+    "search", "promote", "leaderboard", "report", "best", "train", "baselines", "deformations",
     "predict", "evaluate", "demo", "export", "bench",
 )  # fmt: skip
 

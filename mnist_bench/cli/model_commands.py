@@ -39,12 +39,13 @@ from mnist_bench.cli.common import (
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import EpochDone, TestData, save_final, seeds_from, train_and_test
+from mnist_bench.evaluate import EpochDone, TestData, TimeLeft, save_final, seeds_from, train_and_test
 from mnist_bench.leaderboard import leaderboard, study_dir
 from mnist_bench.model import ModelConfig
 from mnist_bench.render import (
     baselines_table,
     confusion_table,
+    duration_text,
     key_value_table,
     leaderboard_table,
     per_class_table,
@@ -84,11 +85,14 @@ def _train_and_save(
     if restart:
         shutil.rmtree(state_dir, ignore_errors=True)
 
+    time_left = TimeLeft(seed_list, config.epochs)
+
     def progress(done: EpochDone) -> None:
         what = "resumed after" if done.resumed else "epoch"
+        left = time_left.update(done)
         console.print(
             f"seed {done.seed} {what} {done.epoch}/{done.epochs}: train loss {done.train_loss:.4f}, "
-            f"{done.train_time_s:.1f} s",
+            f"{done.train_time_s:.1f} s" + ("" if left is None else f", {duration_text(left)} left"),
             markup=False,
         )
 

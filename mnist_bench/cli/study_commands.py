@@ -31,6 +31,7 @@ from mnist_bench.cli.common import (
     StudyName,
     app,
     make_console,
+    require_positive,
     runtime_from,
 )
 from mnist_bench.data import DeviceData, ensure_split, validation_indices
@@ -40,9 +41,13 @@ from mnist_bench.inflight import parse_parallel
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
 from mnist_bench.packing import trial_bytes
+from mnist_bench.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
 from mnist_bench.render import (
     counts_line,
     leaderboard_table,
+    plural,
+    promotion_line,
+    promotion_table,
     trial_line,
 )
 from mnist_bench.report import write_comparison, write_study_report
@@ -230,6 +235,81 @@ def search(
         raise typer.Exit(130)
     if finished < trials:
         console.print(f"Run the same command again to reach {trials} finished trials.")
+
+
+@app.command()
+def promote(
+    study: StudyName = DEFAULT_STUDY,
+    top: Annotated[int, typer.Option(help="How many of the study's best complete trials to train longer.")] = 4,
+    epochs: Annotated[int, typer.Option(help="Epochs of each longer training (its own whole schedule).")] = 40,
+    into: Annotated[
+        str | None, typer.Option(help="Study that holds the longer trials. [default: STUDY-Nep, N the epochs]")
+    ] = None,
+    storage: Storage = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the longer study (its trials keep their own training seeds).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
+    precision: PrecisionOpt = Precision.fp32,
+    compile: CompileOpt = False,
+    eager: EagerOpt = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    device: Device = "auto",
+    no_verify: NoVerify = False,
+    studies_dir: StudiesDir = Path("studies"),
+) -> None:
+    """Train a study's best few trials longer, on the same validation split; rank them again.
+
+    The second stage of a multi-fidelity search: short trials rank many recipes, the best
+    --top are each trained for --epochs in study --into, and the table shows both ranks
+    and their correlation. Retrain the winner with `best --study INTO --retrain`.
+    """
+    require_positive("--top", top)
+    require_positive("--epochs", epochs)
+    url = storage or default_storage(studies_dir)
+    short = load_study(study, open_storage(url, must_exist=True))
+    settings = SearchSettings(
+        study=into or f"{study}-{epochs}ep",
+        storage=url,
+        trials=top,
+        epochs=epochs,
+        seed=seed,
+        runtime=runtime_from(precision, compile, [device], eager=eager),
+    )
+    settings = long_settings(short, settings, top)
+    chosen = top_trials(short, top)
+    split = ensure_split(data_dir, "train", verify=not no_verify)
+    data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
+    del split
+    console = make_console()
+    console.print(
+        f"Promoting the best {plural(len(chosen), 'trial')} of study {study} "
+        f"({', '.join(str(t.number) for t in chosen)}) to {epochs} epochs in study {settings.study}, on {data.device}."
+    )
+
+    def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
+        if not quiet:
+            line = trial_line(trial_row(frozen, stored_space(s)), best_accuracy(s))
+            console.print(f"{line}  (trial {frozen.user_attrs.get(PROMOTED_FROM, '?')} of {study})", markup=False)
+
+    try:
+        with sigint_as_event() as stop:
+            outcome = promote_trials(
+                short,
+                settings,
+                top,
+                data,
+                storage=open_storage(url, heartbeat_s=settings.heartbeat_s),
+                on_trial=on_trial,
+                stop=stop,
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: run the same command again to finish study {settings.study}.", err=True)
+        raise typer.Exit(130) from None
+    final = load_study(settings.study, open_storage(url))
+    write_leaderboard(leaderboard(final, stored_space(final)), study_dir(studies_dir, settings.study))
+    console.print(promotion_table(outcome.rows, short=study, long=settings.study, epochs=epochs))
+    console.print(promotion_line(outcome.spearman, outcome.winner, long=settings.study))
 
 
 @app.command("leaderboard")

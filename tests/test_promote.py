@@ -1,0 +1,164 @@
+"""The second stage of a multi-fidelity search: the best few trials trained longer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from mnist_bench.cli import app
+from mnist_bench.evaluate import EpochDone, TimeLeft
+from mnist_bench.promote import PROMOTED_FROM, PromotedRow, Promotion
+from mnist_bench.render import duration_text
+from mnist_bench.search import trial_config
+from mnist_bench.storage import default_storage
+from mnist_bench.train import train
+from tests.test_cli import search_args
+
+runner = CliRunner()
+
+
+def promote_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "promote", "--top", "2", "--epochs", "3", "--data-dir", str(data), "--no-verify",
+        "--studies-dir", str(tmp_path / "studies"), "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def load(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_storage(tmp_path / "studies"))
+
+
+def test_promote_trains_the_best_trials_longer_in_their_own_study(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist))
+    assert result.exit_code == 0, result.output
+    short, long = load(tmp_path, "mnist-mlp"), load(tmp_path, "mnist-mlp-3ep")
+    ranked = sorted(short.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: (-t.values[0], t.number))
+    promoted = long.get_trials(states=(TrialState.COMPLETE,))
+    # The two best short trials, best first, with their own parameters and training seeds, for 3 epochs.
+    assert [t.user_attrs[PROMOTED_FROM] for t in promoted] == [t.number for t in ranked[:2]]
+    for short_trial, long_trial in zip(ranked, promoted, strict=False):
+        assert long_trial.params == short_trial.params
+        assert long_trial.user_attrs["train_seed"] == short_trial.user_attrs["train_seed"]
+        assert long_trial.user_attrs["epochs_run"] == 3
+    assert long.user_attrs[PROMOTED_FROM] == "mnist-mlp"
+    assert "Spearman" not in result.output  # two rows cannot be correlated
+    assert "Too few finished trials" in result.output
+    assert "mnist-bench best --study mnist-mlp-3ep --retrain" in result.output
+    assert (tmp_path / "studies" / "mnist-mlp-3ep" / "leaderboard.csv").is_file()
+
+
+def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epochs(
+    tmp_path: Path, tiny_mnist: Path, tiny_data: object
+) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--pruner", "none")).exit_code == 0
+    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1")).exit_code == 0
+    short, long = load(tmp_path, "mnist-mlp"), load(tmp_path, "mnist-mlp-3ep")
+    (promoted,) = long.get_trials(states=(TrialState.COMPLETE,))
+    config = trial_config(short, short.trials[promoted.user_attrs[PROMOTED_FROM]], epochs=3)
+    assert trial_config(long, promoted) == config
+    # The whole validation curve of a fresh training of that config, on the same split.
+    alone = train(config, tiny_data)  # type: ignore[arg-type]
+    assert promoted.user_attrs["val_acc"] == pytest.approx(list(alone.eval_acc), abs=1e-6)
+
+
+def test_promote_again_keeps_finished_trials_and_adds_only_missing_ones(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
+    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1")).exit_code == 0
+    first = load(tmp_path, "mnist-mlp-3ep").get_trials(states=(TrialState.COMPLETE,))
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "3"))
+    assert result.exit_code == 0, result.output
+    trials = load(tmp_path, "mnist-mlp-3ep").get_trials()
+    assert len(trials) == 3 and all(t.state is TrialState.COMPLETE for t in trials)
+    assert trials[0].datetime_complete == first[0].datetime_complete  # not trained again
+    assert len({t.user_attrs[PROMOTED_FROM] for t in trials}) == 3
+    assert "Spearman rank correlation, short against long:" in result.output
+
+
+def test_an_interrupted_promotion_resumes_where_it_stopped(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
+    storage = default_storage(tmp_path / "studies")
+    long = optuna.create_study(study_name="mnist-mlp-3ep", storage=storage, direction="maximize")
+    # What a Ctrl-C leaves: the trial that was training is failed, its promotion not done.
+    short = load(tmp_path, "mnist-mlp")
+    best = max(short.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.values[0])
+    failed = long.ask()
+    failed.set_user_attr(PROMOTED_FROM, best.number)
+    long.tell(failed, state=TrialState.FAIL)
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1"))
+    assert result.exit_code == 0, result.output
+    states = [t.state for t in load(tmp_path, "mnist-mlp-3ep").get_trials()]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--top", "0"], "--top 0: must be at least 1"),
+        (["--epochs", "0"], "--epochs 0: must be at least 1"),
+        (["--into", "mnist-mlp"], "need a study of their own"),
+        (["--study", "nope"], "nope"),
+    ],
+)
+def test_bad_promote_input_is_one_line_and_nonzero(
+    tmp_path: Path, tiny_mnist: Path, args: list[str], message: str
+) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, *args))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(load(tmp_path, "mnist-mlp").trials) == 3  # the short study is untouched
+
+
+def test_promote_refuses_a_study_promoted_from_another(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--study", "other")).exit_code == 0
+    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1", "--into", "long")).exit_code == 0
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--study", "other", "--into", "long"))
+    assert result.exit_code == 1
+    assert "promoted from study 'mnist-mlp'" in result.output
+
+
+def row(short: float, long: float | None, rank: int) -> PromotedRow:
+    return PromotedRow(rank, short, rank, rank if long is not None else None, long, None)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        ([(0.9, 0.95), (0.8, 0.94), (0.7, 0.93)], 1.0),
+        ([(0.9, 0.93), (0.8, 0.94), (0.7, 0.95)], -1.0),
+        ([(0.9, 0.95), (0.8, 0.93), (0.7, 0.94), (0.6, 0.92)], 0.8),
+        ([(0.9, 0.95), (0.8, None), (0.7, 0.94)], None),  # two finished rows
+    ],
+)
+def test_spearman_of_short_against_long(pairs: list[tuple[float, float | None]], expected: float | None) -> None:
+    rows = tuple(row(s, lng, i) for i, (s, lng) in enumerate(pairs, start=1))
+    spearman = Promotion(study=None, rows=rows).spearman  # type: ignore[arg-type]
+    assert spearman == (None if expected is None else pytest.approx(expected))
+
+
+def test_time_left_counts_only_epochs_trained_here() -> None:
+    now = [0.0]
+    clock = TimeLeft([0, 1], 10, clock=lambda: now[0])
+    # Seed 0 resumed after 6 of 10 epochs: nothing trained yet, no estimate.
+    assert clock.update(EpochDone(0, 6, 10, 0.5, 60.0, resumed=True)) is None
+    now[0] = 5.0
+    # One epoch in 5 s; 3 left of seed 0 and 10 of seed 1.
+    assert clock.update(EpochDone(0, 7, 10, 0.5, 65.0)) == pytest.approx(13 * 5.0)
+    for epoch in (8, 9, 10):
+        now[0] += 5.0
+        left = clock.update(EpochDone(0, epoch, 10, 0.5, 60.0 + 5 * (epoch - 6)))
+    assert left == pytest.approx(10 * 5.0)  # seed 0 done; seed 1's 10 epochs at 5 s
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(4.2, "4 s"), (99, "99 s"), (100, "2 min"), (59 * 60, "59 min"), (3900, "1 h 05 min")]
+)
+def test_duration_text(seconds: float, text: str) -> None:
+    assert duration_text(seconds) == text
