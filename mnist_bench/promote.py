@@ -79,7 +79,7 @@ def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> Se
     if settings.study == short.study_name:
         raise MnistBenchError(f"--into {settings.study!r}: the longer trials need a study of their own")
     val_size = short.user_attrs.get("val_size", settings.val_size)
-    return replace(settings, trials=top, pruner="none", val_size=val_size, objectives=("accuracy",), parallel=1)
+    return replace(settings, trials=top, pruner="none", val_size=val_size, objectives=("accuracy",))
 
 
 def queue_promotions(long: optuna.Study, chosen: list[FrozenTrial]) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import optuna
@@ -10,12 +12,14 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
+from mnist_bench.data import DeviceData
 from mnist_bench.evaluate import EpochDone, TimeLeft
 from mnist_bench.promote import PROMOTED_FROM, PromotedRow, Promotion
 from mnist_bench.render import duration_text
 from mnist_bench.search import trial_config
 from mnist_bench.storage import default_storage
 from mnist_bench.train import train
+from tests.conftest import REPO
 from tests.test_cli import search_args
 
 runner = CliRunner()
@@ -53,7 +57,7 @@ def test_promote_trains_the_best_trials_longer_in_their_own_study(tmp_path: Path
 
 
 def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epochs(
-    tmp_path: Path, tiny_mnist: Path, tiny_data: object
+    tmp_path: Path, tiny_mnist: Path, tiny_data: DeviceData
 ) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--pruner", "none")).exit_code == 0
     assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1")).exit_code == 0
@@ -62,8 +66,20 @@ def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epoch
     config = trial_config(short, short.trials[promoted.user_attrs[PROMOTED_FROM]], epochs=3)
     assert trial_config(long, promoted) == config
     # The whole validation curve of a fresh training of that config, on the same split.
-    alone = train(config, tiny_data)  # type: ignore[arg-type]
+    alone = train(config, tiny_data)
     assert promoted.user_attrs["val_acc"] == pytest.approx(list(alone.eval_acc), abs=1e-6)
+
+
+def test_promoted_trials_side_by_side_train_what_they_train_one_at_a_time(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
+    for name, parallel in (("one", "1"), ("two", "2")):
+        args = promote_args(tmp_path, tiny_mnist, "--into", name, "--parallel", parallel)
+        assert runner.invoke(app, args).exit_code == 0
+    curves = {
+        name: {t.user_attrs[PROMOTED_FROM]: t.user_attrs["val_acc"] for t in load(tmp_path, name).trials}
+        for name in ("one", "two")
+    }
+    assert curves["one"] == curves["two"] and len(curves["one"]) == 2
 
 
 def test_promote_again_keeps_finished_trials_and_adds_only_missing_ones(tmp_path: Path, tiny_mnist: Path) -> None:
@@ -102,6 +118,7 @@ def test_an_interrupted_promotion_resumes_where_it_stopped(tmp_path: Path, tiny_
         (["--epochs", "0"], "--epochs 0: must be at least 1"),
         (["--into", "mnist-mlp"], "need a study of their own"),
         (["--study", "nope"], "nope"),
+        (["--parallel", "0"], "must be between 1 and"),
     ],
 )
 def test_bad_promote_input_is_one_line_and_nonzero(
@@ -162,3 +179,29 @@ def test_time_left_counts_only_epochs_trained_here() -> None:
 )
 def test_duration_text(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
+
+
+@pytest.mark.slow
+def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist: Path) -> None:
+    # The issue-18 pipeline with its own space file, scaled down from 48 trials of 12 epochs,
+    # 4 promoted to 50 and a 120-epoch retrain: search, promote, best --retrain, on the CPU.
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    shutil.copy(REPO / "studies" / "frontier-cpu.toml", studies)
+    common = ["--studies-dir", str(studies), "--data-dir", str(real_mnist), "--device", "cpu"]
+    search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0"]
+    assert runner.invoke(app, [*search, "--pruner", "none", *common]).exit_code == 0
+    promoted = runner.invoke(app, ["promote", "--study", "f", "--top", "2", "--epochs", "2", *common])
+    assert promoted.exit_code == 0, promoted.output
+    long = load(tmp_path, "f-2ep")
+    assert all(t.value > t_short.value for t, t_short in zip(long.trials, ranked_short(tmp_path), strict=True))
+    retrained = runner.invoke(app, ["best", "--study", "f-2ep", "--retrain", "--epochs", "2", *common])
+    assert retrained.exit_code == 0, retrained.output
+    meta = json.loads(next((studies / "f-2ep").glob("trial-*/checkpoint.json")).read_text())
+    assert meta["test"]["accuracy"] > 0.97
+    assert "left" in retrained.output  # the per-epoch lines say how long the run has left
+
+
+def ranked_short(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
+    short = load(tmp_path, "f").get_trials(states=(TrialState.COMPLETE,))
+    return sorted(short, key=lambda t: (-t.values[0], t.number))

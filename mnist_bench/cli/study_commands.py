@@ -250,6 +250,10 @@ def promote(
         int | None, typer.Option(help="Seed of the longer study (its trials keep their own training seeds).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
+    parallel: Annotated[
+        str,
+        typer.Option(help="Trials trained side by side, as search --parallel (auto: 1 on a CPU, more on a GPU)."),
+    ] = "1",
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     eager: EagerOpt = False,
@@ -277,6 +281,13 @@ def promote(
         runtime=runtime_from(precision, compile, [device], eager=eager),
     )
     settings = long_settings(short, settings, top)
+    try:
+        in_flight = parse_parallel(
+            parallel, resolve_device(device), largest_trial_bytes=trial_bytes(stored_space(short), 0, 0)
+        )
+    except MnistBenchError as exc:  # a malformed count is a command-line error: exit 2
+        raise typer.BadParameter(str(exc).removeprefix(f"--parallel {parallel!r}: "), param_hint="--parallel") from None
+    settings = replace(settings, parallel=min(in_flight, top))
     chosen = top_trials(short, top)
     split = ensure_split(data_dir, "train", verify=not no_verify)
     data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
