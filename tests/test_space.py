@@ -133,3 +133,18 @@ def test_frontier_space_goes_deep_and_wide_with_deformations() -> None:
         assert chosen.schedule in ("cosine", "exponential") and 5 <= chosen.deform.rotate_deg <= 15
         study.tell(trial, 0.0)
     assert max(depths) >= 5 and len(shears) > 1
+
+
+def test_frontier_cpu_space_stays_within_what_two_cores_train_in_seconds() -> None:
+    space = load_space("frontier-cpu", STUDIES)
+    assert space.optimizers == ("sgd",) and space.schedules == ("cosine",) and space.augments == ("elastic",)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    alphas = set()
+    for _ in range(30):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=2, seed=0)
+        assert chosen.model.n_params < 4_300_000 and chosen.momentum == 0.9
+        assert chosen.deform.elastic_sigma_px == 5.0 and 2 <= chosen.deform.elastic_alpha_px <= 6
+        alphas.add(chosen.deform.elastic_alpha_px)
+        study.tell(trial, 0.0)
+    assert len(alphas) > 1  # the strengths are searched, not fixed
