@@ -52,10 +52,18 @@ from mnist_bench.render import (
 )
 from mnist_bench.report import write_comparison, write_study_report
 from mnist_bench.search import open_study, run_search, stored_space
-from mnist_bench.space import load_space
+from mnist_bench.space import SearchSpace, load_space
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
 from mnist_bench.study import DEFAULT_STUDY, SearchSettings, best_accuracy, n_finished, state_counts
 from mnist_bench.workers import WorkerJob, plan_workers, run_workers
+
+
+def parallel_option(value: str, device: str, space: SearchSpace) -> int:
+    """``--parallel`` as a count of trials in flight; a malformed one is a usage error (exit 2)."""
+    try:
+        return parse_parallel(value, resolve_device(device), largest_trial_bytes=trial_bytes(space, 0, 0))
+    except MnistBenchError as exc:
+        raise typer.BadParameter(str(exc).removeprefix(f"--parallel {value!r}: "), param_hint="--parallel") from None
 
 
 @app.command()
@@ -147,12 +155,7 @@ def search(
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
-    try:
-        in_flight = parse_parallel(
-            parallel, resolve_device(worker_devices[0]), largest_trial_bytes=trial_bytes(search_space, 0, 0)
-        )
-    except MnistBenchError as exc:  # a malformed count is a command-line error: exit 2
-        raise typer.BadParameter(str(exc).removeprefix(f"--parallel {parallel!r}: "), param_hint="--parallel") from None
+    in_flight = parallel_option(parallel, worker_devices[0], search_space)
     settings = replace(
         settings, runtime=runtime_from(precision, compile, worker_devices, eager=eager), parallel=in_flight
     )
@@ -281,13 +284,7 @@ def promote(
         runtime=runtime_from(precision, compile, [device], eager=eager),
     )
     settings = long_settings(short, settings, top)
-    try:
-        in_flight = parse_parallel(
-            parallel, resolve_device(device), largest_trial_bytes=trial_bytes(stored_space(short), 0, 0)
-        )
-    except MnistBenchError as exc:  # a malformed count is a command-line error: exit 2
-        raise typer.BadParameter(str(exc).removeprefix(f"--parallel {parallel!r}: "), param_hint="--parallel") from None
-    settings = replace(settings, parallel=min(in_flight, top))
+    settings = replace(settings, parallel=min(parallel_option(parallel, device, stored_space(short)), top))
     chosen = top_trials(short, top)
     split = ensure_split(data_dir, "train", verify=not no_verify)
     data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
