@@ -185,12 +185,16 @@ def train_and_test(
         if slot.error is not None:
             raise MnistBenchError(slot.error)
         assert training is not None
-        if seed in resumed and progress is not None:
+        trained = True  # an epoch ran since the last judgement (not so for a finished seed picked up)
+        if seed in resumed:
             epoch, seconds = resumed.pop(seed)
-            progress(EpochDone(seed, epoch, config.epochs, training.train_loss[epoch - 1], seconds, True))
-        if state_dir is not None and not training.done:
+            trained = training.epoch > epoch
+            if progress is not None:
+                progress(EpochDone(seed, epoch, config.epochs, training.train_loss[epoch - 1], seconds, True))
+        # Saved after the last epoch too: a run killed during a later seed keeps this one whole.
+        if state_dir is not None and trained and training.diverged is None:
             training.save_state(state_path(state_dir, seed))
-        if progress is not None:
+        if progress is not None and trained:
             progress(EpochDone(seed, training.epoch, config.epochs, training.train_loss[-1], training.train_time))
         if training.done:
             done[seed] = training.result()

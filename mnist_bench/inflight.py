@@ -139,7 +139,8 @@ def _epoch(slot: Slot[T], lane: Lane) -> None:
             assert slot.make is not None
             make, slot.make = slot.make, None
             slot.training = make(lane.stream)
-        slot.last_acc = slot.training.run_epoch()
+        if not slot.training.done:  # done already: a finished training resumed from its saved state
+            slot.last_acc = slot.training.run_epoch()
         slot.error = None
     except KeyboardInterrupt:
         raise

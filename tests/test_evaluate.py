@@ -75,7 +75,9 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(tmp_path: Path, tiny_dat
     seen.clear()
     resumed = train_and_test(LONG, tiny_data, [0, 1], progress=lambda d: seen.append((d.seed, d.epoch, d.resumed)),
                              state_dir=tmp_path)  # fmt: skip
-    assert (0, 3, True) in seen and (1, 2, True) in seen and (1, 1, False) not in seen
+    # Seed 0 had finished: picked up whole, its last epoch not trained again.
+    assert (0, 4, True) in seen and (0, 4, False) not in seen
+    assert (1, 2, True) in seen and (1, 1, False) not in seen and (1, 4, False) in seen
     for a, b in zip(whole.runs, resumed.runs, strict=True):
         assert a.result.train_loss == b.result.train_loss
         for p, q in zip(a.result.model.parameters(), b.result.model.parameters(), strict=True):
