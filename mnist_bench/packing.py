@@ -49,7 +49,7 @@ def trial_bytes(space: SearchSpace, n_train: int, n_eval: int) -> int:
     gradients and two optimizer moments, and the activations of the largest batch
     (kept for backward, plus the evaluation chunk), twice over for the allocator.
     """
-    hidden = (space.width[1],) * space.depth[1]
+    hidden = space.largest_hidden
     sizes = (INPUT_SIZE, *hidden, N_CLASSES)
     params = ModelConfig(hidden).n_params
     data = (n_train + n_eval) * (INPUT_SIZE * 4 + 8)

@@ -41,6 +41,9 @@ class SearchSpace:
 
     depth: tuple[int, int] = (1, 4)  # number of hidden layers
     width: tuple[int, int] = (32, 1024)  # units per hidden layer, log-uniform, each layer its own
+    # Whole hidden-layer shapes to choose among instead, e.g. "2500-2000-1500-1000-500"
+    # (the tapered nets of the record's table); when set, depth and width are not searched.
+    shapes: tuple[str, ...] = ()
     optimizers: tuple[str, ...] = ("sgd", "adam")
     sgd_lr: tuple[float, float] = (1e-3, 0.3)  # log-uniform
     sgd_momentum: tuple[float, float] = (0.5, 0.99)  # uniform
@@ -72,6 +75,8 @@ class SearchSpace:
 
         check_range("depth", *self.depth, floor=1, ceil=MAX_DEPTH)
         check_range("width", *self.width, floor=1)
+        for shape in self.shapes:
+            parse_shape(shape)
         check_range("sgd_lr", *self.sgd_lr, floor=1e-12)
         check_range("sgd_momentum", *self.sgd_momentum, floor=0, ceil=0.999)
         check_range("adam_lr", *self.adam_lr, floor=1e-12)
@@ -102,6 +107,13 @@ class SearchSpace:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise MnistBenchError(f"search space: batch_sizes = {list(self.batch_sizes)} must be positive integers")
 
+    @property
+    def largest_hidden(self) -> tuple[int, ...]:
+        """The hidden layers of the biggest net the space can sample (for memory planning)."""
+        if self.shapes:
+            return max((parse_shape(s) for s in self.shapes), key=lambda h: ModelConfig(h).n_params)
+        return (self.width[1],) * self.depth[1]
+
     def to_dict(self) -> dict[str, list[Any]]:
         return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
@@ -124,6 +136,19 @@ class SearchSpace:
             return cls(**fields)
         except TypeError as exc:  # e.g. a string where a number belongs
             raise MnistBenchError(f"{source}: {exc}") from None
+
+
+def parse_shape(shape: str) -> tuple[int, ...]:
+    """``"2500-2000-500"`` -> ``(2500, 2000, 500)``: hidden widths only, no input or output."""
+    try:
+        hidden = tuple(int(part) for part in str(shape).split("-"))
+    except ValueError:
+        hidden = ()
+    if not hidden or min(hidden) < 1 or len(hidden) > MAX_DEPTH:
+        raise MnistBenchError(
+            f"search space: shape {shape!r} must be 1 to {MAX_DEPTH} hidden widths joined by '-', e.g. '1000-500'"
+        )
+    return hidden
 
 
 def load_space(spec: str, studies_dir: Path) -> SearchSpace:
@@ -153,8 +178,11 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
     ``adam_lr``) because their ranges differ: one name per distribution keeps
     Optuna's samplers from mixing them.
     """
-    depth = trial.suggest_int("n_layers", *space.depth)
-    hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
+    if space.shapes:
+        hidden = parse_shape(_choice(trial, "shape", space.shapes))
+    else:
+        depth = trial.suggest_int("n_layers", *space.depth)
+        hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
     momentum, weight_decay = 0.0, 0.0
     if optimizer == "sgd":

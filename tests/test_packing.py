@@ -34,6 +34,8 @@ def test_trial_bytes_grow_with_the_space() -> None:
     data = 60_000 * (784 * 4 + 8)
     assert data < small < large
     assert large > 2 * 4 * 4 * 3 * 2048 * 2048  # three 2048x2048 layers, 4 tensors each, twice over
+    shaped = trial_bytes(SearchSpace(shapes=("1000-500", "2500-2000")), 55_000, 5_000)
+    assert shaped > 2 * 4 * 4 * 2500 * 2000  # sized by the biggest shape, not by width/depth
 
 
 def test_auto_workers_bound_by_memory_cores_or_cap() -> None:

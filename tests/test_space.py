@@ -109,6 +109,8 @@ def test_default_space_asks_no_regularizer() -> None:
         ('schedules = ["warmup"]', "schedules"),
         ('augments = ["twist"]', "augments"),
         ("depth = [2, 9]", "depth"),
+        ('shapes = ["1000-x"]', "shape '1000-x'"),
+        ('shapes = ["1-1-1-1-1-1-1-1-1"]', "hidden widths"),
         ("rotate_deg = [-5.0, 10.0]", "rotate_deg"),
         ("elastic_alpha_px = [2.0, 100.0]", "elastic_alpha_px=100.0 must be between 0 and 14"),
     ],
@@ -148,3 +150,18 @@ def test_frontier_cpu_space_stays_within_what_two_cores_train_in_seconds() -> No
         alphas.add(chosen.deform.elastic_alpha_px)
         study.tell(trial, 0.0)
     assert len(alphas) > 1  # the strengths are searched, not fixed
+
+
+def test_frontier_cpu_deep_space_chooses_among_the_record_tables_shapes() -> None:
+    space = load_space("frontier-cpu-deep", STUDIES)
+    assert space.largest_hidden == (2500, 2000, 1500, 1000, 500)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    shapes = set()
+    for _ in range(20):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=2, seed=0)
+        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=2, seed=0) == chosen
+        assert "n_layers" not in trial.params and chosen.batch_size == 256
+        shapes.add(chosen.model.hidden)
+        study.tell(trial, 0.0)
+    assert len(shapes) == 4 and (1000, 500) in shapes
