@@ -139,16 +139,11 @@ class SearchSpace:
 
 
 def parse_shape(shape: str) -> tuple[int, ...]:
-    """``"2500-2000-500"`` -> ``(2500, 2000, 500)``: hidden widths only, no input or output."""
+    """``"2500-2000-500"`` -> ``(2500, 2000, 500)``, as ``train --layers`` reads it."""
     try:
-        hidden = tuple(int(part) for part in str(shape).split("-"))
-    except ValueError:
-        hidden = ()
-    if not hidden or min(hidden) < 1 or len(hidden) > MAX_DEPTH:
-        raise MnistBenchError(
-            f"search space: shape {shape!r} must be 1 to {MAX_DEPTH} hidden widths joined by '-', e.g. '1000-500'"
-        )
-    return hidden
+        return ModelConfig.parse(str(shape)).hidden
+    except ValueError as exc:
+        raise MnistBenchError(f"search space: shape {shape!r}: {exc}") from None
 
 
 def load_space(spec: str, studies_dir: Path) -> SearchSpace:

@@ -110,7 +110,7 @@ def test_default_space_asks_no_regularizer() -> None:
         ('augments = ["twist"]', "augments"),
         ("depth = [2, 9]", "depth"),
         ('shapes = ["1000-x"]', "shape '1000-x'"),
-        ('shapes = ["1-1-1-1-1-1-1-1-1"]', "hidden widths"),
+        ('shapes = ["1-1-1-1-1-1-1-1-1"]', "1 to 8 layers"),
         ("rotate_deg = [-5.0, 10.0]", "rotate_deg"),
         ("elastic_alpha_px = [2.0, 100.0]", "elastic_alpha_px=100.0 must be between 0 and 14"),
     ],
