@@ -165,3 +165,17 @@ def test_frontier_cpu_deep_space_chooses_among_the_record_tables_shapes() -> Non
         shapes.add(chosen.model.hidden)
         study.tell(trial, 0.0)
     assert len(shapes) == 4 and (1000, 500) in shapes
+
+
+def test_frontier_cpu_record_space_fixes_the_records_shape_and_searches_its_recipe() -> None:
+    space = load_space("frontier-cpu-record", STUDIES)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    rates = set()
+    for _ in range(10):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=2, seed=0)
+        assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500) and chosen.momentum == 0.9
+        assert 0.05 <= chosen.lr <= 0.11 and 7.5 <= chosen.deform.rotate_deg <= 12.5
+        rates.add(chosen.lr)
+        study.tell(trial, 0.0)
+    assert len(rates) > 1  # the recipe is searched, not fixed
