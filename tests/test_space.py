@@ -79,17 +79,25 @@ def test_space_steers_tpe_through_ask_and_tell() -> None:
     assert study.best_value > 600
 
 
+def _random_draws(space: SearchSpace, n: int, sampler_seed: int = 0, epochs: int = 2, seed: int = 0) -> list:
+    """n random trials of a space as (params, config), each config rebuilt from its params."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=sampler_seed))
+    draws = []
+    for _ in range(n):
+        trial = study.ask()
+        chosen = sample_config(trial, space, epochs=epochs, seed=seed)
+        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=epochs, seed=seed) == chosen
+        draws.append((trial.params, chosen))
+        study.tell(trial, 0.0)
+    return draws
+
+
 def test_extended_space_round_trips_through_fixed_trial() -> None:
     space = load_space("extended", STUDIES)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
-    for _ in range(40):
-        trial = study.ask()
-        chosen = sample_config(trial, space, epochs=3, seed=2)
-        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=3, seed=2) == chosen
+    for _, chosen in _random_draws(space, 40, sampler_seed=1, epochs=3, seed=2):
         seen.add((chosen.optimizer, chosen.schedule, chosen.augment))
         assert 0 <= chosen.model.dropout <= 0.5 and chosen.max_norm in (None, 2.0, 3.0, 4.0)
-        study.tell(trial, 0.0)
     assert {o for o, _, _ in seen} == {"sgd", "adam", "adamw"}
     assert {a for _, _, a in seen} == {"none", "affine", "elastic"}
 
@@ -124,58 +132,40 @@ def test_bad_regularizer_ranges_rejected(tmp_path: Path, text: str, message: str
 def test_frontier_space_goes_deep_and_wide_with_deformations() -> None:
     space = load_space("frontier", STUDIES)
     assert space.depth[1] >= 6 and space.width[1] >= 4096 and space.augments == ("elastic",)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     depths, shears = set(), set()
-    for _ in range(30):
-        trial = study.ask()
-        chosen = sample_config(trial, space, epochs=2, seed=0)
-        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=2, seed=0) == chosen
+    for _, chosen in _random_draws(space, 30):
         depths.add(len(chosen.model.hidden))
         shears.add(chosen.deform.shear_deg)
         assert chosen.schedule in ("cosine", "exponential") and 5 <= chosen.deform.rotate_deg <= 15
-        study.tell(trial, 0.0)
     assert max(depths) >= 5 and len(shears) > 1
 
 
 def test_frontier_cpu_space_stays_within_what_two_cores_train_in_seconds() -> None:
     space = load_space("frontier-cpu", STUDIES)
     assert space.optimizers == ("sgd",) and space.schedules == ("cosine",) and space.augments == ("elastic",)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     alphas = set()
-    for _ in range(30):
-        trial = study.ask()
-        chosen = sample_config(trial, space, epochs=2, seed=0)
+    for _, chosen in _random_draws(space, 30):
         assert chosen.model.n_params < 4_300_000 and chosen.momentum == 0.9
         assert chosen.deform.elastic_sigma_px == 5.0 and 2 <= chosen.deform.elastic_alpha_px <= 6
         alphas.add(chosen.deform.elastic_alpha_px)
-        study.tell(trial, 0.0)
     assert len(alphas) > 1  # the strengths are searched, not fixed
 
 
 def test_frontier_cpu_deep_space_chooses_among_the_record_tables_shapes() -> None:
     space = load_space("frontier-cpu-deep", STUDIES)
     assert space.largest_hidden == (2500, 2000, 1500, 1000, 500)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     shapes = set()
-    for _ in range(20):
-        trial = study.ask()
-        chosen = sample_config(trial, space, epochs=2, seed=0)
-        assert sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=2, seed=0) == chosen
-        assert "n_layers" not in trial.params and chosen.batch_size == 256
+    for params, chosen in _random_draws(space, 20):
+        assert "n_layers" not in params and chosen.batch_size == 256
         shapes.add(chosen.model.hidden)
-        study.tell(trial, 0.0)
     assert len(shapes) == 4 and (1000, 500) in shapes
 
 
 def test_frontier_cpu_record_space_fixes_the_records_shape_and_searches_its_recipe() -> None:
     space = load_space("frontier-cpu-record", STUDIES)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     rates = set()
-    for _ in range(10):
-        trial = study.ask()
-        chosen = sample_config(trial, space, epochs=2, seed=0)
+    for _, chosen in _random_draws(space, 10):
         assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500) and chosen.momentum == 0.9
         assert 0.05 <= chosen.lr <= 0.11 and 7.5 <= chosen.deform.rotate_deg <= 12.5
         rates.add(chosen.lr)
-        study.tell(trial, 0.0)
     assert len(rates) > 1  # the recipe is searched, not fixed
