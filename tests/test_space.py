@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from mnist_bench.augment import Deform
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.space import SearchSpace, load_space, sample_config
 from tests.conftest import REPO
@@ -169,3 +170,15 @@ def test_frontier_cpu_record_space_fixes_the_records_shape_and_searches_its_reci
         assert 0.05 <= chosen.lr <= 0.11 and 7.5 <= chosen.deform.rotate_deg <= 12.5
         rates.add(chosen.lr)
     assert len(rates) > 1  # the recipe is searched, not fixed
+
+
+def test_frontier_cpu_record_lit_space_fixes_the_deformations_and_searches_the_rest() -> None:
+    space = load_space("frontier-cpu-record-lit", STUDIES)
+    literature = Deform(
+        rotate_deg=10.0, scale=0.1, shear_deg=10.0, shift_px=2.0, elastic_alpha_px=4.0, elastic_sigma_px=5.0
+    )
+    recipes = set()
+    for _, chosen in _random_draws(space, 10):
+        assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500) and chosen.deform == literature
+        recipes.add((chosen.lr, chosen.model.dropout, chosen.label_smoothing))
+    assert len(recipes) > 1  # learning rate, dropout and label smoothing are searched
