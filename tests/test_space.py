@@ -182,3 +182,13 @@ def test_frontier_cpu_record_lit_space_fixes_the_deformations_and_searches_the_r
         assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500) and chosen.deform == literature
         recipes.add((chosen.lr, chosen.model.dropout, chosen.label_smoothing))
     assert len(recipes) > 1  # learning rate, dropout and label smoothing are searched
+
+
+def test_frontier_cpu_record_ls_space_keeps_smoothing_near_the_usual_and_dropout_small() -> None:
+    space = load_space("frontier-cpu-record-ls", STUDIES)
+    recipes = set()
+    for _, chosen in _random_draws(space, 10):
+        assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500)
+        assert 0.05 <= chosen.label_smoothing <= 0.12 and chosen.model.dropout <= 0.05
+        recipes.add((chosen.lr, chosen.model.dropout, chosen.label_smoothing))
+    assert len(recipes) > 1  # still searched, not fixed
