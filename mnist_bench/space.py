@@ -47,6 +47,8 @@ class SearchSpace:
     optimizers: tuple[str, ...] = ("sgd", "adam")
     sgd_lr: tuple[float, float] = (1e-3, 0.3)  # log-uniform
     sgd_momentum: tuple[float, float] = (0.5, 0.99)  # uniform
+    # L2 weight decay with SGD, log-uniform when open; [0, 0] (the default) means none.
+    sgd_weight_decay: tuple[float, float] = (0.0, 0.0)
     adam_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
     # The extended space's regularizers. A range whose ends are equal, or a single
@@ -79,6 +81,12 @@ class SearchSpace:
             parse_shape(shape)
         check_range("sgd_lr", *self.sgd_lr, floor=1e-12)
         check_range("sgd_momentum", *self.sgd_momentum, floor=0, ceil=0.999)
+        check_range("sgd_weight_decay", *self.sgd_weight_decay, floor=0)
+        low, high = self.sgd_weight_decay
+        if high > low and low <= 0:
+            raise MnistBenchError(
+                f"search space: sgd_weight_decay = [{low}, {high}] is searched log-uniform, so low must be > 0"
+            )
         check_range("adam_lr", *self.adam_lr, floor=1e-12)
         check_range("adamw_lr", *self.adamw_lr, floor=1e-12)
         check_range("adamw_weight_decay", *self.adamw_weight_decay, floor=1e-12)
@@ -128,7 +136,17 @@ class SearchSpace:
             if not isinstance(value, list | tuple):
                 raise MnistBenchError(f"{source}: {key} must be a list, got {value!r}")
             fields[key] = tuple(value)
-        ranges = ("depth", "width", "sgd_lr", "sgd_momentum", "adam_lr", "adamw_lr", "adamw_weight_decay", *DEFORM_KEYS)
+        ranges = (
+            "depth",
+            "width",
+            "sgd_lr",
+            "sgd_momentum",
+            "sgd_weight_decay",
+            "adam_lr",
+            "adamw_lr",
+            "adamw_weight_decay",
+            *DEFORM_KEYS,
+        )
         for key in (*ranges, "dropout", "label_smoothing"):
             if key in fields and len(fields[key]) != 2:
                 raise MnistBenchError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
@@ -183,6 +201,7 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
     if optimizer == "sgd":
         lr = trial.suggest_float("sgd_lr", *space.sgd_lr, log=True)
         momentum = trial.suggest_float("sgd_momentum", *space.sgd_momentum)
+        weight_decay = _float(trial, "sgd_weight_decay", space.sgd_weight_decay, log=True)
     elif optimizer == "adamw":
         lr = trial.suggest_float("adamw_lr", *space.adamw_lr, log=True)
         weight_decay = _float(trial, "adamw_weight_decay", space.adamw_weight_decay, log=True)

@@ -107,7 +107,7 @@ def test_default_space_asks_no_regularizer() -> None:
     study = optuna.create_study()
     trial = study.ask()
     sample_config(trial, SearchSpace(), epochs=1, seed=0)
-    assert not {"dropout", "schedule", "augment", "label_smoothing", "max_norm"} & set(trial.params)
+    assert not {"dropout", "schedule", "augment", "label_smoothing", "max_norm", "sgd_weight_decay"} & set(trial.params)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +121,8 @@ def test_default_space_asks_no_regularizer() -> None:
         ('shapes = ["1000-x"]', "shape '1000-x'"),
         ('shapes = ["1-1-1-1-1-1-1-1-1"]', "1 to 8 layers"),
         ("rotate_deg = [-5.0, 10.0]", "rotate_deg"),
+        ("sgd_weight_decay = [0.0, 0.001]", "log-uniform, so low must be > 0"),
+        ("sgd_weight_decay = [-0.1, -0.1]", "sgd_weight_decay"),
         ("elastic_alpha_px = [2.0, 100.0]", "elastic_alpha_px=100.0 must be between 0 and 14"),
     ],
 )
@@ -192,3 +194,13 @@ def test_frontier_cpu_record_ls_space_keeps_smoothing_near_the_usual_and_dropout
         assert 0.05 <= chosen.label_smoothing <= 0.12 and chosen.model.dropout <= 0.05
         recipes.add((chosen.lr, chosen.model.dropout, chosen.label_smoothing))
     assert len(recipes) > 1  # still searched, not fixed
+
+
+def test_frontier_cpu_record_wd_space_searches_sgd_weight_decay() -> None:
+    space = load_space("frontier-cpu-record-wd", STUDIES)
+    decays = set()
+    for params, chosen in _random_draws(space, 10):
+        assert chosen.optimizer == "sgd" and chosen.model.hidden == (2500, 2000, 1500, 1000, 500)
+        assert 5e-5 <= chosen.weight_decay <= 5e-4 and params["sgd_weight_decay"] == chosen.weight_decay
+        decays.add(chosen.weight_decay)
+    assert len(decays) > 1  # searched, not fixed
