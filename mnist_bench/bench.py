@@ -258,12 +258,30 @@ def latency_ms(model: torch.nn.Module, device: torch.device, *, repeats: int = 5
     return statistics.median(times) * 1e3
 
 
-def matmul_flops(device: torch.device, *, size: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
-    """The device's measured dense matmul rate (FLOP/s): the floor's compute term."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
+def matmul_flops(
+    device: torch.device,
+    *,
+    size: int,
+    repeats: int,
+    dtype: torch.dtype = torch.float32,
+    rows: int | None = None,
+    inner: int = 1,
+) -> float:
+    """The device's measured dense matmul rate (FLOP/s): the floor's compute term.
+
+    ``rows`` x ``size`` times ``size`` x ``size`` (square unless ``rows`` is given: a batch
+    through a layer), ``inner`` products per timed run so that a GPU's launch and
+    synchronization latency do not count against a small product.
+    """
+    a = torch.randn(rows or size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
-    timing = timed(lambda: a @ b, device, warmup=3, repeats=repeats)
-    return 2 * size**3 / timing.median
+
+    def products() -> None:
+        for _ in range(inner):
+            a @ b
+
+    timing = timed(products, device, warmup=3, repeats=repeats)
+    return 2 * (rows or size) * size**2 * inner / timing.median
 
 
 def copy_bandwidth(device: torch.device, *, megabytes: int, repeats: int) -> float:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from mnist_bench.bench import trainer_throughput
-from mnist_bench.config import Runtime, TrainConfig
+from mnist_bench.bench import matmul_flops, trainer_throughput
+from mnist_bench.config import PRECISIONS, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.device import environment
 from mnist_bench.inflight import MakeTraining, Slot, run_in_flight
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import Training
+from mnist_bench.train import Training, set_matmul_precision
 
 N_TRAIN = 1_020  # batch 32 leaves a partial last batch of 28, which graphed runs step eagerly
 N_EVAL = 256
@@ -50,6 +50,8 @@ CONFIGS = {
 # torch's), so they may round differently: equal within this, or bitwise where they are.
 RTOL, ATOL = 1e-4, 1e-5
 SPEED = TrainConfig(ModelConfig((128,)), "adam", 1e-3, batch_size=64, epochs=1)  # 784-128-10 at batch 64
+# A batch of 256 through a 2048-wide layer: the matmuls that dominate the frontier spaces' wide nets.
+PRECISION_ROWS, PRECISION_WIDTH = 256, 2048
 MEMORY_TRAININGS, MEMORY_IN_FLIGHT = 40, 8
 MEMORY_SLACK_MB = 64.0  # growth allowed between 8 and 40 trainings (a cuBLAS workspace is 32 MiB on Hopper)
 
@@ -178,6 +180,44 @@ def check_speed(data: DeviceData, steps: str) -> list[Check]:
     ]
 
 
+def precision_rates(device: torch.device) -> dict[str, float]:
+    """Matmul FLOP/s at a wide net's shape in each precision ``device`` can train in."""
+    rates = {}
+    try:
+        for precision in PRECISIONS:
+            runtime = Runtime(precision=precision)
+            try:
+                runtime.check(device)
+            except ValueError:
+                continue  # tf32 off CUDA, bf16 on an old GPU
+            set_matmul_precision(runtime, device)
+            rates[precision] = matmul_flops(
+                device,
+                size=PRECISION_WIDTH,
+                rows=PRECISION_ROWS,
+                repeats=5,
+                inner=1 if device.type == "cpu" else 50,
+                dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
+            )
+    finally:
+        set_matmul_precision(Runtime(), device)
+    return rates
+
+
+def check_precision(device: torch.device) -> list[Check]:
+    """Which ``--precision`` trains a wide net fastest here. bf16 pays only where the hardware
+    multiplies bfloat16 faster than float32: GPUs with tensor cores, CPUs whose oneDNN kernels
+    use AMX or fast AVX-512 BF16. Elsewhere bf16 is slower, and a command that asks for it
+    (the frontier pipelines do) costs time instead of saving it."""
+    rates = precision_rates(device)
+    shape = f"{PRECISION_ROWS}x{PRECISION_WIDTH} @ {PRECISION_WIDTH}x{PRECISION_WIDTH}"
+    checks = [Check(f"matmul GFLOP/s, {p}, {shape}", f"{rate / 1e9:,.0f}", None) for p, rate in rates.items()]
+    fastest = max(rates, key=lambda precision: rates[precision])
+    found = ", ".join(f"{p} {rates[p] / rates['fp32']:.2f}x" for p in rates if p != "fp32")
+    checks.append(Check("against fp32", f"{found}: --precision {fastest} is fastest here", None))
+    return checks
+
+
 def used_memory_mb(device: torch.device) -> float:
     """Device memory in use by anyone (the driver's figure, so cuBLAS workspaces and
     contexts count too); on a CPU, this process's resident memory."""
@@ -236,6 +276,7 @@ def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None =
         ("in flight against alone", lambda: [check_in_flight(data)]),
         ("resume", lambda: [check_resume(data, steps)]),
         ("speed", lambda: check_speed(data, steps)),
+        ("precision", lambda: check_precision(device)),
         ("memory", lambda: [check_memory(data)]),
     ]
     for name, part in parts:

@@ -4,6 +4,7 @@ command on the CPU (.ci/run); these stay short."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from mnist_bench import doctor
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime
-from mnist_bench.device import select_device
+from mnist_bench.device import cpu_model, select_device
 from mnist_bench.doctor import CONFIGS, Check, compare, run_to_end, synthetic_data
 from mnist_bench.train import Training
 
@@ -51,12 +52,31 @@ def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.Mo
     monkeypatch.setattr(doctor, "check_resume", lambda data, steps: Check("resume", "equal bitwise", True))
     monkeypatch.setattr(doctor, "check_speed", lambda data, steps: [Check("steps/s", "1,000", None)])
     monkeypatch.setattr(doctor, "check_memory", lambda data: Check("memory", "+0 MB", True))
+    monkeypatch.setattr(doctor, "check_precision", lambda device: [Check("against fp32", "bf16 0.70x", None)])
     result = runner.invoke(app, ["doctor", "--device", "cpu"], terminal_width=200)
     assert result.exit_code == 1
     assert "raised RuntimeError: CUDA error: an illegal memory access was encountered" in result.stdout
     assert result.stderr.startswith("Error: 1 check(s) failed: graphed against eager")
     assert result.stderr.count("\n") == 1
     assert torch.__version__ in result.stdout
+
+
+def test_precision_names_the_fastest_of_the_rates_it_measured() -> None:
+    *rates, verdict = doctor.check_precision(CPU)
+    measured = {check.name.split(", ")[1]: float(check.result.replace(",", "")) for check in rates}
+    assert set(measured) == {"fp32", "bf16"}  # tf32 is CUDA's alone
+    assert all(rate > 0 for rate in measured.values())
+    fastest = max(measured, key=lambda precision: measured[precision])
+    assert verdict.result.startswith("bf16 ") and verdict.result.endswith(f"--precision {fastest} is fastest here")
+
+
+def test_cpu_model_reads_linux_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n\n")
+    assert cpu_model(str(cpuinfo)) == "AMD EPYC 9R14 96-Core Processor"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t:\n")
+    assert cpu_model(str(cpuinfo)) is None
+    assert cpu_model(str(tmp_path / "missing")) is None  # not Linux
 
 
 def test_select_device_on_a_cpu_does_nothing() -> None:
