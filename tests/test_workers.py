@@ -19,7 +19,7 @@ from mnist_bench.packing import auto_workers
 from mnist_bench.search import open_study
 from mnist_bench.space import SearchSpace
 from mnist_bench.storage import open_storage
-from mnist_bench.study import SearchSettings
+from mnist_bench.study import SURPLUS, SearchSettings
 from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
@@ -120,11 +120,17 @@ def test_a_packed_trial_that_fails_fails_alone(tmp_path: Path, tiny_mnist: Path)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 4  # the failures did not count, and did not stop the search
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert len(failed) == 2 and all(t.params["width_0"] == 2**25 for t in failed)
-    assert all("memory" in t.user_attrs["reason"] for t in failed)
+    # When both workers ask at the same moment for the last place, one gets a surplus trial:
+    # stored as failed with its reason, never trained. Whether that happens is timing.
+    surplus = [t for t in failed if t.user_attrs.get("reason") == SURPLUS]
+    assert all(not t.intermediate_values for t in surplus)  # no epoch reported: it did not train
+    out_of_memory = [t for t in failed if t not in surplus]
+    assert len(out_of_memory) == 2 and all(t.params["width_0"] == 2**25 for t in out_of_memory)
+    assert all("memory" in t.user_attrs["reason"] for t in out_of_memory)
     diverged = [t for t in study.trials if "diverged" in t.user_attrs.get("reason", "")]
     assert len(diverged) == 1 and diverged[0].state == TrialState.PRUNED
-    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3 and len(study.trials) == 6
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
+    assert len(study.trials) == 6 + len(surplus)
 
 
 @pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
