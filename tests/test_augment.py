@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnist_bench.augment import Deform, augment_batch, deformed_examples, parse_deform
+from mnist_bench.augment import Deform, _gaussian_kernel, augment_batch, blur_matrix, deformed_examples, parse_deform
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData, normalize
 
@@ -78,6 +78,29 @@ def test_zero_strengths_leave_images_alone(tiny_data: DeviceData) -> None:
     still = Deform(rotate_deg=0, scale=0, shear_deg=0, shift_px=0, elastic_alpha_px=0)
     out = augment_batch(x, "elastic", torch.Generator().manual_seed(0), still)
     torch.testing.assert_close(out, x, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 4.0, 5.0, 9.0])
+def test_blur_matrix_is_the_reflect_padded_convolution(sigma: float) -> None:
+    # The matrix must blur exactly as padding by reflection and convolving would.
+    field = torch.rand(3, 2, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    kernel = _gaussian_kernel(sigma, field.device)
+    pad = kernel.numel() // 2
+    rows = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(field, (pad, pad, 0, 0), mode="reflect"),
+        kernel.view(1, 1, 1, -1).expand(2, 1, 1, -1),
+        groups=2,
+    )
+    both = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(rows, (0, 0, pad, pad), mode="reflect"),
+        kernel.view(1, 1, -1, 1).expand(2, 1, -1, 1),
+        groups=2,
+    )
+    blur = blur_matrix(sigma, 28, field.device)
+    torch.testing.assert_close(blur @ field @ blur.T, both, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(blur.sum(dim=1), torch.ones(28))  # a weighted average: rows sum to 1
+    with pytest.raises(ValueError, match="reaches past"):
+        blur_matrix(sigma, pad, field.device)  # reflection needs the reach inside the image
 
 
 @pytest.mark.parametrize(
