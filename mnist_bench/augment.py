@@ -8,6 +8,7 @@ batch, no per-image Python, no trip to the CPU. Labels are untouched.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields, replace
 
@@ -80,13 +81,15 @@ def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
+@functools.lru_cache(maxsize=16)
 def blur_matrix(sigma: float, side: int, device: torch.device) -> torch.Tensor:
     """(side, side) matrix M with ``M @ v`` = v reflect-padded, Gaussian-blurred, cropped back.
 
     The same blur as ``conv1d(pad(v, radius, mode="reflect"), kernel)``, folded into one
     small matrix: blurring a (B, 2, 28, 28) field along both axes becomes two batched
-    products of 28 x 28, where a depthwise convolution on a CPU spends most of an
-    elastic epoch's augmentation time (2.9 s of 60,000 images, 56% of it in the conv).
+    products of 28 x 28, where a depthwise convolution on a CPU took most of an elastic
+    epoch's augmentation time (docs/benchmarks.md). Built once per strength and device,
+    not per batch; shared, so never written to.
     """
     kernel = _gaussian_kernel(sigma, device)
     radius = kernel.numel() // 2

@@ -99,6 +99,7 @@ def test_blur_matrix_is_the_reflect_padded_convolution(sigma: float) -> None:
     blur = blur_matrix(sigma, 28, field.device)
     torch.testing.assert_close(blur @ field @ blur.T, both, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(blur.sum(dim=1), torch.ones(28))  # a weighted average: rows sum to 1
+    assert blur_matrix(sigma, 28, field.device) is blur  # built once, not per batch
     with pytest.raises(ValueError, match="reaches past"):
         blur_matrix(sigma, pad, field.device)  # reflection needs the reach inside the image
 
