@@ -204,3 +204,14 @@ def test_frontier_cpu_record_wd_space_searches_sgd_weight_decay() -> None:
         assert 5e-5 <= chosen.weight_decay <= 5e-4 and params["sgd_weight_decay"] == chosen.weight_decay
         decays.add(chosen.weight_decay)
     assert len(decays) > 1  # searched, not fixed
+
+
+def test_frontier_cpu_wd_space_keeps_nets_small_and_searches_decay() -> None:
+    space = load_space("frontier-cpu-wd", STUDIES)
+    decays = set()
+    for params, chosen in _random_draws(space, 10):
+        assert chosen.optimizer == "sgd" and 2 <= len(chosen.model.hidden) <= 3
+        assert all(512 <= w <= 1024 for w in chosen.model.hidden)  # fits a 150-epoch retrain in fp32
+        assert 5e-5 <= chosen.weight_decay <= 5e-4 and params["sgd_weight_decay"] == chosen.weight_decay
+        decays.add(chosen.weight_decay)
+    assert len(decays) > 1  # searched, not fixed
