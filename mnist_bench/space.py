@@ -127,10 +127,7 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "search space") -> SearchSpace:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise MnistBenchError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        _check_known_keys(values, source)
         fields = {}
         for key, value in values.items():
             if not isinstance(value, list | tuple):
@@ -156,6 +153,13 @@ class SearchSpace:
             raise MnistBenchError(f"{source}: {exc}") from None
 
 
+def _check_known_keys(values: dict[str, Any], source: str) -> None:
+    names = {f.name for f in dataclasses.fields(SearchSpace)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise MnistBenchError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+
+
 def parse_shape(shape: str) -> tuple[int, ...]:
     """``"2500-2000-500"`` -> ``(2500, 2000, 500)``, as ``train --layers`` reads it."""
     try:
@@ -168,20 +172,44 @@ def load_space(spec: str, studies_dir: Path) -> SearchSpace:
     """``spec`` is a path to a TOML file, or a name looked up as ``studies_dir/<name>.toml``.
 
     The name ``default`` falls back to the built-in defaults when no file is there,
-    so the tool also works outside a checkout of this repository.
+    so the tool also works outside a checkout of this repository. A file may start from
+    another with ``base = "NAME"`` (or a path, relative to the file): it then holds only
+    the keys it changes, and the search stores the resolved space, not the chain.
     """
+    return SearchSpace.from_dict(_space_values(spec, Path(studies_dir), ()), source=str(_space_path(spec, studies_dir)))
+
+
+def _space_path(spec: str, studies_dir: Path, relative_to: Path | None = None) -> Path:
     path = Path(spec)
     if not path.suffix:
-        path = Path(studies_dir) / f"{spec}.toml"
+        return Path(studies_dir) / f"{spec}.toml"
+    if relative_to is not None and not path.is_absolute():
+        return relative_to.parent / path
+    return path
+
+
+def _space_values(spec: str, studies_dir: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The TOML file's keys over those of its ``base`` chain (built-in defaults at the end)."""
+    path = _space_path(spec, studies_dir, chain[-1] if chain else None)
     if not path.is_file():
         if spec == "default":
-            return SearchSpace()
-        raise MnistBenchError(f"search space {spec!r} not found (looked for {path})")
+            return {}
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise MnistBenchError(f"search space {spec!r} not found (looked for {path}){where}")
+    if path.resolve() in chain:
+        loop = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise MnistBenchError(f"search space: base files loop: {loop}")
     try:
         values = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MnistBenchError(f"{path} is not valid TOML: {exc}") from None
-    return SearchSpace.from_dict(values, source=str(path))
+    base = values.pop("base", None)
+    _check_known_keys(values, str(path))  # here, so a base's typo is not blamed on its child
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise MnistBenchError(f"{path}: base must be a space name or path, got {base!r}")
+    return {**_space_values(base, studies_dir, (*chain, path.resolve())), **values}
 
 
 def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: int) -> TrainConfig:

@@ -52,6 +52,51 @@ def test_bad_space_files_are_rejected(tmp_path: Path, text: str, message: str) -
         load_space("bad", tmp_path)
 
 
+def test_a_file_builds_on_its_base_and_changes_only_its_own_keys(tmp_path: Path) -> None:
+    (tmp_path / "parent.toml").write_text('optimizers = ["sgd"]\ndepth = [2, 3]\nwidth = [64, 256]\n')
+    (tmp_path / "child.toml").write_text('base = "parent"\nwidth = [128, 512]\n')
+    sub = tmp_path / "mine"
+    sub.mkdir()
+    (sub / "grandchild.toml").write_text('base = "../child.toml"\ndepth = [1, 1]\n')  # relative to this file
+    child = load_space("child", tmp_path)
+    assert (child.optimizers, child.depth, child.width) == (("sgd",), (2, 3), (128, 512))
+    assert child.batch_sizes == SearchSpace().batch_sizes  # keys nobody sets stay built-in
+    grandchild = load_space(str(sub / "grandchild.toml"), tmp_path)
+    assert (grandchild.optimizers, grandchild.depth, grandchild.width) == (("sgd",), (1, 1), (128, 512))
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"bad": 'base = "gone"'}, r"search space 'gone' not found .*\(the base of .*bad.toml\)"),
+        ({"bad": 'base = "loop"', "loop": 'base = "bad"'}, "base files loop: .*bad.toml -> .*loop.toml -> .*bad.toml"),
+        ({"bad": "base = 3"}, "base must be a space name or path"),
+        ({"bad": 'base = "typo"', "typo": "widht = [1, 2]"}, r"typo.toml: unknown key\(s\) widht"),
+    ],
+)
+def test_bad_bases_are_rejected_naming_the_file_at_fault(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text + "\n")
+    with pytest.raises(MnistBenchError, match=message):
+        load_space("bad", tmp_path)
+
+
+BUILT_ON_A_BASE = [p for p in sorted(STUDIES.glob("*.toml")) if "base" in tomllib.loads(p.read_text())]
+
+
+def test_shipped_spaces_use_bases() -> None:
+    assert len(BUILT_ON_A_BASE) >= 4  # the frontier family's variants hold only what they change
+
+
+@pytest.mark.parametrize("path", BUILT_ON_A_BASE, ids=lambda p: p.stem)
+def test_shipped_spaces_built_on_a_base_differ_from_it_only_where_they_say(path: Path) -> None:
+    values = tomllib.loads(path.read_text())
+    base = values.pop("base")
+    space, parent = load_space(path.stem, STUDIES), load_space(base, STUDIES)
+    changed = {f for f, v in space.to_dict().items() if v != parent.to_dict()[f]}
+    assert changed and changed <= set(values)
+
+
 def test_fixed_trial_rebuilds_the_config_a_live_trial_chose() -> None:
     # Retraining rebuilds a stored trial through the same function: the space is written once.
     space = SearchSpace()
