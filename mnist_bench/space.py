@@ -153,8 +153,8 @@ class SearchSpace:
             raise MnistBenchError(f"{source}: {exc}") from None
 
 
-def _check_known_keys(values: dict[str, Any], source: str) -> None:
-    names = {f.name for f in dataclasses.fields(SearchSpace)}
+def _check_known_keys(values: dict[str, Any], source: str, *, also: tuple[str, ...] = ()) -> None:
+    names = {f.name for f in dataclasses.fields(SearchSpace)} | set(also)
     unknown = sorted(set(values) - names)
     if unknown:
         raise MnistBenchError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
@@ -204,7 +204,7 @@ def _space_values(spec: str, studies_dir: Path, chain: tuple[Path, ...]) -> dict
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise MnistBenchError(f"{path} is not valid TOML: {exc}") from None
     base = values.pop("base", None)
-    _check_known_keys(values, str(path))  # here, so a base's typo is not blamed on its child
+    _check_known_keys(values, str(path), also=("base",))  # here, so a base's typo is not blamed on its child
     if base is None:
         return values
     if not isinstance(base, str) or not base:

@@ -71,7 +71,10 @@ def test_a_file_builds_on_its_base_and_changes_only_its_own_keys(tmp_path: Path)
         ({"bad": 'base = "gone"'}, r"search space 'gone' not found .*\(the base of .*bad.toml\)"),
         ({"bad": 'base = "loop"', "loop": 'base = "bad"'}, "base files loop: .*bad.toml -> .*loop.toml -> .*bad.toml"),
         ({"bad": "base = 3"}, "base must be a space name or path"),
-        ({"bad": 'base = "typo"', "typo": "widht = [1, 2]"}, r"typo.toml: unknown key\(s\) widht"),
+        (
+            {"bad": 'base = "typo"', "typo": "widht = [1, 2]"},
+            r"typo.toml: unknown key\(s\) widht; known: .*augments, base, batch_sizes",
+        ),
     ],
 )
 def test_bad_bases_are_rejected_naming_the_file_at_fault(tmp_path: Path, files: dict[str, str], message: str) -> None:
