@@ -27,7 +27,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search import open_study, pick_trial, ranked_complete, run_search, stored_space
-from mnist_bench.study import SearchSettings
+from mnist_bench.study import SearchSettings, TrialEpoch
 
 PROMOTED_FROM = "promoted_from"  # user attribute: the short study's trial number
 # A promoted trial already stands for its short trial once it is finished, queued or running.
@@ -134,6 +134,7 @@ def promote_trials(
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_epoch: Callable[[TrialEpoch], None] | None = None,
 ) -> Promotion:
     """Train the ``top`` trials of ``short`` for ``settings.epochs`` epochs in study ``settings.study``.
 
@@ -150,5 +151,5 @@ def promote_trials(
         )
     long.set_user_attr(PROMOTED_FROM, short.study_name)
     queue_promotions(long, chosen)
-    run_search(settings, space, data, on_trial=on_trial, study=long, stop=stop, on_notice=on_notice)
+    run_search(settings, space, data, on_trial=on_trial, study=long, stop=stop, on_notice=on_notice, on_epoch=on_epoch)
     return Promotion(study=long, rows=promotion_rows(long, chosen))

@@ -34,6 +34,7 @@ from mnist_bench.study import (
     SearchOutcome,
     SearchSettings,
     SurplusTrial,
+    TrialEpoch,
     TrialFailed,
     elsewhere_notice,
     failure_reason,
@@ -137,9 +138,14 @@ def storage_failure(exc: BaseException) -> BaseException | None:
 
 
 def make_objective(
-    settings: SearchSettings, space: SearchSpace, data: DeviceData, stop: StopFlag | None = None
+    settings: SearchSettings,
+    space: SearchSpace,
+    data: DeviceData,
+    stop: StopFlag | None = None,
+    progress: Callable[[TrialEpoch], None] | None = None,
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
+        started = time.monotonic()
         try:
             config = prepare_trial(trial, settings, space, data)
         except SurplusTrial:
@@ -147,6 +153,8 @@ def make_objective(
             raise
 
         def on_epoch(epoch: int, acc: float) -> bool:
+            if progress is not None:
+                progress(TrialEpoch(trial.number, epoch, config.epochs, acc, time.monotonic() - started))
             if settings.multi_objective:  # Optuna supports neither report nor pruning here
                 return False
             trial.report(acc, epoch)
@@ -185,6 +193,7 @@ def run_search(
     study: optuna.Study | None = None,
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_epoch: Callable[[TrialEpoch], None] | None = None,
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones.
 
@@ -193,14 +202,16 @@ def run_search(
     storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
     then given up with a one-line error; trials stored before stay stored. A trial that
     another worker finished first is passed to ``on_notice`` as one line, and the search
-    goes on.
+    goes on. ``on_epoch`` sees every epoch of every trial trained here.
     """
     notice = on_notice or (lambda _line: None)
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if settings.parallel > 1:
-        return run_search_in_flight(settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=notice)
-    objective = make_objective(settings, space, data, stop)
+        return run_search_in_flight(
+            settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=notice, on_epoch=on_epoch
+        )
+    objective = make_objective(settings, space, data, stop, on_epoch)
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
     ran = 0

@@ -27,6 +27,7 @@ from mnist_bench.study import (
     SearchOutcome,
     SearchSettings,
     SurplusTrial,
+    TrialEpoch,
     elsewhere_notice,
     finished_elsewhere,
     n_finished,
@@ -93,6 +94,7 @@ def run_search_in_flight(
     study: optuna.Study,
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None],
+    on_epoch: Callable[[TrialEpoch], None] | None = None,
 ) -> SearchOutcome:
     """``run_search`` with ``settings.parallel`` trials in flight side by side (see ``inflight``).
 
@@ -102,6 +104,7 @@ def run_search_in_flight(
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
     asked = 0
+    began: dict[int, float] = {}  # trial number -> when it was asked for
 
     def told(trial: optuna.Trial, frozen: FrozenTrial) -> None:
         beats.remove(trial)
@@ -123,6 +126,7 @@ def run_search_in_flight(
                 warnings.simplefilter("ignore", UserWarning)  # "heartbeat ... with Study.optimize": _Heartbeats beats
                 trial = study.ask()
             asked += 1
+            began[trial.number] = time.monotonic()
             beats.add(trial)
             try:
                 config = prepare_trial(trial, settings, space, data)
@@ -157,6 +161,9 @@ def run_search_in_flight(
             fail(trial, slot.error)
             return True
         assert run is not None
+        if on_epoch is not None and slot.last_acc is not None:
+            wall = time.monotonic() - began[trial.number]
+            on_epoch(TrialEpoch(trial.number, run.epoch, run.config.epochs, slot.last_acc, wall))
         if run.diverged is None and slot.last_acc is not None and not settings.multi_objective:
             trial.report(slot.last_acc, run.epoch)
             if trial.should_prune():

@@ -231,6 +231,22 @@ def best_accuracy(study: optuna.Study) -> float | None:
 
 
 @dataclass(frozen=True)
+class TrialEpoch:
+    """One epoch of a trial in training, for progress on screen (long promotions)."""
+
+    number: int  # the trial's number in its study
+    epoch: int
+    epochs: int  # the most it will run (pruning may stop it sooner)
+    acc: float  # validation accuracy after this epoch
+    wall_s: float  # wall time since the trial started, evaluation included
+
+    @property
+    def left_s(self) -> float:
+        """Wall time the rest of its epochs need at the rate so far."""
+        return self.wall_s / self.epoch * (self.epochs - self.epoch)
+
+
+@dataclass(frozen=True)
 class SearchOutcome:
     study: optuna.Study
     ran: int  # trials started by this call

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mnist_bench.promote import PROMOTED_FROM, PromotedRow, Promotion
 from mnist_bench.render import duration_text
 from mnist_bench.search import trial_config
 from mnist_bench.storage import default_storage
+from mnist_bench.study import TrialEpoch
 from mnist_bench.train import train
 from tests.conftest import REPO
 from tests.test_cli import search_args
@@ -70,21 +72,43 @@ def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epoch
     assert promoted.user_attrs["val_acc"] == pytest.approx(list(alone.eval_acc), abs=1e-6)
 
 
+def epoch_lines(output: str) -> list[tuple[int, int, str]]:
+    found = re.findall(r"trial +(\d+) epoch (\d+)/3: val acc (\d\.\d{4}), \d+ s so far, \d+ s left", output)
+    return sorted((int(number), int(epoch), acc) for number, epoch, acc in found)
+
+
 def test_promoted_trials_side_by_side_train_what_they_train_one_at_a_time(tmp_path: Path, tiny_mnist: Path) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
+    shown = {}
     for name, parallel in (("one", "1"), ("two", "2")):
-        args = promote_args(tmp_path, tiny_mnist, "--into", name, "--parallel", parallel)
-        assert runner.invoke(app, args).exit_code == 0
+        result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--into", name, "--parallel", parallel))
+        assert result.exit_code == 0, result.output
+        shown[name] = epoch_lines(result.output)
     curves = {
         name: {t.user_attrs[PROMOTED_FROM]: t.user_attrs["val_acc"] for t in load(tmp_path, name).trials}
         for name in ("one", "two")
     }
     assert curves["one"] == curves["two"] and len(curves["one"]) == 2
+    # Both ways, a long promotion is watched: a line for every epoch but the last (the
+    # trial's own line follows), with the accuracy the study stores and the time left.
+    for name in ("one", "two"):
+        expected = [
+            (t.number, epoch, f"{acc:.4f}")
+            for t in load(tmp_path, name).trials
+            for epoch, acc in enumerate(t.user_attrs["val_acc"][:-1], start=1)
+        ]
+        assert shown[name] == sorted(expected) and len(expected) == 4
+
+
+def test_a_trials_time_left_is_its_rate_so_far() -> None:
+    assert TrialEpoch(0, 60, 240, 0.99, 300.0).left_s == pytest.approx(180 * 5.0)
+    assert TrialEpoch(0, 240, 240, 0.99, 1200.0).left_s == 0
 
 
 def test_promote_again_keeps_finished_trials_and_adds_only_missing_ones(tmp_path: Path, tiny_mnist: Path) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
-    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1")).exit_code == 0
+    quiet = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1", "--quiet"))
+    assert quiet.exit_code == 0 and epoch_lines(quiet.output) == []  # --quiet: no trial nor epoch lines
     first = load(tmp_path, "mnist-mlp-3ep").get_trials(states=(TrialState.COMPLETE,))
     result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "3"))
     assert result.exit_code == 0, result.output

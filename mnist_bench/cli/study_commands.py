@@ -44,6 +44,7 @@ from mnist_bench.packing import trial_bytes
 from mnist_bench.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
 from mnist_bench.render import (
     counts_line,
+    duration_text,
     leaderboard_table,
     plural,
     promotion_line,
@@ -54,7 +55,7 @@ from mnist_bench.report import write_comparison, write_study_report
 from mnist_bench.search import open_study, run_search, stored_space
 from mnist_bench.space import SearchSpace, load_space
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
-from mnist_bench.study import DEFAULT_STUDY, SearchSettings, best_accuracy, n_finished, state_counts
+from mnist_bench.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy, n_finished, state_counts
 from mnist_bench.workers import WorkerJob, plan_workers, run_workers
 
 
@@ -300,6 +301,16 @@ def promote(
             line = trial_line(trial_row(frozen, stored_space(s)), best_accuracy(s))
             console.print(f"{line}  (trial {frozen.user_attrs.get(PROMOTED_FROM, '?')} of {study})", markup=False)
 
+    every = max(1, epochs // 10)  # about ten lines a trial, however long: a long promotion is watched
+
+    def on_epoch(done: TrialEpoch) -> None:
+        if not quiet and done.epoch % every == 0 and done.epoch < done.epochs:
+            console.print(
+                f"trial {done.number:3d} epoch {done.epoch}/{done.epochs}: val acc {done.acc:.4f}, "
+                f"{duration_text(done.wall_s)} so far, {duration_text(done.left_s)} left",
+                markup=False,
+            )
+
     try:
         with sigint_as_event() as stop:
             outcome = promote_trials(
@@ -310,6 +321,7 @@ def promote(
                 storage=open_storage(url, heartbeat_s=settings.heartbeat_s),
                 on_trial=on_trial,
                 stop=stop,
+                on_epoch=on_epoch,
             )
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: run the same command again to finish study {settings.study}.", err=True)
