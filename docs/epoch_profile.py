@@ -18,6 +18,7 @@ from torch.profiler import ProfilerActivity, profile
 from mnist_bench.augment import parse_deform
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, default_data_dir, ensure_split
+from mnist_bench.doctor import precision_rates
 from mnist_bench.model import ModelConfig
 from mnist_bench.train import Training
 
@@ -51,12 +52,7 @@ for _ in range(3):
     run.run_epoch()
     print(f"epoch {run.epoch}: {time.perf_counter() - start:.2f} s")
 
-a = torch.randn(2048, 2048)
-torch.mm(a, a)
-start = time.perf_counter()
-for _ in range(10):
-    torch.mm(a, a)
-rate = 10 * 2 * 2048**3 / (time.perf_counter() - start)
+rate = precision_rates(torch.device("cpu"))["fp32"]  # doctor's row: batch 256 through a 2048-wide layer
 flops = 6 * MODEL.n_params * len(data.x_train)
 print(f"matmul floor: {flops / 1e9:.0f} GFLOP an epoch at {rate / 1e9:.0f} GFLOP/s = {flops / rate:.2f} s")
 
@@ -67,6 +63,6 @@ for event in prof.key_averages(group_by_input_shape=True):
     if event.key.startswith("aten::"):
         seconds[group(event.key, event.input_shapes)] += event.self_cpu_time_total / 1e6
 total = sum(seconds.values())
-for group, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
-    print(f"{group:50s} {s:5.2f} s  {100 * s / total:3.0f}%")
+for name, s in sorted(seconds.items(), key=lambda kv: -kv[1]):
+    print(f"{name:50s} {s:5.2f} s  {100 * s / total:3.0f}%")
 print(f"{'profiled epoch, aten ops':50s} {total:5.2f} s")

@@ -108,6 +108,7 @@ def run_search_in_flight(
 
     def told(trial: optuna.Trial, frozen: FrozenTrial) -> None:
         beats.remove(trial)
+        began.pop(trial.number, None)
         if on_trial is not None:
             on_trial(study, frozen)
 
