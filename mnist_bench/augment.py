@@ -8,7 +8,6 @@ batch, no per-image Python, no trip to the CPU. Labels are untouched.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, fields, replace
 
@@ -81,15 +80,14 @@ def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-@functools.lru_cache(maxsize=16)
 def blur_matrix(sigma: float, side: int, device: torch.device) -> torch.Tensor:
     """(side, side) matrix M with ``M @ v`` = v reflect-padded, Gaussian-blurred, cropped back.
 
     The same blur as ``conv1d(pad(v, radius, mode="reflect"), kernel)``, folded into one
     small matrix: blurring a (B, 2, 28, 28) field along both axes becomes two batched
     products of 28 x 28, where a depthwise convolution on a CPU took most of an elastic
-    epoch's augmentation time (docs/benchmarks.md). Built once per strength and device,
-    not per batch; shared, so never written to.
+    epoch's augmentation time (docs/benchmarks.md). Built once per training (``Augmenter``),
+    not per batch.
     """
     kernel = _gaussian_kernel(sigma, device)
     radius = kernel.numel() // 2
@@ -107,37 +105,54 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator, d
     return (torch.rand(shape, generator=generator, device=device) * 2 - 1) * bound
 
 
+class Augmenter:
+    """A training's augmentation: ``kind`` at ``deform``'s strengths, with the device tensors
+    it reads (the elastic blur matrix) built once, here, on the current stream.
+
+    Invariant: the training that holds this owns those tensors for its whole life. A
+    captured CUDA graph reads them by address on every replay, so they are never handed out
+    by a module-level cache, where another training's key could evict and free them.
+    """
+
+    def __init__(self, kind: str, deform: Deform, device: torch.device) -> None:
+        if kind not in AUGMENTS:
+            raise ValueError(f"augment={kind!r} must be one of {AUGMENTS}")
+        self.kind, self.deform = kind, deform
+        self.blur = blur_matrix(deform.elastic_sigma_px, IMAGE_SIDE, device) if kind == "elastic" else None
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Flat normalized images (B, 784) -> augmented images of the same shape, dtype, device."""
+        if self.kind == "none":
+            return x
+        deform, b, device = self.deform, x.shape[0], x.device
+        images = x.view(b, 1, IMAGE_SIDE, IMAGE_SIDE) - _BACKGROUND  # background 0: grid_sample pads with 0
+
+        angle = _uniform((b,), math.radians(deform.rotate_deg), generator, device)
+        scale = 1 + _uniform((b,), deform.scale, generator, device)
+        shift = _uniform((b, 2), deform.shift_px * 2 / IMAGE_SIDE, generator, device)  # grid units: 2 per width
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        row_x, row_y = torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)
+        if deform.shear_deg:  # drawn only when asked for: the default draws stay those of earlier studies
+            shear = torch.tan(_uniform((b,), math.radians(deform.shear_deg), generator, device))
+            row_x = row_x + shear[:, None] * row_y  # x' = x + shear * y, after rotation and scale
+        theta = torch.stack([row_x, row_y], 1)
+        grid = F.affine_grid(theta, [b, 1, IMAGE_SIDE, IMAGE_SIDE], align_corners=False)
+
+        if self.blur is not None:
+            field = torch.rand((b, 2, IMAGE_SIDE, IMAGE_SIDE), generator=generator, device=device) * 2 - 1
+            field = self.blur @ field @ self.blur.T  # separable Gaussian blur: columns, then rows, both channels
+            field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
+            grid = grid + field.permute(0, 2, 3, 1) * (deform.elastic_alpha_px * 2 / IMAGE_SIDE)
+
+        warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (warped + _BACKGROUND).view(b, -1).to(x.dtype)
+
+
 def augment_batch(
     x: torch.Tensor, kind: str, generator: torch.Generator, deform: Deform = DEFAULT_DEFORM
 ) -> torch.Tensor:
-    """Flat normalized images (B, 784) -> augmented images of the same shape, dtype, device."""
-    if kind == "none":
-        return x
-    if kind not in AUGMENTS:
-        raise ValueError(f"augment={kind!r} must be one of {AUGMENTS}")
-    b, device = x.shape[0], x.device
-    images = x.view(b, 1, IMAGE_SIDE, IMAGE_SIDE) - _BACKGROUND  # background 0: grid_sample pads with 0
-
-    angle = _uniform((b,), math.radians(deform.rotate_deg), generator, device)
-    scale = 1 + _uniform((b,), deform.scale, generator, device)
-    shift = _uniform((b, 2), deform.shift_px * 2 / IMAGE_SIDE, generator, device)  # grid units: 2 per image width
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    row_x, row_y = torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)
-    if deform.shear_deg:  # drawn only when asked for: the default draws stay those of earlier studies
-        shear = torch.tan(_uniform((b,), math.radians(deform.shear_deg), generator, device))
-        row_x = row_x + shear[:, None] * row_y  # x' = x + shear * y, after rotation and scale
-    theta = torch.stack([row_x, row_y], 1)
-    grid = F.affine_grid(theta, [b, 1, IMAGE_SIDE, IMAGE_SIDE], align_corners=False)
-
-    if kind == "elastic":
-        field = torch.rand((b, 2, IMAGE_SIDE, IMAGE_SIDE), generator=generator, device=device) * 2 - 1
-        blur = blur_matrix(deform.elastic_sigma_px, IMAGE_SIDE, device)
-        field = blur @ field @ blur.T  # separable Gaussian blur: columns, then rows, both channels at once
-        field = field / field.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-6)
-        grid = grid + field.permute(0, 2, 3, 1) * (deform.elastic_alpha_px * 2 / IMAGE_SIDE)
-
-    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (warped + _BACKGROUND).view(b, -1).to(x.dtype)
+    """One batch augmented once (figures, probes); training keeps an ``Augmenter`` instead."""
+    return Augmenter(kind, deform, x.device)(x, generator)
 
 
 def deformed_examples(images: torch.Tensor, kind: str, deform: Deform, *, variants: int, seed: int = 0) -> torch.Tensor:

@@ -134,7 +134,7 @@ def load(path: Path) -> Checkpoint:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise MnistBenchError(f"{weights} cannot be read as a torch state_dict: {exc}") from None
-    model = build_mlp(config.model)
+    model = build_mlp(config.model, generator=torch.Generator())  # its weights are replaced next
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:

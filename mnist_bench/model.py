@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -74,14 +75,32 @@ def use_generator(model: nn.Module, generator: torch.Generator) -> None:
             module.generator = generator
 
 
-def build_mlp(config: ModelConfig) -> nn.Sequential:
-    """Linear-ReLU(-Dropout) blocks, then a linear layer to the 10 logits."""
+def seeded_linear(width_in: int, width_out: int, generator: torch.Generator) -> nn.Linear:
+    """``nn.Linear(width_in, width_out)`` initialised from ``generator``, not the process-wide one.
+
+    Made without drawing (``skip_init``), then given ``nn.Linear.reset_parameters``'s draws
+    in its order: a private generator seeded with s draws what ``torch.manual_seed(s)``
+    then ``nn.Linear`` did, so the weights of a seed are those they always were.
+    """
+    layer = nn.utils.skip_init(nn.Linear, width_in, width_out)
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(width_in)
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+    return layer
+
+
+def build_mlp(config: ModelConfig, *, generator: torch.Generator) -> nn.Sequential:
+    """Linear-ReLU(-Dropout) blocks, then a linear layer to the 10 logits, on the CPU.
+
+    Every initial weight comes from ``generator``: a training owns its random numbers, and
+    trainings are built on several threads at once (see ``inflight``).
+    """
     layers: list[nn.Module] = []
     width_in = INPUT_SIZE
     for width in config.hidden:
-        layers += [nn.Linear(width_in, width), nn.ReLU()]
+        layers += [seeded_linear(width_in, width, generator), nn.ReLU()]
         if config.dropout:
             layers.append(SeededDropout(config.dropout))
         width_in = width
-    layers.append(nn.Linear(width_in, N_CLASSES))
+    layers.append(seeded_linear(width_in, N_CLASSES, generator))
     return nn.Sequential(*layers)

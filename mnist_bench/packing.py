@@ -122,9 +122,8 @@ class StackedMLP(nn.Module):
             raise ValueError("StackedMLP has no dropout")
         singles = []
         for seed in seeds:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                singles.append([m for m in build_mlp(config) if isinstance(m, nn.Linear)])
+            model = build_mlp(config, generator=torch.Generator().manual_seed(seed))
+            singles.append([m for m in model if isinstance(m, nn.Linear)])
         self.weights = nn.ParameterList(
             nn.Parameter(torch.stack([layers[i].weight.detach().t() for layers in singles]))
             for i in range(len(singles[0]))

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_bench.augment import augment_batch
+from mnist_bench.augment import Augmenter
 
 if TYPE_CHECKING:
     from mnist_bench.config import TrainConfig
@@ -60,9 +60,10 @@ class EagerRunner:
         schedule: torch.optim.lr_scheduler.LRScheduler | None,
         config: TrainConfig,
         generator: torch.Generator,
+        augment: Augmenter,
     ) -> None:
         self.step, self.optimizer, self.schedule = step, optimizer, schedule
-        self.config, self.generator = config, generator
+        self.config, self.generator, self.augment = config, generator, augment
 
     def state(self) -> dict[str, Any]:
         """Optimizer and schedule, for resuming (the weights and generator are the caller's)."""
@@ -84,9 +85,7 @@ class EagerRunner:
             if stop():  # a Python flag: no device sync
                 raise KeyboardInterrupt("stop requested")
             idx = perm[i : i + bs]
-            loss_sum += self.step(
-                augment_batch(x[idx], self.config.augment, self.generator, self.config.deform), y[idx]
-            )
+            loss_sum += self.step(self.augment(x[idx], self.generator), y[idx])
             if self.schedule is not None:
                 self.schedule.step()
         return loss_sum
@@ -132,6 +131,7 @@ class GraphedRunner:
         y: torch.Tensor,
         *,
         generator: torch.Generator,
+        augment: Augmenter,
         schedule: dict[str, torch.Tensor],
         precision: str,
         capture: bool,
@@ -139,6 +139,7 @@ class GraphedRunner:
     ) -> None:
         """``schedule``: per-step tables ("lr", and "momentum" for SGD under one-cycle), empty if constant."""
         self.model, self.config, self.x, self.y, self.generator = model, config, x, y, generator
+        self.augment = augment  # owns the device tensors the step reads (a graph keeps their addresses)
         self.capture, self.stream, self.precision = capture, stream, precision
         if config.optimizer != "sgd" and "momentum" in schedule:
             raise NotCapturable("one-cycle cycles Adam's beta1 per step, which the graphed step does not follow")
@@ -212,7 +213,7 @@ class GraphedRunner:
         """One training step on the images at ``idx``: everything a graph captures."""
         for p in self.params:
             p.grad = None  # backward writes fresh gradients (in a graph: into its own pool)
-        xb = augment_batch(self.x.index_select(0, idx), self.config.augment, self.generator, self.config.deform)
+        xb = self.augment(self.x.index_select(0, idx), self.generator)
         yb = self.y.index_select(0, idx)
         # No autocast weight cache: a graph must recompute the casts on every replay.
         with torch.autocast(

@@ -12,13 +12,14 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_bench.augment import Augmenter
 from mnist_bench.config import EXPONENTIAL_FINAL, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
@@ -93,11 +94,9 @@ def make_schedule(
 
 
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
-    # Initialise from the config's seed without touching the global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = build_mlp(config.model)
-    return model.to(device)
+    """The config's initial weights, drawn on the CPU from a generator of its own seeded with
+    ``config.seed`` (the numbers ``torch.manual_seed`` gave), then moved to ``device``."""
+    return build_mlp(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
 
 
 @torch.no_grad()
@@ -138,7 +137,7 @@ def schedule_tables(config: TrainConfig, steps_per_epoch: int) -> dict[str, torc
     """
     if config.schedule == "constant":
         return {}
-    stand_in = seeded_model(replace(config, model=replace(config.model, hidden=(1,))), torch.device("cpu"))
+    stand_in = nn.Linear(1, 1, device="meta")  # never stepped with a gradient: its values are never made
     optimizer = make_optimizer(config, stand_in, torch.device("cpu"))
     schedule = make_schedule(config, optimizer, steps_per_epoch)
     assert schedule is not None
@@ -238,16 +237,18 @@ class Training:
         self.diverged: str | None = None
 
     def _fresh(self) -> None:
+        """The training's own model, generator and augmentation, made on its stream."""
         self.model = seeded_model(self.config, self.data.device)
         self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
         use_generator(self.model, self.generator)  # dropout masks from the training's own stream
+        self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
 
     def _eager(self, runtime: Runtime) -> None:
         self._fresh()
         optimizer = make_optimizer(self.config, self.model, self.data.device)
         step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
         schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
-        self.runner = EagerRunner(step, optimizer, schedule, self.config, self.generator)
+        self.runner = EagerRunner(step, optimizer, schedule, self.config, self.generator, self.augment)
 
     def _graphed(self, runtime: Runtime, *, capture: bool) -> None:
         self._fresh()
@@ -259,6 +260,7 @@ class Training:
                 self.data.x_train,
                 self.data.y_train,
                 generator=self.generator,
+                augment=self.augment,
                 schedule=schedule_tables(self.config, self.steps_per_epoch),
                 precision=runtime.precision,
                 capture=capture,

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,7 +12,10 @@ from typer.testing import CliRunner
 
 from mnist_bench.augment import Deform, _gaussian_kernel, augment_batch, blur_matrix, deformed_examples, parse_deform
 from mnist_bench.cli import app
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData, normalize
+from mnist_bench.model import ModelConfig
+from mnist_bench.train import Training
 
 
 def batch(tiny_data: DeviceData, n: int = 64) -> torch.Tensor:
@@ -99,7 +105,6 @@ def test_blur_matrix_is_the_reflect_padded_convolution(sigma: float) -> None:
     blur = blur_matrix(sigma, 28, field.device)
     torch.testing.assert_close(blur @ field @ blur.T, both, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(blur.sum(dim=1), torch.ones(28))  # a weighted average: rows sum to 1
-    assert blur_matrix(sigma, 28, field.device) is blur  # built once, not per batch
     with pytest.raises(ValueError, match="reaches past"):
         blur_matrix(sigma, pad, field.device)  # reflection needs the reach inside the image
 
@@ -128,3 +133,21 @@ def test_deformations_png_and_cli(tmp_path: Path, tiny_mnist: Path) -> None:
     assert (
         bad.exit_code == 1 and bad.stderr.startswith("Error: --deform rotate_deg=500") and bad.stderr.count("\n") == 1
     )
+
+
+def test_a_training_owns_the_blur_matrix_its_steps_read(tiny_data: DeviceData) -> None:
+    """A captured graph reads the matrix by address on every replay: it must live as long as
+    the training, whatever other strengths other trainings build meanwhile."""
+    elastic = TrainConfig(ModelConfig((16,)), "sgd", 0.05, batch_size=32, epochs=1, augment="elastic",
+                          deform=Deform(elastic_sigma_px=5.0))  # fmt: skip
+    run = Training(elastic, tiny_data, runtime=Runtime(graphs=True, static_on_cpu=True))
+    assert run.runner is not None and run.runner.augment.blur is not None
+    reads = weakref.ref(run.runner.augment.blur)
+    x = tiny_data.x_train[:8]
+    for sigma in torch.linspace(0.5, 9, 20).tolist():  # more strengths than any cache of 16 would keep
+        augment_batch(x, "elastic", torch.Generator().manual_seed(0), Deform(elastic_sigma_px=sigma))
+        Training(replace(elastic, deform=Deform(elastic_sigma_px=sigma)), tiny_data)
+    gc.collect()
+    matrix = reads()
+    assert matrix is not None and torch.equal(matrix, blur_matrix(5.0, 28, x.device))
+    assert not hasattr(blur_matrix, "cache_info")  # no module-level cache hands out device tensors

@@ -9,7 +9,7 @@ from mnist_bench.model import ModelConfig, build_mlp
 @pytest.mark.parametrize("hidden", [(128,), (128, 64), (256, 128, 64, 32)])
 def test_mlp_shapes_and_parameter_count(hidden: tuple[int, ...]) -> None:
     config = ModelConfig(hidden=hidden)
-    model = build_mlp(config)
+    model = build_mlp(config, generator=torch.Generator())
     assert model(torch.zeros(3, 784)).shape == (3, 10)
     assert sum(p.numel() for p in model.parameters()) == config.n_params
 

@@ -37,7 +37,7 @@ def static(config: TrainConfig, data: DeviceData) -> Training:
     """A training whose steps run through the graphed runner's static step (no graph: CPU)."""
     training = Training(config, data)
     training.runner = GraphedRunner(
-        training.model, config, data.x_train, data.y_train, generator=training.generator,
+        training.model, config, data.x_train, data.y_train, generator=training.generator, augment=training.augment,
         schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
     )  # fmt: skip
     return training
@@ -65,6 +65,7 @@ def test_adam_under_one_cycle_is_not_captured(tiny_data: DeviceData) -> None:
     with pytest.raises(NotCapturable, match="beta1"):
         GraphedRunner(
             training.model, config, tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            augment=training.augment,
             schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
         )  # fmt: skip
 
@@ -150,5 +151,6 @@ def test_a_captured_step_needs_its_own_stream(tiny_data: DeviceData) -> None:
     with pytest.raises(ValueError, match="own stream"):
         GraphedRunner(
             training.model, CONFIGS[ADAM], tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            augment=training.augment,
             schedule={}, precision="fp32", capture=True, stream=None,
         )  # fmt: skip

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from torch import nn
 
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.model import ModelConfig
-from mnist_bench.train import accuracy, train
+from mnist_bench.model import ModelConfig, build_mlp
+from mnist_bench.train import Training, accuracy, train
 
 
 def config(**overrides: object) -> TrainConfig:
@@ -133,3 +136,55 @@ def test_bad_regularizers_rejected(overrides: dict[str, object], message: str) -
 def test_bad_dropout_rejected(dropout: float) -> None:
     with pytest.raises(ValueError, match="dropout="):
         ModelConfig((64,), dropout=dropout)
+
+
+# -- a training owns all it uses ---------------------------------------------------------------
+def _initial_weights(config: TrainConfig, data: DeviceData) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in Training(config, data).model.parameters()]
+
+
+def test_trainings_built_at_once_on_threads_get_their_seeds_weights(tiny_data: DeviceData) -> None:
+    """Lanes build their trainings on threads of their own, at the same time, and torch lets
+    go of the GIL inside ops: a training that drew from (or reseeded) the process-wide
+    generator would get another's numbers. Each must get what its seed gives alone."""
+    configs = [config(model=ModelConfig((384, 256)), seed=s, schedule="cosine") for s in range(6)]
+    alone = [_initial_weights(c, tiny_data) for c in configs]
+    for _ in range(4):
+        barrier = threading.Barrier(len(configs))
+
+        def build(c: TrainConfig, barrier: threading.Barrier = barrier) -> list[torch.Tensor]:
+            barrier.wait()  # all at once
+            return _initial_weights(c, tiny_data)
+
+        with ThreadPoolExecutor(len(configs)) as pool:
+            together = list(pool.map(build, configs))
+        for a, b in zip(alone, together, strict=True):
+            assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+def test_building_and_training_touch_no_process_wide_random_state(
+    tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("a training reseeded or forked the process-wide generator")
+
+    monkeypatch.setattr(torch, "manual_seed", forbidden)
+    monkeypatch.setattr(torch.random, "manual_seed", forbidden)
+    monkeypatch.setattr(torch.random, "fork_rng", forbidden)
+    before = torch.get_rng_state()
+    train(config(model=ModelConfig((32,), dropout=0.2), schedule="onecycle", augment="elastic", epochs=1), tiny_data)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_private_generator_draws_the_weights_the_global_one_did() -> None:
+    """Figures measured before trainings owned their generators still hold: the same seed
+    gives the same initial weights as torch.manual_seed(seed) then nn.Linear did."""
+    model_config = ModelConfig((64, 32), dropout=0.1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        reference = [nn.Linear(784, 64), nn.Linear(64, 32), nn.Linear(32, 10)]
+    built = [
+        m for m in build_mlp(model_config, generator=torch.Generator().manual_seed(11)) if isinstance(m, nn.Linear)
+    ]
+    for a, b in zip(reference, built, strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
