@@ -128,13 +128,13 @@ def inflight_throughput(
 ) -> dict[str, Any]:
     """K trainings of ``layers`` side by side, as ``search --parallel K`` runs them: aggregate samples/s.
 
-    On CUDA each has its own lane, a stream and thread (and graph); on a CPU they take
-    turns, as the search does there. A timed repeat is one round: an epoch of ``steps`` batches each.
+    Each has its own lane, as the search's: a thread, and on CUDA a stream (and graph) too.
+    A timed repeat is one round: an epoch of ``steps`` batches each.
     """
     device = data.device
     n = steps * batch_size
     subset = _subset(data, n)
-    with open_lanes(k, device) as lanes:  # on CUDA a stream and thread each, as the search's lanes
+    with open_lanes(k, device) as lanes:  # a thread each, and on CUDA a stream, as the search's lanes
         trainings = [
             lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
                              subset, score_epochs=False, stream=lane.stream))

@@ -75,3 +75,53 @@ def select_device(device: torch.device) -> torch.device:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     return device
+
+
+# CUDA's sticky errors, as torch words them: after one, the process's CUDA context is
+# unusable, and every later call on it fails the same way (cudaErrorIllegalAddress,
+# LaunchFailure, Assert, IllegalInstruction, MisalignedAddress, InvalidPc, HardwareStackError,
+# LaunchTimeout, ECCUncorrectable). An out-of-memory error is not one: the next trial may fit.
+STICKY_CUDA_ERRORS = (
+    "an illegal memory access was encountered",
+    "unspecified launch failure",
+    "device-side assert triggered",
+    "an illegal instruction was encountered",
+    "misaligned address",
+    "invalid program counter",
+    "hardware stack error",
+    "the launch timed out and was terminated",
+    "uncorrectable ecc error encountered",
+)
+
+
+class DeviceFault(MnistBenchError):
+    """The device's context is poisoned: nothing more can run on it in this process."""
+
+
+def device_fault(exc: BaseException) -> str | None:
+    """The one-line fault if ``exc`` is a sticky CUDA error, else None (the next training may run)."""
+    text = str(exc)
+    if any(sticky in text.lower() for sticky in STICKY_CUDA_ERRORS):
+        return text.strip().splitlines()[0][:200]
+    return None
+
+
+def fault_message(device: torch.device, fault: str, in_flight: int) -> str:
+    """What the user reads when a device fault ends a command: one line."""
+    return (
+        f"{device} faulted ({fault}); its CUDA context cannot run anything more, so the command stops here "
+        f"({in_flight} training(s) in flight failed with this reason, finished work kept): "
+        "run the same command again to resume, and `mnist-bench doctor` to check the device"
+    )
+
+
+def give_back_memory(device: torch.device) -> None:
+    """Return cached, unused device memory (released graphs' pools) to the driver.
+
+    Only where no training on the device is capturing a graph: emptying the cache during
+    another thread's capture would free what that capture is recording into. Callers call
+    it between rounds of trainings in flight, or after a training run alone.
+    """
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.empty_cache()

@@ -200,9 +200,12 @@ def train_and_test(
             done[seed] = training.result()
         return training.done
 
-    cuda = data.device.type == "cuda"
-    lanes = min(len(seeds), MAX_LANES) if cuda else 1  # more seeds than lanes wait their turn
-    run_in_flight(lanes, start, judge, lambda slot: None, device=data.device)
+    # Side by side on a GPU (more seeds than lanes wait their turn); one at a time on a CPU,
+    # whose cores one training already keeps busy, and under --compile (inflight.check_in_flight).
+    runtime = runtime or Runtime()
+    side_by_side = data.device.type == "cuda" and runtime.side_by_side and not runtime.compile
+    lanes = min(len(seeds), MAX_LANES) if side_by_side else 1
+    run_in_flight(lanes, start, judge, lambda slot, reason: None, device=data.device)
     runs = []
     for seed in seeds:
         result = done[seed]

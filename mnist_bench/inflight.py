@@ -1,6 +1,6 @@
 """K trainings in flight in one process: each trains an epoch per round, side by side.
 
-Each of the K places is a ``Lane``: one CUDA stream and one thread bound to it, both
+Each of the K places is a ``Lane``: one thread and, on CUDA, one stream bound to it, both
 kept for the whole run (a search, the seeds of a retraining, a bench row). Everything a
 training in that place does runs on that thread and stream, in order: building it,
 warming up its step and undoing the warm-up, capturing the graph, every epoch. That is
@@ -10,7 +10,16 @@ whose address a captured graph keeps: trainings that each took a fresh stream wo
 the pool's size, share one with another live graph and race in its workspace, and every
 (thread, stream) pair that ever ran a GEMM would hold a workspace of its own. With K
 lanes there are K workspaces, never shared. A training's graph is released before its
-lane builds the next one.
+lane builds the next one, and the memory of released graphs is given back to the device
+between rounds, when no lane is capturing.
+
+Lanes are threads on a CPU too: whatever threads can break (a training that draws from
+process-wide state while another is built) shows on every machine, CI's included. So
+trainings built here must own all they use (see ``train.Training``).
+
+A sticky device fault (an illegal address) poisons the process's CUDA context: every
+later training would fail at once. The first one ends the run: the trainings in flight
+are abandoned with the fault as their reason and ``DeviceFault`` is raised.
 
 The schedule is deterministic whatever the timing: in every round each training in
 flight runs one epoch; then, in lane order, each is judged (``judge``: report, prune,
@@ -33,7 +42,8 @@ from typing import Generic, TypeVar
 
 import torch
 
-from mnist_bench.device import select_device
+from mnist_bench.config import Runtime
+from mnist_bench.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.train import Training
 
@@ -63,48 +73,44 @@ class Slot(Generic[T]):
     # garbage collection, and one out-of-memory failure would make the next ones likelier.
     error: str | None = None
     last_acc: float | None = None  # evaluation accuracy of its last epoch
+    fault: str | None = None  # a sticky device fault its last epoch raised: the run ends
 
 
 class Lane:
-    """One place for a training: a CUDA stream (on CUDA) and one thread, for the lane's life."""
+    """One place for a training: one thread and (on CUDA) one stream, for the lane's life."""
 
-    def __init__(self, index: int, device: torch.device, *, thread: bool) -> None:
+    def __init__(self, index: int, device: torch.device) -> None:
         self.index = index
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         # The thread selects the device first: CUDA's current device is per thread.
-        self._thread = (
-            ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,)) if thread else None
-        )
+        self._thread = ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,))
 
     def submit(self, fn: Callable[[], R]) -> Future[R]:
-        """Run ``fn`` on this lane's thread, or here and now without one."""
-        if self._thread is not None:
-            return self._thread.submit(fn)
-        done: Future[R] = Future()
-        try:
-            done.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001  (handed back through the future, as a thread would)
-            done.set_exception(exc)
-        return done
+        """Run ``fn`` on this lane's thread."""
+        return self._thread.submit(fn)
 
     def run(self, fn: Callable[[], R]) -> R:
         return self.submit(fn).result()
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
+        self._thread.shutdown(wait=True)
+
+
+def check_in_flight(runtime: Runtime, k: int) -> None:
+    """Refuse what cannot run with ``k`` trainings in flight, before any starts."""
+    if runtime.compile and k > 1:
+        # torch.compile's CUDA graphs capture through torch.cuda.graph, whose entry
+        # synchronizes the device and empties its cache: during another lane's capture
+        # that frees memory the capture records into, and torch's allocator asserts.
+        raise MnistBenchError(f"--compile trains one trial at a time: use --parallel 1, not {k}")
 
 
 @contextlib.contextmanager
-def open_lanes(k: int, device: torch.device, *, threads: bool | None = None) -> Iterator[list[Lane]]:
-    """``k`` lanes on ``device``, each with a stream no other lane has; closed on exit.
-
-    ``threads`` (default: on CUDA) gives each lane a thread of its own; without, lanes
-    take turns on the caller's thread.
-    """
+def open_lanes(k: int, device: torch.device) -> Iterator[list[Lane]]:
+    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has; closed on exit."""
     if not 1 <= k <= MAX_LANES:
         raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
-    lanes = [Lane(i, device, thread=device.type == "cuda" if threads is None else threads) for i in range(k)]
+    lanes = [Lane(i, device) for i in range(k)]
     try:
         pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
         if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
@@ -144,28 +150,28 @@ def _epoch(slot: Slot[T], lane: Lane) -> None:
         slot.error = None
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # this training fails alone; the others go on
+    except Exception as exc:  # this training fails alone, the others go on; unless the device is gone
         slot.error = one_line(exc)
+        slot.fault = device_fault(exc)
 
 
 def run_in_flight(
     k: int,
     start: Callable[[int], tuple[T, MakeTraining] | None],
     judge: Callable[[Slot[T]], bool],
-    abandon: Callable[[Slot[T]], None],
+    abandon: Callable[[Slot[T], str], None],
     *,
     device: torch.device,
-    threads: bool | None = None,
 ) -> int:
     """Keep up to ``k`` trainings in flight until ``start`` has no more; returns how many ran.
 
     ``start(lane_index)`` names the next training, its tag and how to build it (or None:
     no more); the lane builds it. ``judge(slot)`` is called after each of its epochs, in
     lane order, and says whether it is finished (completed, pruned, failed); a finished
-    training's graph is released then. ``threads`` (default: on CUDA) runs the lanes of a
-    round on their own threads; otherwise one after the other. A KeyboardInterrupt
-    (Ctrl-C, raised inside an epoch by the trainer's stop flag) waits for the round's
-    other epochs, calls ``abandon`` on every training in flight, and propagates.
+    training's graph is released then, and its memory given back before the next round.
+    ``abandon(slot, reason)`` is called on every training in flight when the run ends
+    early: a KeyboardInterrupt (Ctrl-C, raised inside an epoch by the trainer's stop flag),
+    after the round's other epochs, propagates; a sticky device fault raises ``DeviceFault``.
     """
     slots: list[Slot[T] | None] = [None] * k
     ran = 0
@@ -182,7 +188,12 @@ def run_in_flight(
                     slots[i] = Slot(made[0], make=made[1])
                     ran += 1
 
-    with open_lanes(k, device, threads=threads) as lanes:
+    def abandon_all(reason: str) -> None:
+        for left in slots:
+            if left is not None:
+                abandon(left, reason)
+
+    with open_lanes(k, device) as lanes:
         try:
             refill()
             while any(slots):
@@ -191,15 +202,22 @@ def run_in_flight(
                 for exc in raised:
                     if exc is not None:
                         raise exc
+                fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
+                if fault is not None:
+                    in_flight = sum(slot is not None for slot in slots)
+                    abandon_all(f"device fault: {fault}")
+                    raise DeviceFault(fault_message(device, fault, in_flight))
+                released = False
                 for i, maybe in enumerate(slots):
                     if maybe is not None and judge(maybe):
                         if maybe.training is not None:
                             maybe.training.release()  # before this lane builds its next training
+                            released = True
                         slots[i] = None
+                if released:
+                    give_back_memory(device)  # between rounds: no lane is capturing now
                 refill()
         except KeyboardInterrupt:
-            for left in slots:
-                if left is not None:
-                    abandon(left)
+            abandon_all("interrupted (SIGINT) during training")
             raise
     return ran

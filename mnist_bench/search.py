@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench import __version__
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.device import DeviceFault, device_fault, fault_message
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search_inflight import run_search_in_flight
@@ -143,7 +144,11 @@ def make_objective(
     data: DeviceData,
     stop: StopFlag | None = None,
     progress: Callable[[TrialEpoch], None] | None = None,
+    faults: list[str] | None = None,
 ) -> Callable[[optuna.Trial], float]:
+    """The objective of ``study.optimize``. A sticky device fault fails its trial, stops the
+    study and is appended to ``faults``: every later trial in this process would fail too."""
+
     def objective(trial: optuna.Trial) -> float:
         started = time.monotonic()
         try:
@@ -168,6 +173,12 @@ def make_objective(
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
             failure = failure_reason(exc)
+            fault = device_fault(exc)
+            if fault is not None:
+                failure = f"device fault: {fault}"
+                if faults is not None:
+                    faults.append(fault)
+                trial.study.stop()
         if failure is not None:
             # Raised afresh, outside the handler: the training's exception and its traceback
             # (whose frames hold the model and any graph) are gone now, not at the next full
@@ -211,7 +222,8 @@ def run_search(
         return run_search_in_flight(
             settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=notice, on_epoch=on_epoch
         )
-    objective = make_objective(settings, space, data, stop, on_epoch)
+    faults: list[str] = []
+    objective = make_objective(settings, space, data, stop, on_epoch, faults)
     started = time.monotonic()
     budget = max(settings.trials - n_finished(study), 0)
     ran = 0
@@ -229,7 +241,7 @@ def run_search(
         if n_underway(study) >= settings.trials:
             study.stop()
 
-    while ran < budget and not (stop is not None and stop.is_set()):
+    while ran < budget and not faults and not (stop is not None and stop.is_set()):
         timeout = None if settings.timeout is None else settings.timeout - (time.monotonic() - started)
         if timeout is not None and timeout <= 0:
             break
@@ -260,6 +272,8 @@ def run_search(
                 study = load_study(settings.study, storage)
             except MnistBenchError:
                 continue  # still down: the next pass waits again
+    if faults:
+        raise DeviceFault(fault_message(data.device, faults[0], 1))
     if stop is not None and stop.is_set():
         raise KeyboardInterrupt("stop requested")
     return SearchOutcome(

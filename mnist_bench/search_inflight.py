@@ -178,9 +178,9 @@ def run_search_in_flight(
         told(trial, frozen)
         return True
 
-    def abandon(slot: Slot[optuna.Trial]) -> None:
+    def abandon(slot: Slot[optuna.Trial], reason: str) -> None:
         try:
-            fail(slot.tag, "interrupted (SIGINT) during training")
+            fail(slot.tag, reason)
         except Exception as exc:
             elsewhere(slot.tag, exc)
 

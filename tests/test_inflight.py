@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from mnist_bench.cli import app
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.device import DeviceFault, device_fault
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.inflight import MakeTraining, Slot, open_lanes, parse_parallel, run_in_flight
 from mnist_bench.model import ModelConfig
@@ -62,7 +63,7 @@ def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceDat
             return True
         return False
 
-    assert run_in_flight(3, start, judge, lambda slot: None, device=CPU) == 5
+    assert run_in_flight(3, start, judge, lambda slot, reason: None, device=CPU) == 5
     assert order[:3] == [0, 1, 2]  # judged in lane order, round by round
     error = finished[2][1]
     assert error == "RuntimeError: CUDA out of memory (stand-in)"  # failed alone, one line
@@ -96,7 +97,7 @@ class Recorded(Training):
 
 
 def test_each_lane_builds_and_trains_on_one_thread_of_its_own(tiny_data: DeviceData) -> None:
-    """Lanes own their thread for the whole run, as on CUDA (where each also owns a stream):
+    """Lanes own their thread for the whole run, on a CPU as on CUDA (where each also owns a stream):
     a lane's trainings are built and trained on it, and each is released before its lane
     builds the next."""
     todo = configs(7)
@@ -114,7 +115,7 @@ def test_each_lane_builds_and_trains_on_one_thread_of_its_own(tiny_data: DeviceD
         assert slot.training is not None
         return slot.training.done
 
-    assert run_in_flight(3, start, judge, lambda slot: None, device=CPU, threads=True) == 7
+    assert run_in_flight(3, start, judge, lambda slot, reason: None, device=CPU) == 7
     threads: dict[int, set[str]] = {}
     for event, seed, thread in Recorded.log:
         if event != "release":
@@ -144,7 +145,7 @@ def test_a_failed_training_is_not_kept_alive_by_its_error(tiny_data: DeviceData)
 
     gc.disable()  # only reference counting frees it now, as between two full collections
     try:
-        run_in_flight(1, start, lambda slot: slot.error is not None, lambda slot: None, device=CPU)
+        run_in_flight(1, start, lambda slot: slot.error is not None, lambda slot, reason: None, device=CPU)
         assert alive and alive[0]() is None
     finally:
         gc.enable()
@@ -154,7 +155,7 @@ def test_lanes_refuse_more_than_the_stream_pool() -> None:
     with pytest.raises(MnistBenchError, match="between 1 and 32"):
         with open_lanes(33, CPU):
             pass
-    with open_lanes(2, CPU, threads=True) as lanes:
+    with open_lanes(2, CPU) as lanes:
         assert [lane.run(threading.current_thread) for lane in lanes] != [threading.current_thread()] * 2
         assert all(lane.stream is None for lane in lanes)  # streams on CUDA only
 
@@ -231,3 +232,100 @@ def test_cli_parallel(tmp_path: Path, tiny_mnist: Path) -> None:
         result = runner.invoke(app, [*args, "--parallel", bad, "--study", "other"])
         assert result.exit_code == 2 and result.stderr.count("\n") == 1
         assert result.stderr.startswith("Error: Invalid value for --parallel")
+
+
+class Faulting(Training):
+    """A training whose second epoch hits a sticky device fault, as an illegal address does."""
+
+    def run_epoch(self) -> float | None:
+        if self.epoch == 1:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with TORCH_USE_CUDA_DSA")
+        return super().run_epoch()
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch, parallel: int
+) -> None:
+    """After a sticky fault every later trial in the process would fail at once: the run stops,
+    what was in flight fails with the fault as its reason, and a new process finishes the study."""
+    import mnist_bench.search_inflight as inflight_module
+    import mnist_bench.train as train_module
+
+    built: list[int] = []
+
+    class FaultsOnce(Faulting):
+        def __init__(self, config: TrainConfig, data: DeviceData, **kw: object) -> None:
+            built.append(config.seed)
+            super().__init__(config, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(inflight_module, "Training", FaultsOnce)
+    monkeypatch.setattr(train_module, "Training", FaultsOnce)  # what train() builds, one trial at a time
+    with pytest.raises(DeviceFault) as fault:
+        run_search(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
+    message = str(fault.value)
+    assert "\n" not in message and "an illegal memory access was encountered" in message
+    assert "run the same command again to resume" in message and f"{parallel} training(s) in flight" in message
+    assert len(built) == parallel  # none started after the fault
+    study = optuna.load_study(study_name="fault", storage=f"sqlite:///{tmp_path / 's.db'}")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == parallel and not study.get_trials(states=(TrialState.RUNNING,))
+    assert all(t.user_attrs["reason"].startswith("device fault: CUDA error: an illegal memory") for t in failed)
+    monkeypatch.undo()
+    assert run_search(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data).finished == 7
+
+
+def test_an_out_of_memory_trial_is_no_device_fault() -> None:
+    assert device_fault(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")) is None
+    assert device_fault(RuntimeError("CUDA error: unspecified launch failure\nmore")) == (
+        "CUDA error: unspecified launch failure"
+    )
+
+
+def test_memory_is_given_back_between_rounds_while_no_lane_trains(
+    tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Emptying the cache while another lane captures would free what it records into:
+    memory goes back only between rounds, and only after trainings were released."""
+    import mnist_bench.inflight as inflight_module
+
+    busy = 0
+    lock = threading.Lock()
+    calls: list[int] = []
+
+    class Counted(Training):
+        def run_epoch(self) -> float | None:
+            nonlocal busy
+            with lock:
+                busy += 1
+            try:
+                return super().run_epoch()
+            finally:
+                with lock:
+                    busy -= 1
+
+    monkeypatch.setattr(inflight_module, "give_back_memory", lambda device: calls.append(busy))
+    todo = configs(5)
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        if not todo:
+            return None
+        config = todo.pop(0)
+        return config.seed, lambda stream: Counted(config, tiny_data, stream=stream)
+
+    def judge(slot: Slot[int]) -> bool:
+        assert slot.training is not None
+        return slot.training.done
+
+    run_in_flight(3, start, judge, lambda slot, reason: None, device=CPU)
+    assert calls and all(b == 0 for b in calls)
+    assert len(calls) <= 5  # once per round that released something, not per training
+
+
+def test_compile_with_trainings_in_flight_is_refused_in_one_line(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = ["search", "--trials", "2", "--epochs", "1", "--data-dir", str(tiny_mnist), "--no-verify",
+            "--studies-dir", str(tmp_path), "--device", "cpu", "--compile", "--parallel", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("Error: --compile trains one trial at a time: use --parallel 1, not 2")
+    assert not list(tmp_path.glob("*.db"))  # refused before any study was made
