@@ -95,6 +95,9 @@ class Runtime:
     # On a CPU, run the graphed runner's static step (warm-up and undo included) without a
     # graph, where it stands in for one: doctor and the tests check it against eager steps.
     static_on_cpu: bool = False
+    # On CUDA, several trainings may run side by side (a retrain's seeds); off where the
+    # machine's self-check (``trust``) found trainings in flight to differ from alone.
+    side_by_side: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

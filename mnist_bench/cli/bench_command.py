@@ -22,6 +22,7 @@ from mnist_bench.cli.common import (
     Device,
     NoVerify,
     Precision,
+    Steps,
     StudiesDir,
     app,
     make_console,
@@ -85,7 +86,7 @@ def bench(
     if precision:
         runtime_devices = [str(torch_device)]
         for p in precision:
-            runtime_from(p, False, runtime_devices)  # asked for explicitly: refuse what the device lacks
+            runtime_from(p, False, runtime_devices, steps=Steps.graphed)  # asked for: refuse what the device lacks
         changes["precisions"] = tuple(p.value for p in precision)
     if no_compile:
         changes["compile"] = False

@@ -19,6 +19,8 @@ from mnist_bench.config import Runtime
 from mnist_bench.data import default_data_dir
 from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.inflight import check_in_flight
+from mnist_bench.trust import trusted
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
@@ -187,12 +189,20 @@ RestartOpt = Annotated[
         "--restart", help="Train from scratch even if an interrupted run of this output folder left a state to resume."
     ),
 ]
-EagerOpt = Annotated[
-    bool,
+
+
+class Steps(StrEnum):
+    auto = "auto"
+    graphed = "graphed"
+    eager = "eager"
+
+
+StepsOpt = Annotated[
+    Steps,
     typer.Option(
-        "--eager",
-        help="On CUDA, launch every step op by op instead of replaying it as a captured CUDA graph "
-        "(the CPU always runs eagerly).",
+        help="How steps run on a CUDA GPU: auto (replayed as CUDA graphs, trainings side by side, once a "
+        "one-time self-check has shown on this machine that they train as eager ones), graphed (the same, "
+        "unchecked) or eager (op by op, one training at a time unless --parallel). The CPU always runs eagerly.",
     ),
 ]
 NoVerify = Annotated[
@@ -222,15 +232,23 @@ def make_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
-def runtime_from(precision: Precision, compile: bool, devices: Sequence[str], *, eager: bool = False) -> Runtime:
-    """The runtime options, checked against every device they will run on."""
-    runtime = Runtime(precision=precision.value, compile=compile, graphs=not eager)
+def runtime_from(
+    precision: Precision, compile: bool, devices: Sequence[str], *, steps: Steps = Steps.auto, parallel: int = 1
+) -> tuple[Runtime, int]:
+    """The runtime options and trainings in flight, checked against every device they will
+    run on, and cut back to what each device's self-check trusts (``trust``)."""
+    runtime = Runtime(precision=precision.value, compile=compile, graphs=steps is not Steps.eager)
+    check_in_flight(runtime, parallel)
     try:
         for device in devices:
             runtime.check(resolve_device(device))
     except ValueError as exc:
         raise MnistBenchError(f"--precision {precision.value}: {exc}") from None
-    return runtime
+    for device in dict.fromkeys(devices):
+        runtime, parallel = trusted(
+            resolve_device(device), runtime, parallel, steps=steps.value, say=lambda line: typer.echo(line, err=True)
+        )
+    return runtime, parallel
 
 
 def require_positive(name: str, value: int | None) -> None:

@@ -19,7 +19,6 @@ from mnist_bench.cli.common import (
     DataDir,
     DeformOpt,
     Device,
-    EagerOpt,
     NoVerify,
     Optimizer,
     Precision,
@@ -27,6 +26,8 @@ from mnist_bench.cli.common import (
     RestartOpt,
     Schedule,
     Seeds,
+    Steps,
+    StepsOpt,
     Storage,
     StudiesDir,
     StudyName,
@@ -146,7 +147,7 @@ def best(
     deform: DeformOpt = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
-    eager: EagerOpt = False,
+    steps: StepsOpt = Steps.auto,
     restart: RestartOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -158,7 +159,7 @@ def best(
     --augment retrains with that augmentation instead of the trial's own."""
     require_positive("--epochs", epochs)
     require_positive("--seeds", seeds)
-    runtime = runtime_from(precision, compile, [device], eager=eager)
+    runtime, _ = runtime_from(precision, compile, [device], steps=steps)  # seeds side by side: runtime.side_by_side
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
     console = make_console()
@@ -235,7 +236,7 @@ def train_cmd(
     max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
-    eager: EagerOpt = False,
+    steps: StepsOpt = Steps.auto,
     restart: RestartOpt = False,
     out: Annotated[
         Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
@@ -247,7 +248,7 @@ def train_cmd(
 ) -> None:
     """Train one configuration on all training images, test it, save checkpoint and figures."""
     require_positive("--seeds", seeds)
-    runtime = runtime_from(precision, compile, [device], eager=eager)
+    runtime, _ = runtime_from(precision, compile, [device], steps=steps)  # seeds side by side: runtime.side_by_side
     try:
         config = TrainConfig(
             replace(ModelConfig.parse(layers), dropout=dropout),

@@ -19,13 +19,14 @@ from mnist_bench.cli.common import (
     CompileOpt,
     DataDir,
     Device,
-    EagerOpt,
     Format,
     NoVerify,
     Precision,
     PrecisionOpt,
     Pruner,
     Sampler,
+    Steps,
+    StepsOpt,
     Storage,
     StudiesDir,
     StudyName,
@@ -131,7 +132,7 @@ def search(
     ] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
-    eager: EagerOpt = False,
+    steps: StepsOpt = Steps.auto,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -156,10 +157,14 @@ def search(
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
-    in_flight = parallel_option(parallel, worker_devices[0], search_space)
-    settings = replace(
-        settings, runtime=runtime_from(precision, compile, worker_devices, eager=eager), parallel=in_flight
+    runtime, in_flight = runtime_from(
+        precision,
+        compile,
+        worker_devices,
+        steps=steps,
+        parallel=parallel_option(parallel, worker_devices[0], search_space),
     )
+    settings = replace(settings, runtime=runtime, parallel=in_flight)
     # Data and space are checked before the study is created: a failed start leaves no
     # empty study behind. Several workers load their own copies; this one only checks.
     split = ensure_split(data_dir, "train", verify=not no_verify)
@@ -260,7 +265,7 @@ def promote(
     ] = "1",
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
-    eager: EagerOpt = False,
+    steps: StepsOpt = Steps.auto,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -282,10 +287,16 @@ def promote(
         trials=top,
         epochs=epochs,
         seed=seed,
-        runtime=runtime_from(precision, compile, [device], eager=eager),
     )
     settings = long_settings(short, settings, top)
-    settings = replace(settings, parallel=min(parallel_option(parallel, device, stored_space(short)), top))
+    runtime, in_flight = runtime_from(
+        precision,
+        compile,
+        [device],
+        steps=steps,
+        parallel=min(parallel_option(parallel, device, stored_space(short)), top),
+    )
+    settings = replace(settings, runtime=runtime, parallel=in_flight)
     chosen = top_trials(short, top)
     split = ensure_split(data_dir, "train", verify=not no_verify)
     data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
