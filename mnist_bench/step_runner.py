@@ -119,7 +119,14 @@ def sgd_step(
 
 
 class GraphedRunner:
-    """One whole step, captured as a CUDA graph (``capture=True``) and replayed per batch."""
+    """One whole step, captured as a CUDA graph (``capture=True``) and replayed per batch.
+
+    Invariant: every tensor the graph reads or writes (the data, the model's parameters and
+    their gradients, the optimizer's state, the batch indices, counters, schedule tables and
+    rates below, the augmentation's blur matrix) is held by this runner or by the training
+    that holds it, for as long as the graph lives; ``restore`` copies into them in place,
+    since the graph keeps their addresses.
+    """
 
     graphed = True
 
@@ -137,19 +144,34 @@ class GraphedRunner:
         capture: bool,
         stream: torch.cuda.Stream | None = None,
     ) -> None:
-        """``schedule``: per-step tables ("lr", and "momentum" for SGD under one-cycle), empty if constant."""
-        self.model, self.config, self.x, self.y, self.generator = model, config, x, y, generator
-        self.augment = augment  # owns the device tensors the step reads (a graph keeps their addresses)
-        self.capture, self.stream, self.precision = capture, stream, precision
+        """``schedule``: per-step tables ("lr", and "momentum" for SGD under one-cycle), empty if constant.
+
+        Built on the training's stream (the current one): its buffers, a warm-up and its
+        undo, then the capture.
+        """
         if config.optimizer != "sgd" and "momentum" in schedule:
             raise NotCapturable("one-cycle cycles Adam's beta1 per step, which the graphed step does not follow")
-        device = x.device
+        if capture and stream is None:
+            raise ValueError("a captured step needs the training's own stream")
+        self.model, self.config, self.x, self.y, self.generator = model, config, x, y, generator
+        self.augment = augment
+        self.capture, self.stream, self.precision = capture, stream, precision
         self.params = list(model.parameters())
         self.capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if config.max_norm else []
-        bs = config.batch_size
-        self.full_batches = x.shape[0] // bs
-        # Device state the graph reads and writes: this epoch's full batches, which one is
-        # next, the step number (for the schedule), the running loss.
+        self.full_batches = x.shape[0] // config.batch_size
+        self._make_buffers(schedule)
+        self._make_optimizer(momentum="momentum" in schedule)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        with self._on_stream():
+            self._warm_up()
+            if capture:
+                quiet_capturable_warning()
+                self._capture()
+
+    def _make_buffers(self, schedule: dict[str, torch.Tensor]) -> None:
+        """The device state a graph reads and writes: this epoch's full batches, which one is
+        next, the step number (for the schedule), the running loss, the schedule's tables."""
+        device, bs = self.x.device, self.config.batch_size
         self.perm = torch.zeros((max(self.full_batches, 1), bs), dtype=torch.int64, device=device)
         self.batch = torch.zeros((1,), dtype=torch.int64, device=device)
         self.step_no = torch.zeros((1,), dtype=torch.int64, device=device)
@@ -157,35 +179,34 @@ class GraphedRunner:
         self.tables = {k: v.to(device) for k, v in schedule.items()}
         self.host_step = 0  # without a graph, the schedule is followed from the host
         # The step's rate and momentum: device scalars a graph reads when they change per step.
-        self.rates: dict[str, float | torch.Tensor] = {"lr": config.lr, "momentum": config.momentum}
-        if capture:
+        self.rates: dict[str, float | torch.Tensor] = {"lr": self.config.lr, "momentum": self.config.momentum}
+        if self.capture:
             for key, table in self.tables.items():
                 self.rates[key] = table[0].clone()
+
+    def _make_optimizer(self, *, momentum: bool) -> None:
+        """SGD as our own capturable update (its buffers here); Adam(W) as torch's, capturable."""
+        config = self.config
         self.sgd_buffers: list[torch.Tensor] = []
         self.optimizer: torch.optim.Optimizer | None = None
         if config.optimizer == "sgd":
-            if config.momentum or "momentum" in schedule:
+            if config.momentum or momentum:
                 self.sgd_buffers = [torch.zeros_like(p) for p in self.params]
-        else:
-            kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-            options: dict[str, object] = {"capturable": True, "fused": True} if capture else {"foreach": True}
-            self.optimizer = kind(self.params, lr=self.rates["lr"], weight_decay=config.weight_decay, **options)  # type: ignore[arg-type]
-        self.graph: torch.cuda.CUDAGraph | None = None
-        if capture:
-            if stream is None:
-                raise ValueError("a captured step needs the training's own stream")
-            quiet_capturable_warning()
-        with self._on_stream():
-            self._warm_up()
-            if capture:
-                self._capture()
+            return
+        kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        options: dict[str, object] = {"capturable": True, "fused": True} if self.capture else {"foreach": True}
+        self.optimizer = kind(self.params, lr=self.rates["lr"], weight_decay=config.weight_decay, **options)  # type: ignore[arg-type]
 
     def _on_stream(self) -> contextlib.AbstractContextManager[object]:
         """Everything this runner launches goes to the training's stream (CUDA), in order."""
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
 
     def release(self) -> None:
-        """Free the graph (and its memory pool): the training is over."""
+        """Free the graph and its memory pool: the training is over. The gradients live in
+        that pool (the captured backward wrote them), so they go first: a model kept for
+        scoring would otherwise hold the pool's blocks for as long as it lives."""
+        for p in self.params:
+            p.grad = None
         if self.graph is not None:
             self.graph.reset()
             self.graph = None

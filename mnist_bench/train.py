@@ -22,6 +22,7 @@ from torch import nn
 from mnist_bench.augment import Augmenter
 from mnist_bench.config import EXPONENTIAL_FINAL, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.device import give_back_memory
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import build_mlp, use_generator
 from mnist_bench.step_runner import EagerRunner, GraphedRunner
@@ -196,6 +197,12 @@ class Training:
     ``train`` drives it to the end; the scheduler of trials in flight (``inflight``)
     drives several side by side, one epoch each per round. On CUDA it may be given its
     own stream, so that the kernels of several trainings overlap.
+
+    Invariant: a training owns all it uses. Its random numbers (initial weights, batch
+    order, dropout masks, deformations) come from generators of its own, seeded from its
+    config; building or training it reads and writes no process-wide random state, since
+    lanes build and train trainings on several threads at once. Every device tensor its
+    steps read (a captured graph keeps their addresses) is held by it or its runner.
     """
 
     def __init__(
@@ -209,26 +216,18 @@ class Training:
         stream: torch.cuda.Stream | None = None,
     ) -> None:
         self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
-        device = data.device
         runtime = runtime or Runtime()
-        cuda = device.type == "cuda"
-        graphed = runtime.graphs and not runtime.compile and (cuda or runtime.static_on_cpu)
+        cuda = data.device.type == "cuda"
         # On CUDA a training runs on a stream of its own, given (a lane's, see inflight) or
         # its own, from building to its last epoch: a graph cannot be captured on the
         # default stream, and one stream keeps warm-up, undo, capture and replay in order.
-        self.stream = stream if stream is not None or not cuda else torch.cuda.Stream(device)
+        self.stream = stream if stream is not None or not cuda else torch.cuda.Stream(data.device)
         self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
         self.eager_reason: str | None = None  # why a CUDA training runs eagerly, when it does
-        self.runner: EagerRunner | GraphedRunner | None = None
         with self.on_stream():
-            if self.stream is not None:
-                self.stream.wait_stream(torch.cuda.default_stream(device))  # the data was made on the default stream
-            if graphed:
-                self._graphed(runtime, capture=cuda)
-            elif cuda:
-                self.eager_reason = "--compile" if runtime.compile else "--eager"
-            if self.runner is None:
-                self._eager(runtime)
+            if self.stream is not None:  # the data was made on the default stream
+                self.stream.wait_stream(torch.cuda.default_stream(data.device))
+            self.runner: EagerRunner | GraphedRunner = self._graphed(runtime) or self._eager(runtime)
         self.eval_acc: list[float] = []
         self.train_loss: list[float] = []
         self.train_time = 0.0
@@ -243,18 +242,25 @@ class Training:
         use_generator(self.model, self.generator)  # dropout masks from the training's own stream
         self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
 
-    def _eager(self, runtime: Runtime) -> None:
+    def _eager(self, runtime: Runtime) -> EagerRunner:
+        """Steps launched op by op, from a fresh start (whatever a failed capture left)."""
         self._fresh()
         optimizer = make_optimizer(self.config, self.model, self.data.device)
         step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
         schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
-        self.runner = EagerRunner(step, optimizer, schedule, self.config, self.generator, self.augment)
+        return EagerRunner(step, optimizer, schedule, self.config, self.generator, self.augment)
 
-    def _graphed(self, runtime: Runtime, *, capture: bool) -> None:
+    def _graphed(self, runtime: Runtime) -> GraphedRunner | None:
+        """The graphed runner where the runtime asks for it and capture works; else None, and why."""
+        cuda = self.data.device.type == "cuda"
+        if not (runtime.graphs and not runtime.compile and (cuda or runtime.static_on_cpu)):
+            if cuda:
+                self.eager_reason = "--compile" if runtime.compile else "--steps eager"
+            return None
         self._fresh()
         set_matmul_precision(runtime, self.data.device)
         try:
-            self.runner = GraphedRunner(
+            return GraphedRunner(
                 self.model,
                 self.config,
                 self.data.x_train,
@@ -263,15 +269,14 @@ class Training:
                 augment=self.augment,
                 schedule=schedule_tables(self.config, self.steps_per_epoch),
                 precision=runtime.precision,
-                capture=capture,
+                capture=cuda,
                 stream=self.stream,
             )
         except Exception as exc:
             # NotCapturable, or anything the warm-up or capture raised: never the trial's
-            # end. It trains eagerly from the state it started with (``_eager`` builds the
-            # model and generator afresh, whatever the warm-up did to them) and says why.
+            # end. It trains eagerly from the state it started with and says why.
             self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-            self.runner = None
+            return None
 
     def on_stream(self) -> contextlib.AbstractContextManager[object]:
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
@@ -298,7 +303,6 @@ class Training:
             start = time.perf_counter()
             perm = torch.randperm(n, device=device, generator=self.generator)
             # Summed on the device and read once per epoch: no .item() per batch.
-            assert self.runner is not None
             loss_sum = self.runner.epoch(x, y, perm, self._stopping)
             self._sync()
             self.train_time += time.perf_counter() - start
@@ -317,7 +321,7 @@ class Training:
 
     @property
     def graphed(self) -> bool:
-        return self.runner is not None and self.runner.graphed
+        return self.runner.graphed
 
     def _sync(self) -> None:
         if self.stream is not None:
@@ -327,7 +331,6 @@ class Training:
 
     def save_state(self, path: Path) -> None:
         """Everything needed to go on from the last epoch: written whole or not at all."""
-        assert self.runner is not None
         with self.on_stream():  # read after the training's last kernel
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
@@ -356,7 +359,6 @@ class Training:
             raise ValueError(f"{path} is the state of another configuration")
         if state.get("runner_graphed") != self.graphed:
             raise ValueError(f"{path} was saved by {'graphed' if state.get('runner_graphed') else 'eager'} steps")
-        assert self.runner is not None
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
@@ -407,8 +409,12 @@ def train(
     ``stop``, once set (by Ctrl-C), raises KeyboardInterrupt at the next batch boundary.
     """
     run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
-    while not run.done:
-        acc = run.run_epoch()
-        if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
-            run.stop_early()
+    try:
+        while not run.done:
+            acc = run.run_epoch()
+            if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
+                run.stop_early()
+    finally:
+        run.release()
+        give_back_memory(data.device)  # a training run alone: nothing else here is capturing
     return run.result()
