@@ -34,7 +34,8 @@ Typer layer on top. One module per concept:
 - ``render``: rich tables and lines for the CLI
 - ``device``: device choice and the environment recorded beside results
 - ``doctor``: does this machine train right (fast paths against eager ones), and how fast
-- ``cli``: the Typer commands, one module per group of commands
+- ``cli``: the Typer commands, one module per group of commands; ``cli.docs`` writes them
+  out as docs/cli.md
 """
 
 __version__ = "0.1.0"

@@ -28,7 +28,7 @@ def _adam(hidden: tuple[int, ...], *, batch_size: int, epochs: int) -> TrainConf
 
 # Epochs and batch sizes: the values the tutorial families behind each row use
 # (the PyTorch examples' 64/10; the Keras beginner quickstart's 32/5; the classic
-# "feed-forward net" PyTorch tutorial's 100/5). See README, "Baselines".
+# "feed-forward net" PyTorch tutorial's 100/5). See docs/guide.md, "baselines".
 BASELINES: tuple[Baseline, ...] = (
     Baseline(
         "784-128-64-10 SGD",

@@ -63,9 +63,7 @@ def bench(
         list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}. [default: all]")
     ] = None,
     repeats: Annotated[int | None, typer.Option(help="Timed repeats per figure (median reported).")] = None,
-    search_trials: Annotated[
-        int | None, typer.Option(help="Trials per timed search (the issue's figure: 50). [default: 8; --quick 2]")
-    ] = None,
+    search_trials: Annotated[int | None, typer.Option(help="Trials per timed search. [default: 8; --quick 2]")] = None,
     search_epochs: Annotated[
         int | None, typer.Option(help="Most epochs per trial of a timed search. [default: 2; --quick 1]")
     ] = None,
