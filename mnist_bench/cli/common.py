@@ -202,7 +202,7 @@ StepsOpt = Annotated[
     typer.Option(
         help="How steps run on a CUDA GPU: auto (replayed as CUDA graphs, trainings side by side, once a "
         "one-time self-check has shown on this machine that they train as eager ones), graphed (the same, "
-        "unchecked) or eager (op by op, one training at a time unless --parallel). The CPU always runs eagerly.",
+        "unchecked) or eager (launched op by op). The CPU always runs eagerly.",
     ),
 ]
 NoVerify = Annotated[
