@@ -123,6 +123,158 @@ def _floor(device: torch.device, settings: BenchSettings) -> dict[str, float]:
     return {"matmul_tflops": flops / 1e12, "copy_gb_per_s": bandwidth / 1e9}
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every section reads: the settings, the data on the device, the floor, the environment."""
+
+    settings: BenchSettings
+    split: MnistSplit
+    data: DeviceData
+    device: torch.device
+    env: dict[str, Any]
+    flops: float  # measured matmul FLOP/s
+    bandwidth: float  # measured copy bytes/s
+    log: Log
+    search_runner: Callable[[int, int], dict[str, Any]] | None
+    reference_runner: Callable[[], dict[str, Any]] | None
+
+    def kw(self, batch_size: int) -> dict[str, int]:
+        """Timing options for one batch size: big batches take fewer steps per repeat."""
+        s = self.settings
+        return {"steps": max(10, min(s.steps, s.samples_per_repeat // batch_size)), "repeats": s.repeats,
+                "warmup": s.warmup}  # fmt: skip
+
+
+def _training(run: _Run) -> pd.DataFrame:
+    """The trainer per network and batch size, beside its floor; on CUDA graphed and eager."""
+    rows = []
+    step_kinds = (True, False) if run.device.type == "cuda" else (False,)  # the eager rows: what graphs buy
+    for layers in run.settings.networks:
+        for bs in run.settings.batch_sizes:
+            bound = floor_row(layers, bs, run.flops, run.bandwidth)
+            for graphs in step_kinds:
+                run.log(f"training: {layers} batch {bs}{' graphed' if graphs else ''}")
+                measured = trainer_throughput(adam_config(layers, bs), run.data, Runtime(graphs=graphs), **run.kw(bs))
+                of_floor = measured["samples_per_s"] / bound["floor_samples_per_s"]
+                rows.append({"network": layers, "batch_size": bs, **measured, **bound, "of_floor": of_floor,
+                             "train_flops_per_sample": train_flops_per_sample(layers), **run.env})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _inflight(run: _Run) -> pd.DataFrame:
+    """K trainings of the small net side by side in one process, against one."""
+    rows = []
+    layers, bs = run.settings.packing_network, run.settings.packing_batch_size
+    for k in run.settings.inflight:
+        run.log(f"inflight: {k} x {layers} batch {bs} side by side")
+        measured = inflight_throughput(layers, bs, k, run.data, **run.kw(bs))
+        rows.append({"network": layers, "batch_size": bs, "trials": k, **measured, **run.env})
+    one = rows[0]["samples_per_s"] if rows and rows[0]["trials"] == 1 else None
+    for row in rows:
+        row["vs_one_trial"] = row["samples_per_s"] / one if one else float("nan")
+    return pd.DataFrame(rows)
+
+
+def _classic(run: _Run) -> pd.DataFrame:
+    """The tutorial DataLoader pipeline against the trainer, same network and batch."""
+    rows = []
+    for layers in run.settings.classic_networks:
+        for bs in run.settings.classic_batch_sizes:
+            run.log(f"classic: {layers} batch {bs}, DataLoader pipeline vs trainer")
+            config = adam_config(layers, bs)
+            classic = classic_throughput(config, run.split, run.device, **run.kw(bs))
+            ours = trainer_throughput(config, run.data, Runtime(), **run.kw(bs))
+            rows.append({"network": layers, "batch_size": bs, "classic_samples_per_s": classic["samples_per_s"],
+                         "trainer_samples_per_s": ours["samples_per_s"],
+                         "speedup": ours["samples_per_s"] / classic["samples_per_s"],
+                         "classic_epoch_s": classic["epoch_s"], "trainer_epoch_s": ours["epoch_s"],
+                         **run.env})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _runtime(run: _Run) -> pd.DataFrame:
+    """Eager against compiled, in each precision the device has."""
+    rows = []
+    for layers, bs in run.settings.runtime_cases:
+        base = None
+        for compile_ in (False, True) if run.settings.compile else (False,):
+            for precision in run.settings.precisions:
+                runtime = Runtime(precision=precision, compile=compile_)
+                label = f"{'compiled' if compile_ else 'eager'} {precision}"
+                row = {"network": layers, "batch_size": bs, "runtime": label}
+                try:
+                    runtime.check(run.device)
+                except ValueError as exc:
+                    rows.append({**row, "skipped": str(exc), **run.env})
+                    continue
+                run.log(f"runtime: {layers} batch {bs}, {label}")
+                measured = trainer_throughput(adam_config(layers, bs), run.data, runtime, **run.kw(bs))
+                base = base or measured["samples_per_s"]
+                vs = measured["samples_per_s"] / base
+                rows.append({**row, **measured, "vs_eager_fp32": vs, "skipped": "", **run.env})
+    return pd.DataFrame(rows)
+
+
+def _inference(run: _Run) -> pd.DataFrame:
+    """One-image latency and large-batch throughput per network."""
+    rows = []
+    for layers in run.settings.networks:
+        run.log(f"inference: {layers}")
+        measured = inference(layers, run.device, batch=8192, iterations=50 * run.settings.repeats, warmup=20)
+        rows.append({"network": layers, **measured, **run.env})
+    return pd.DataFrame(rows)
+
+
+def _packing(run: _Run) -> pd.DataFrame:
+    """K same-shaped trials at once, as processes and as one stacked model."""
+    rows = []
+    layers, bs = run.settings.packing_network, run.settings.packing_batch_size
+    for k in run.settings.workers:
+        for method, measure in (("processes", process_throughput), ("stacked", stacked_throughput)):
+            run.log(f"packing: {k} x {layers} batch {bs} as {method}")
+            measured = measure(layers, bs, k, run.data, **run.kw(bs))
+            rows.append({"network": layers, "batch_size": bs, "trials": k, "method": method, **measured, **run.env})
+    packing_gain(rows)
+    return pd.DataFrame(rows)
+
+
+def _search(run: _Run) -> pd.DataFrame | None:
+    """Fresh studies with W workers or K in flight, beside the hand-written pattern."""
+    if run.search_runner is None:
+        return None
+    settings = run.settings
+    rows: list[dict[str, Any]] = []
+    plans = [(w, 1) for w in settings.workers] + [(1, k) for k in settings.search_parallel if k > 1]
+    for workers, parallel in plans:
+        run.log(f"search: {workers} worker(s), {parallel} side by side, {settings.search_trials} trials")
+        plan = {"method": "mnist-bench search", "workers": workers, "parallel": parallel}
+        rows.append({**plan, **run.search_runner(workers, parallel), **run.env})
+    with_reference = run.reference_runner is not None and settings.reference
+    if with_reference:
+        assert run.reference_runner is not None
+        run.log(f"search: the hand-written Optuna-example pattern, {settings.search_trials} trials")
+        rows.append({"method": "hand-written Optuna example", "workers": 1, "parallel": 1,
+                     **run.reference_runner(), **run.env})  # fmt: skip
+    base = rows[0]["trials_per_min"] if rows else 1.0
+    reference = rows[-1]["trials_per_min"] if with_reference else None
+    for row in rows:
+        row["speedup"] = row["trials_per_min"] / base
+        row["vs_hand_written"] = row["trials_per_min"] / reference if reference else float("nan")
+    return pd.DataFrame(rows)
+
+
+# Each section after the floor, in SECTIONS' order: one function of the run, a DataFrame (None: skipped).
+_SECTION_RUNS: dict[str, Callable[[_Run], pd.DataFrame | None]] = {
+    "training": _training,
+    "inflight": _inflight,
+    "classic": _classic,
+    "runtime": _runtime,
+    "inference": _inference,
+    "packing": _packing,
+    "search": _search,
+}
+
+
 def run_bench(
     settings: BenchSettings,
     split: MnistSplit,
@@ -133,148 +285,20 @@ def run_bench(
     reference_runner: Callable[[], dict[str, Any]] | None = None,
     log: Log = lambda _: None,
 ) -> dict[str, pd.DataFrame]:
-    """Measure the chosen sections; every row carries the environment."""
+    """Measure the floor, then the chosen sections; every row carries the environment."""
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise MnistBenchError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     env = environment_row(device)
     data = DeviceData.with_validation(split, device, val_size=min(5000, len(split) // 10 or 1))
-    out: dict[str, pd.DataFrame] = {}
-
-    def kw(batch_size: int) -> dict[str, int]:
-        """Timing options for one batch size: big batches take fewer steps per repeat."""
-        steps = max(10, min(settings.steps, settings.samples_per_repeat // batch_size))
-        return {"steps": steps, "repeats": settings.repeats, "warmup": settings.warmup}
-
     log("floor: matmul rate and copy bandwidth")
     floor = _floor(device, settings)
-    out["floor"] = pd.DataFrame([{**floor, **env}])
-    flops, bandwidth = floor["matmul_tflops"] * 1e12, floor["copy_gb_per_s"] * 1e9
-    # On CUDA the trainer replays graphed steps; the eager rows show what that buys.
-    step_kinds = (True, False) if device.type == "cuda" else (False,)
-
-    if "training" in sections:
-        rows = []
-        for layers in settings.networks:
-            for bs in settings.batch_sizes:
-                bound = floor_row(layers, bs, flops, bandwidth)
-                for graphs in step_kinds:
-                    log(f"training: {layers} batch {bs}{' graphed' if graphs else ''}")
-                    measured = trainer_throughput(adam_config(layers, bs), data, Runtime(graphs=graphs), **kw(bs))
-                    rows.append(
-                        {
-                            "network": layers,
-                            "batch_size": bs,
-                            **measured,
-                            **bound,
-                            "of_floor": measured["samples_per_s"] / bound["floor_samples_per_s"],
-                            "train_flops_per_sample": train_flops_per_sample(layers),
-                            **env,
-                        }
-                    )
-        out["training"] = pd.DataFrame(rows)
-
-    if "inflight" in sections:
-        rows = []
-        layers, bs = settings.packing_network, settings.packing_batch_size
-        for k in settings.inflight:
-            log(f"inflight: {k} x {layers} batch {bs} side by side")
-            measured = inflight_throughput(layers, bs, k, data, **kw(bs))
-            rows.append({"network": layers, "batch_size": bs, "trials": k, **measured, **env})
-        one = rows[0]["samples_per_s"] if rows and rows[0]["trials"] == 1 else None
-        for row in rows:
-            row["vs_one_trial"] = row["samples_per_s"] / one if one else float("nan")
-        out["inflight"] = pd.DataFrame(rows)
-
-    if "classic" in sections:
-        rows = []
-        for layers in settings.classic_networks:
-            for bs in settings.classic_batch_sizes:
-                log(f"classic: {layers} batch {bs}, DataLoader pipeline vs trainer")
-                config = adam_config(layers, bs)
-                classic = classic_throughput(config, split, device, **kw(bs))
-                ours = trainer_throughput(config, data, Runtime(), **kw(bs))
-                rows.append(
-                    {
-                        "network": layers,
-                        "batch_size": bs,
-                        "classic_samples_per_s": classic["samples_per_s"],
-                        "trainer_samples_per_s": ours["samples_per_s"],
-                        "speedup": ours["samples_per_s"] / classic["samples_per_s"],
-                        "classic_epoch_s": classic["epoch_s"],
-                        "trainer_epoch_s": ours["epoch_s"],
-                        **env,
-                    }
-                )
-        out["classic"] = pd.DataFrame(rows)
-
-    if "runtime" in sections:
-        rows = []
-        for layers, bs in settings.runtime_cases:
-            base = None
-            for compile_ in (False, True) if settings.compile else (False,):
-                for precision in settings.precisions:
-                    runtime = Runtime(precision=precision, compile=compile_)
-                    label = f"{'compiled' if compile_ else 'eager'} {precision}"
-                    try:
-                        runtime.check(device)
-                    except ValueError as exc:
-                        rows.append({"network": layers, "batch_size": bs, "runtime": label, "skipped": str(exc), **env})
-                        continue
-                    log(f"runtime: {layers} batch {bs}, {label}")
-                    measured = trainer_throughput(adam_config(layers, bs), data, runtime, **kw(bs))
-                    base = base or measured["samples_per_s"]
-                    rows.append(
-                        {
-                            "network": layers,
-                            "batch_size": bs,
-                            "runtime": label,
-                            **measured,
-                            "vs_eager_fp32": measured["samples_per_s"] / base,
-                            "skipped": "",
-                            **env,
-                        }
-                    )
-        out["runtime"] = pd.DataFrame(rows)
-
-    if "inference" in sections:
-        rows = []
-        for layers in settings.networks:
-            log(f"inference: {layers}")
-            iterations = 50 * settings.repeats
-            rows.append(
-                {"network": layers, **inference(layers, device, batch=8192, iterations=iterations, warmup=20), **env}
-            )
-        out["inference"] = pd.DataFrame(rows)
-
-    if "packing" in sections:
-        rows = []
-        layers, bs = settings.packing_network, settings.packing_batch_size
-        for k in settings.workers:
-            for method, measure in (("processes", process_throughput), ("stacked", stacked_throughput)):
-                log(f"packing: {k} x {layers} batch {bs} as {method}")
-                measured = measure(layers, bs, k, data, **kw(bs))
-                rows.append({"network": layers, "batch_size": bs, "trials": k, "method": method, **measured, **env})
-        packing_gain(rows)
-        out["packing"] = pd.DataFrame(rows)
-
-    if "search" in sections and search_runner is not None:
-        rows = []
-        plans = [(w, 1) for w in settings.workers] + [(1, k) for k in settings.search_parallel if k > 1]
-        for workers, parallel in plans:
-            log(f"search: {workers} worker(s), {parallel} side by side, {settings.search_trials} trials")
-            row = {"method": "mnist-bench search", "workers": workers, "parallel": parallel}
-            rows.append({**row, **search_runner(workers, parallel), **env})
-        if reference_runner is not None and settings.reference:
-            log(f"search: the hand-written Optuna-example pattern, {settings.search_trials} trials")
-            rows.append({"method": "hand-written Optuna example", "workers": 1, "parallel": 1,
-                         **reference_runner(), **env})  # fmt: skip
-        base = rows[0]["trials_per_min"] if rows else 1.0
-        reference = rows[-1]["trials_per_min"] if reference_runner is not None and settings.reference else None
-        for row in rows:
-            row["speedup"] = row["trials_per_min"] / base
-            row["vs_hand_written"] = row["trials_per_min"] / reference if reference else float("nan")
-        out["search"] = pd.DataFrame(rows)
+    out = {"floor": pd.DataFrame([{**floor, **env}])}
+    run = _Run(settings, split, data, device, env, floor["matmul_tflops"] * 1e12, floor["copy_gb_per_s"] * 1e9,
+               log, search_runner, reference_runner)  # fmt: skip
+    for name, measure in _SECTION_RUNS.items():
+        if name in sections and (frame := measure(run)) is not None:
+            out[name] = frame
     return out
 
 
