@@ -89,16 +89,18 @@ def blur_matrix(sigma: float, side: int, device: torch.device) -> torch.Tensor:
     epoch's augmentation time (docs/benchmarks.md). Built once per training (``Augmenter``),
     not per batch.
     """
-    kernel = _gaussian_kernel(sigma, device)
+    # Built on the CPU, whose scatter_add sums in order: CUDA's atomic adds would sum a
+    # cell's three terms (wide blurs reflect twice) in any order, and not repeat bitwise.
+    kernel = _gaussian_kernel(sigma, torch.device("cpu"))
     radius = kernel.numel() // 2
     if radius >= side:
         raise ValueError(f"a blur of sigma {sigma} reaches past a {side}-pixel image")
-    out = torch.arange(side, device=device)[:, None]
-    source = out + torch.arange(-radius, radius + 1, device=device)[None, :]
+    out = torch.arange(side)[:, None]
+    source = out + torch.arange(-radius, radius + 1)[None, :]
     source = torch.where(source < 0, -source, source)  # reflect, edge not repeated (as F.pad)
     source = torch.where(source > side - 1, 2 * (side - 1) - source, source)
-    matrix = torch.zeros(side, side, device=device)
-    return matrix.scatter_add_(1, source, kernel.expand(side, -1).contiguous())
+    matrix = torch.zeros(side, side).scatter_add_(1, source, kernel.expand(side, -1).contiguous())
+    return matrix.to(device)
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -77,20 +77,40 @@ def select_device(device: torch.device) -> torch.device:
     return device
 
 
-# CUDA's sticky errors, as torch words them: after one, the process's CUDA context is
-# unusable, and every later call on it fails the same way (cudaErrorIllegalAddress,
-# LaunchFailure, Assert, IllegalInstruction, MisalignedAddress, InvalidPc, HardwareStackError,
-# LaunchTimeout, ECCUncorrectable). An out-of-memory error is not one: the next trial may fit.
+# CUDA's sticky errors: after one, the process's CUDA context is unusable, and every later
+# call on it fails. torch (2.8+) raises them as torch.AcceleratorError with the CUDA error
+# code; older builds and other paths as a RuntimeError whose message is CUDA's wording.
+# An out-of-memory error is not one: the next trial may fit.
+STICKY_CUDA_CODES = frozenset(
+    {
+        214,  # cudaErrorECCUncorrectable
+        220,  # cudaErrorNvlinkUncorrectable
+        700,  # cudaErrorIllegalAddress
+        702,  # cudaErrorLaunchTimeout
+        710,  # cudaErrorAssert
+        714,  # cudaErrorHardwareStackError
+        715,  # cudaErrorIllegalInstruction
+        716,  # cudaErrorMisalignedAddress
+        717,  # cudaErrorInvalidAddressSpace
+        718,  # cudaErrorInvalidPc
+        719,  # cudaErrorLaunchFailure
+    }
+)
 STICKY_CUDA_ERRORS = (
     "an illegal memory access was encountered",
     "unspecified launch failure",
     "device-side assert triggered",
     "an illegal instruction was encountered",
     "misaligned address",
+    "operation not supported on global/shared address space",
     "invalid program counter",
     "hardware stack error",
     "the launch timed out and was terminated",
     "uncorrectable ecc error encountered",
+    "uncorrectable nvlink error",
+    # Not CUDA's: torch before 2.12 kept one capture state for the default generator, and a
+    # capture that failed left it capturing for good; every later replay raises this.
+    "offset increment outside graph capture",
 )
 
 
@@ -98,11 +118,23 @@ class DeviceFault(MnistBenchError):
     """The device's context is poisoned: nothing more can run on it in this process."""
 
 
-def device_fault(exc: BaseException) -> str | None:
-    """The one-line fault if ``exc`` is a sticky CUDA error, else None (the next training may run)."""
-    text = str(exc)
-    if any(sticky in text.lower() for sticky in STICKY_CUDA_ERRORS):
-        return text.strip().splitlines()[0][:200]
+def device_fault(exc: BaseException, device: torch.device | None = None) -> str | None:
+    """The one-line fault if ``exc`` is a sticky device error, else None (the next training may run).
+
+    By CUDA's error code where torch gives one, else by its wording; on a CUDA ``device``,
+    an error of any other kind (a cuBLAS failure after a fault, say) is checked by asking the
+    device once more: a poisoned context answers with the sticky error.
+    """
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if getattr(exc, "error_code", None) in STICKY_CUDA_CODES:
+        return text
+    if any(sticky in str(exc).lower() for sticky in STICKY_CUDA_ERRORS):
+        return text
+    if device is not None and device.type == "cuda":
+        try:
+            torch.cuda.synchronize(device)
+        except Exception as probe:  # the context answers with its sticky error
+            return device_fault(probe) or f"{text} (then: {str(probe).strip().splitlines()[0][:120]})"
     return None
 
 

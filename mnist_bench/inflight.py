@@ -80,7 +80,7 @@ class Lane:
     """One place for a training: one thread and (on CUDA) one stream, for the lane's life."""
 
     def __init__(self, index: int, device: torch.device) -> None:
-        self.index = index
+        self.index, self.device = index, device
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         # The thread selects the device first: CUDA's current device is per thread.
         self._thread = ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,))
@@ -138,13 +138,24 @@ def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int
     return min(MAX_AUTO, by_memory)
 
 
-def _epoch(slot: Slot[T], lane: Lane) -> None:
-    """Build the slot's training if it has none yet, then train one epoch: on the lane's thread."""
+def _build(slot: Slot[T], lane: Lane) -> None:
+    """Build the slot's training on the lane's thread and stream: warm-up and capture included."""
+    assert slot.make is not None
+    make, slot.make = slot.make, None
     try:
-        if slot.training is None:
-            assert slot.make is not None
-            make, slot.make = slot.make, None
-            slot.training = make(lane.stream)
+        slot.training = make(lane.stream)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # this training fails alone (judged as failed); unless the device is gone
+        slot.error = one_line(exc)
+        slot.fault = device_fault(exc, lane.device)
+
+
+def _epoch(slot: Slot[T], lane: Lane) -> None:
+    """Train the slot's training one epoch, on the lane's thread."""
+    if slot.training is None:
+        return  # its building failed: slot.error says why
+    try:
         if not slot.training.done:  # done already: a finished training resumed from its saved state
             slot.last_acc = slot.training.run_epoch()
         slot.error = None
@@ -152,7 +163,7 @@ def _epoch(slot: Slot[T], lane: Lane) -> None:
         raise
     except Exception as exc:  # this training fails alone, the others go on; unless the device is gone
         slot.error = one_line(exc)
-        slot.fault = device_fault(exc)
+        slot.fault = device_fault(exc, lane.device)
 
 
 def run_in_flight(
@@ -166,9 +177,10 @@ def run_in_flight(
     """Keep up to ``k`` trainings in flight until ``start`` has no more; returns how many ran.
 
     ``start(lane_index)`` names the next training, its tag and how to build it (or None:
-    no more); the lane builds it. ``judge(slot)`` is called after each of its epochs, in
-    lane order, and says whether it is finished (completed, pruned, failed); a finished
-    training's graph is released then, and its memory given back before the next round.
+    no more); its lane builds it, one at a time while no lane trains. ``judge(slot)`` is
+    called after each of its epochs, in lane order, and says whether it is finished
+    (completed, pruned, failed); a finished training's graph is released then, and its
+    memory given back before the next round.
     ``abandon(slot, reason)`` is called on every training in flight when the run ends
     early: a KeyboardInterrupt (Ctrl-C, raised inside an epoch by the trainer's stop flag),
     after the round's other epochs, propagates; a sticky device fault raises ``DeviceFault``.
@@ -197,6 +209,12 @@ def run_in_flight(
         try:
             refill()
             while any(slots):
+                # New trainings are built one at a time, while no lane trains: a capture never
+                # overlaps another lane's replay (before torch 2.12 the default generator had
+                # one process-wide capture state, and a replay during a capture raised).
+                for i, slot in enumerate(slots):
+                    if slot is not None and slot.make is not None:
+                        lanes[i].run(partial(_build, slot, lanes[i]))
                 futures = [lanes[i].submit(partial(_epoch, slot, lanes[i])) for i, slot in enumerate(slots) if slot]
                 raised = [f.exception() for f in futures]  # waits for every epoch of the round
                 for exc in raised:

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from mnist_bench.config import TrainConfig
 
 WARMUP_STEPS = 3  # before capture, on the training's stream (cuBLAS and autograd set themselves up)
+# A fact about this process's CUDA state, not about any training: once a capture has failed,
+# later trainings train eagerly (their reason says why). Appended to, never cleared.
+BROKEN_CAPTURE: list[str] = []
 
 
 def quiet_capturable_warning() -> None:
@@ -162,10 +165,11 @@ class GraphedRunner:
         self._make_buffers(schedule)
         self._make_optimizer(momentum="momentum" in schedule)
         self.graph: torch.cuda.CUDAGraph | None = None
+        if capture:
+            quiet_capturable_warning()  # before the warm-up, whose capturable Adam steps warn
         with self._on_stream():
             self._warm_up()
             if capture:
-                quiet_capturable_warning()
                 self._capture()
 
     def _make_buffers(self, schedule: dict[str, torch.Tensor]) -> None:
@@ -295,13 +299,13 @@ class GraphedRunner:
             for buffer, saved in zip(self.sgd_buffers, state["sgd_buffers"], strict=True):
                 buffer.copy_(saved)
             self.step_no.fill_(state["step_no"])
+            for key, value in state["rates"].items():
+                current = self.rates[key]
+                if isinstance(current, torch.Tensor):
+                    current.fill_(value)
+                else:
+                    self.rates[key] = value
         self.host_step = state["host_step"]  # without a graph, the next step reads its rates from the tables
-        for key, value in state["rates"].items():
-            current = self.rates[key]
-            if isinstance(current, torch.Tensor):
-                current.fill_(value)
-            else:
-                self.rates[key] = value
 
     # -- warm-up and capture ---------------------------------------------------------------
     def _warm_up(self) -> None:
@@ -330,23 +334,31 @@ class GraphedRunner:
 
     def _capture(self) -> None:
         """Capture one static step on the training's stream (the current one)."""
+        if BROKEN_CAPTURE:
+            raise NotCapturable(f"an earlier capture failed in this process ({BROKEN_CAPTURE[0]})")
         graph = torch.cuda.CUDAGraph()
         if self.config.augment != "none" or self.config.model.dropout > 0:
             register = getattr(graph, "register_generator_state", None)
             if register is None:
                 raise NotCapturable("this torch cannot capture a trial's own generator (dropout, augmentation)")
-            register(self.generator)
+            with warnings.catch_warnings():  # deprecated (a no-op) from torch 2.14, where every generator is
+                warnings.simplefilter("ignore", DeprecationWarning)
+                register(self.generator)
         # capture_begin/end rather than torch.cuda.graph(), which synchronizes the whole
         # device and empties its cache first: with trainings in flight, that would stall
         # every other one. Thread-local: the other lanes keep launching from their threads.
         graph.capture_begin(capture_error_mode="thread_local")
         try:
             self._static_step()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                graph.capture_end()  # end the broken capture, so the stream is usable again
-            raise
-        graph.capture_end()
+        finally:
+            try:
+                graph.capture_end()  # ends a broken capture too, so the stream is usable again
+            except Exception as exc:
+                # torch (up to 2.13) skips its own bookkeeping when capture_end raises: the
+                # allocator keeps the capture as underway and, before 2.12, the generators
+                # stay capturing. No later capture in this process can be trusted.
+                BROKEN_CAPTURE.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
+                raise
         self.graph = graph
 
     # -- an epoch ------------------------------------------------------------------------------

@@ -369,7 +369,13 @@ class Training:
         return self.epoch
 
     def release(self) -> None:
-        """Free what only training needs (a captured graph and its memory pool); the model stays."""
+        """Free what only training needs (a captured graph and its memory pool); the model stays.
+
+        After the training's last queued kernel: an epoch stopped by an error or Ctrl-C may
+        have left replays queued that still read the graph's memory."""
+        if self.stream is not None:
+            with contextlib.suppress(Exception):  # a faulted device: nothing more will run anyway
+                self.stream.synchronize()
         if isinstance(self.runner, GraphedRunner):
             self.runner.release()
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_bench import step_runner
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.doctor import CONFIGS as DOCTOR_CONFIGS
@@ -154,3 +155,45 @@ def test_a_captured_step_needs_its_own_stream(tiny_data: DeviceData) -> None:
             augment=training.augment,
             schedule={}, precision="fp32", capture=True, stream=None,
         )  # fmt: skip
+
+
+class StandInGraph:
+    """Records a capture instead of making one (the CPU has no graphs); ``capture_end`` may fail."""
+
+    end_fails = False
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def register_generator_state(self, generator: torch.Generator) -> None:
+        self.events.append("register")
+
+    def capture_begin(self, **_: object) -> None:
+        self.events.append("begin")
+
+    def capture_end(self) -> None:
+        self.events.append("end")
+        if self.end_fails:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+
+def test_a_capture_whose_end_fails_leaves_later_trainings_eager(
+    tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch skips its own bookkeeping when capture_end raises, so no later capture in the
+    process can be trusted: they train eagerly and say why."""
+    monkeypatch.setattr(step_runner, "BROKEN_CAPTURE", [])
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+    config = replace(CONFIGS["AdamW + cosine + dropout + label smoothing"], epochs=1)
+    runner = static(config, tiny_data).runner
+    assert isinstance(runner, GraphedRunner)
+    runner._capture()  # a capture that ends well: registered the training's generator, begun, ended
+    assert isinstance(runner.graph, StandInGraph) and runner.graph.events == ["register", "begin", "end"]
+    monkeypatch.setattr(StandInGraph, "end_fails", True)
+    with pytest.raises(RuntimeError, match="previous error during capture"):
+        runner._capture()
+    assert step_runner.BROKEN_CAPTURE == [
+        "RuntimeError: CUDA error: operation failed due to a previous error during capture"
+    ]
+    with pytest.raises(NotCapturable, match="an earlier capture failed in this process"):
+        static(config, tiny_data).runner._capture()  # type: ignore[union-attr]
