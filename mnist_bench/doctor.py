@@ -227,11 +227,11 @@ def check_precision(device: torch.device) -> list[Check]:
 
 
 def used_memory_mb(device: torch.device) -> float:
-    """Device memory in use by anyone (the driver's figure, so cuBLAS workspaces and
-    contexts count too); on a CPU, this process's resident memory."""
+    """Device memory this process's caching allocator holds (graph pools, tensors, and the
+    cuBLAS workspaces it hands out), not the driver's device-wide figure, which another
+    process on a shared GPU would move; on a CPU, this process's resident memory."""
     if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        return (total - free) / 2**20
+        return torch.cuda.memory_reserved(device) / 2**20
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -240,15 +240,13 @@ def graph_memory_mb(data: DeviceData, runtime: Runtime, config: TrainConfig) -> 
     """What one training's captured graph holds on the device (0 on a CPU: no graph)."""
     if data.device.type != "cuda":
         return 0.0
-    give_back_memory(data.device)
-    before = used_memory_mb(data.device)
     training = Training(config, data, runtime=runtime, score_epochs=False)
     training.run_epoch()
     give_back_memory(data.device)
     held = used_memory_mb(data.device)
-    training.release()
+    training.release()  # what this gives back is the graph's pool alone (not the stream's workspaces)
     give_back_memory(data.device)
-    return max(0.0, held - before)
+    return max(0.0, held - used_memory_mb(data.device))
 
 
 def check_memory(data: DeviceData) -> Check:

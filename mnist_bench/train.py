@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,6 +192,24 @@ def make_step(
     return step
 
 
+_SOLO_STREAMS: dict[tuple[int, torch.device], torch.cuda.Stream] = {}
+_SOLO_LOCK = threading.Lock()
+
+
+def solo_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream of the trainings this thread runs alone (not in a lane), kept for the process.
+
+    cuBLAS keeps a workspace per (thread's handle, stream) until the process ends: a fresh
+    stream per training would leave one behind for each. Trainings alone on one thread run
+    one after the other, so sharing their stream shares nothing at the same time.
+    """
+    key = (threading.get_ident(), device)
+    with _SOLO_LOCK:
+        if key not in _SOLO_STREAMS:
+            _SOLO_STREAMS[key] = torch.cuda.Stream(device)
+        return _SOLO_STREAMS[key]
+
+
 class Training:
     """One configuration being trained, an epoch at a time.
 
@@ -221,7 +240,7 @@ class Training:
         # On CUDA a training runs on a stream of its own, given (a lane's, see inflight) or
         # its own, from building to its last epoch: a graph cannot be captured on the
         # default stream, and one stream keeps warm-up, undo, capture and replay in order.
-        self.stream = stream if stream is not None or not cuda else torch.cuda.Stream(data.device)
+        self.stream = stream if stream is not None or not cuda else solo_stream(data.device)
         self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
         self.eager_reason: str | None = None  # why a CUDA training runs eagerly, when it does
         with self.on_stream():

@@ -18,11 +18,13 @@ or ``--steps eager`` overrides; ``mnist-bench doctor`` writes the same verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -35,6 +37,9 @@ from mnist_bench.config import Runtime
 from mnist_bench.device import device_name
 
 CHECK_TIMEOUT_S = 180.0  # a healthy GPU checks in seconds; CUDA's first start can take a minute
+# A check that crashed or hung may have met a passing trouble (a GPU busy with another job, a
+# first start compiling kernels): its verdict is kept this long, then the check runs again.
+INCONCLUSIVE_KEEP_S = 24 * 3600.0
 STEPS = ("auto", "graphed", "eager")
 # Set in the child's environment to rehearse what it must survive: "graphed" or "in-flight"
 # (that check fails for real), "die" (the child kills itself), "hang" (it never answers).
@@ -48,6 +53,7 @@ class Verdict:
     reason: str | None  # what failed, in one line; None when both passed
     machine: dict[str, str]  # what the verdict holds for (machine_key)
     checked_s: float  # when it was reached (Unix time)
+    conclusive: bool = True  # the comparisons ran; False when the check crashed or hung
 
     @property
     def ok(self) -> bool:
@@ -65,6 +71,7 @@ class Verdict:
             reason=values.get("reason"),
             machine={str(k): str(v) for k, v in values["machine"].items()},
             checked_s=float(values["checked_s"]),
+            conclusive=bool(values.get("conclusive", True)),
         )
 
 
@@ -111,7 +118,11 @@ def load_verdict(key: dict[str, str]) -> Verdict | None:
         verdict = Verdict.from_json(verdict_path(key).read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return verdict if verdict.machine == key else None
+    if verdict.machine != key:
+        return None
+    if not verdict.conclusive and time.time() - verdict.checked_s > INCONCLUSIVE_KEEP_S:
+        return None  # a crash or hang a day ago: check again
+    return verdict
 
 
 def save_verdict(verdict: Verdict) -> Path:
@@ -137,11 +148,19 @@ def check_here(device: torch.device, *, inject: str | None = None) -> Verdict:
     configs = dict(doctor.CONFIGS)
     if inject == "graphed":  # a real failing comparison: the fast side trains another seed
         configs = {name: replace(c, seed=c.seed + 100) for name, c in configs.items()}
-    failed = [c for c in doctor.check_graphed_against_eager(data, steps, fast_configs=configs) if c.ok is False]
+    try:
+        checks = doctor.check_graphed_against_eager(data, steps, fast_configs=configs)
+    except Exception as exc:  # a path that raises has failed its check; the other is still checked
+        checks = [doctor.Check(f"{steps} = eager", f"raised {type(exc).__name__}: {exc}".splitlines()[0], False)]
+    failed = [c for c in checks if c.ok is False]
     graphed = not failed
     # In flight with the steps the command would use: graphed where they passed.
     runtime = doctor.fast_runtime(device) if graphed else Runtime(graphs=False)
-    in_flight = doctor.check_in_flight(data, runtime=runtime, perturb=inject == "in-flight")
+    try:
+        in_flight = doctor.check_in_flight(data, runtime=runtime, perturb=inject == "in-flight")
+    except Exception as exc:
+        found = f"raised {type(exc).__name__}: {exc}".splitlines()[0]
+        in_flight = doctor.Check("trainings in flight = each alone", found, False)
     reasons = [f"{c.name}: {c.result}" for c in failed]
     if not in_flight.ok:
         reasons.append(f"{in_flight.name}: {in_flight.result}")
@@ -170,18 +189,24 @@ def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Ve
     """Run the check in a child process; a crash or a hang is a verdict too (both paths off)."""
     key = machine_key(device)
     command = [sys.executable, "-m", "mnist_bench.trust", "--device", str(device)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        return Verdict(False, False, f"the self-check did not finish in {timeout_s:.0f} s", key, time.time())
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
         try:
+            code = child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)  # a child stuck in the driver may not even die: not waited for
+            said = f"the self-check did not finish in {timeout_s:.0f} s"
+            return Verdict(False, False, said, key, time.time(), conclusive=False)
+        out.seek(0)
+        err.seek(0)
+        lines, errors = out.read().strip().splitlines(), err.read().strip().splitlines()
+    if code == 0 and lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             return replace(Verdict.from_json(lines[-1]), machine=key)
-        except (ValueError, KeyError, TypeError):
-            pass
-    said = (done.stderr.strip().splitlines() or ["no message"])[-1][:160]
-    return Verdict(False, False, f"the self-check process died (exit {done.returncode}: {said})", key, time.time())
+    said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:160]})"
+    return Verdict(False, False, said, key, time.time(), conclusive=False)
 
 
 def needs_check(device: torch.device, runtime: Runtime, parallel: int) -> bool:

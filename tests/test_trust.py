@@ -74,6 +74,11 @@ def test_a_child_that_dies_or_hangs_turns_both_paths_off(
     monkeypatch.setenv(INJECT_ENV, inject)
     found = trust.run_check(CPU, timeout_s=3)
     assert not found.graphed and not found.in_flight and found.reason is not None and said in found.reason
+    assert not found.conclusive  # kept a day, then checked again: the trouble may have passed
+    trust.save_verdict(found)
+    assert trust.load_verdict(found.machine) == found
+    trust.save_verdict(replace(found, checked_s=found.checked_s - 2 * trust.INCONCLUSIVE_KEEP_S))
+    assert trust.load_verdict(found.machine) is None
     runtime, parallel = trust.trusted(CUDA, Runtime(), 8, check=lambda d: (found, True))
     assert not runtime.graphs and parallel == 1 and not runtime.side_by_side
 
