@@ -62,8 +62,21 @@ def tiny_data(tiny_mnist: Path) -> DeviceData:
     return DeviceData.with_validation(load_split(tiny_mnist, "train", verify=False), torch.device("cpu"), val_size=100)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_mnist() -> Path:
     if not (REAL_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST copy not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def real_mnist_subset(real_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 12,000 training and 2,000 test images of the real MNIST, as IDX files: real
+    digits where the full set is not the point (read with --no-verify: not MNIST's checksums)."""
+    raw = tmp_path_factory.mktemp("real-subset") / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, prefix, n in (("train", "train", 12_000), ("test", "t10k", 2_000)):
+        loaded = load_split(real_mnist, split)  # type: ignore[arg-type]
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", loaded.images[:n].numpy())
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", loaded.labels[:n].numpy().astype(np.uint8))
+    return raw.parents[1]

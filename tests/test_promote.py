@@ -206,14 +206,16 @@ def test_duration_text(seconds: float, text: str) -> None:
 
 
 @pytest.mark.slow
-def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist: Path) -> None:
-    # The issue-18 pipeline with its own space file, scaled down from 48 trials of 12 epochs,
-    # 4 promoted to 50 and a 120-epoch retrain: search, promote, best --retrain, on the CPU.
+def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist_subset: Path) -> None:
+    # The frontier pipeline with its own space file, scaled down from 48 trials of 12 epochs,
+    # 4 promoted to 50 and a 240-epoch retrain, on 12,000 real digits: search, promote,
+    # best --retrain, on the CPU.
     studies = tmp_path / "studies"
     studies.mkdir()
     shutil.copy(REPO / "studies" / "frontier-cpu.toml", studies)
-    common = ["--studies-dir", str(studies), "--data-dir", str(real_mnist), "--device", "cpu"]
-    search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0"]
+    common = ["--studies-dir", str(studies), "--data-dir", str(real_mnist_subset), "--no-verify", "--device", "cpu"]
+    search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0",
+              "--val-size", "2000"]  # fmt: skip
     assert runner.invoke(app, [*search, "--pruner", "none", *common]).exit_code == 0
     promoted = runner.invoke(app, ["promote", "--study", "f", "--top", "2", "--epochs", "2", *common])
     assert promoted.exit_code == 0, promoted.output
@@ -222,7 +224,7 @@ def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist:
     retrained = runner.invoke(app, ["best", "--study", "f-2ep", "--retrain", "--epochs", "2", *common])
     assert retrained.exit_code == 0, retrained.output
     meta = json.loads(next((studies / "f-2ep").glob("trial-*/checkpoint.json")).read_text())
-    assert meta["test"]["accuracy"] > 0.97
+    assert meta["test"]["accuracy"] > 0.9  # on 2,000 real test digits, after 2 epochs of 12,000
     assert "left" in retrained.output  # the per-epoch lines say how long the run has left
 
 
