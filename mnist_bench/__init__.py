@@ -11,7 +11,7 @@ Typer layer on top. One module per concept:
 - ``step_runner``: how an epoch's steps execute: eagerly, or as a replayed CUDA graph
 - ``inflight``: K trainings side by side in one process, a fixed schedule, and the lanes
   (a CUDA stream and a thread each, for a whole run) they train on
-- ``space``: the search space (studies/*.toml) and the one trial -> config function
+- ``space``: the search space (shipped ones in ``spaces/*.toml``) and the one trial -> config function
 - ``study``: a study's settings, and one trial's bookkeeping (config, seed, outcome) that
   both run loops share
 - ``search``: running a search: sampler, pruner, objective, the run loop, picking a winner

@@ -119,6 +119,12 @@ def counts_line(counts: dict[str, int]) -> str:
     )
 
 
+def spaces_lines(spaces: Sequence[Any]) -> list[str]:
+    """One line per shipped search space: its name, then its description."""
+    width = max((len(s.name) for s in spaces), default=0)
+    return [f"{s.name:<{width}}  {s.description or '-'}" for s in spaces]
+
+
 def key_value_table(rows: dict[str, Any], *, title: str) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")

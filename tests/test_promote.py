@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import optuna
@@ -21,7 +20,6 @@ from mnist_bench.search import trial_config
 from mnist_bench.storage import default_storage
 from mnist_bench.study import TrialEpoch
 from mnist_bench.train import train
-from tests.conftest import REPO
 from tests.test_cli import search_args
 
 runner = CliRunner()
@@ -210,8 +208,6 @@ def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist:
     # The issue-18 pipeline with its own space file, scaled down from 48 trials of 12 epochs,
     # 4 promoted to 50 and a 120-epoch retrain: search, promote, best --retrain, on the CPU.
     studies = tmp_path / "studies"
-    studies.mkdir()
-    shutil.copy(REPO / "studies" / "frontier-cpu.toml", studies)
     common = ["--studies-dir", str(studies), "--data-dir", str(real_mnist), "--device", "cpu"]
     search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0"]
     assert runner.invoke(app, [*search, "--pruner", "none", *common]).exit_code == 0

@@ -148,7 +148,7 @@ def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 
     (tmp_path / "steady.toml").write_text("depth = [1, 1]\nwidth = [16, 32]\nbatch_sizes = [64]\n")
     return [
         sys.executable, "-m", "mnist_bench", "search", "--trials", "3", "--epochs", str(epochs), "--seed", "0",
-        "--space", "steady",
+        "--space", str(tmp_path / "steady.toml"),
         "--val-size", "100", "--pruner", "none", "--data-dir", str(tiny_mnist), "--no-verify",
         "--studies-dir", str(tmp_path), "--device", "cpu", "--heartbeat", "1", *extra,
     ]  # fmt: skip

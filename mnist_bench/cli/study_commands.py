@@ -77,7 +77,8 @@ def search(
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
     space: Annotated[
-        str, typer.Option(help="Search space: a name in --studies-dir (<name>.toml) or a TOML path.")
+        str,
+        typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file."),
     ] = "default",
     pruner: Annotated[Pruner, typer.Option(help="Stop unpromising trials early.")] = Pruner.median,
     sampler: Annotated[Sampler, typer.Option(help="How the next trial's parameters are chosen.")] = Sampler.tpe,
@@ -152,7 +153,7 @@ def search(
         storage_retry_s=storage_retry,
         objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
     )
-    search_space = load_space(space, studies_dir)
+    search_space = load_space(space)
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
