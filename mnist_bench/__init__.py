@@ -17,6 +17,7 @@ Typer layer on top. One module per concept:
 - ``search``: running a search: sampler, pruner, objective, the run loop, picking a winner
 - ``search_inflight``: the run loop with K trials in flight (``search --parallel K``)
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
+- ``stale``: trials whose worker stopped beating: waited out and retried, live ones left alone
 - ``workers``: several worker processes on one study
 - ``packing``: how many trials share a device (``--workers auto``), and the stacked-model
   benchmark that packing by processes was chosen against

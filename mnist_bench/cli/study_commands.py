@@ -49,11 +49,13 @@ from mnist_bench.render import (
     plural,
     promotion_line,
     promotion_table,
+    stopped_line,
     trial_line,
 )
 from mnist_bench.report import write_comparison, write_study_report
 from mnist_bench.search import open_study, run_search, stored_space
 from mnist_bench.space import SearchSpace, load_space
+from mnist_bench.stale import StoppedWait
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
 from mnist_bench.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy, n_finished, state_counts
 from mnist_bench.workers import WorkerJob, plan_workers, run_workers
@@ -210,16 +212,26 @@ def search(
     def on_notice(line: str) -> None:
         console.print(f"[yellow]Note: {escape(line)}[/]")
 
+    def on_wait(wait: StoppedWait) -> None:  # trials of stopped workers, retried once their grace is over
+        console.print(stopped_line(wait), markup=False)
+
     interrupted = False
     try:
         with progress, sigint_as_event() as stop:
             if data is not None:
                 run_search(
-                    settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop, on_notice=on_notice
+                    settings,
+                    search_space,
+                    data,
+                    on_trial=on_trial,
+                    study=optuna_study,
+                    stop=stop,
+                    on_notice=on_notice,
+                    on_wait=on_wait,
                 )
             else:
                 job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
-                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice)
+                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice, on_wait=on_wait)
     except KeyboardInterrupt:
         interrupted = True
 
@@ -323,6 +335,7 @@ def promote(
                 on_trial=on_trial,
                 stop=stop,
                 on_epoch=on_epoch,
+                on_wait=lambda wait: console.print(stopped_line(wait), markup=False),
             )
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: run the same command again to finish study {settings.study}.", err=True)
