@@ -156,20 +156,23 @@ def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 
 
 
 def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
-    """The number of a trial that is RUNNING in ``storage`` while ``process`` lives."""
+    """The number of a trial that is RUNNING in ``storage``, and training, while ``process`` lives.
+
+    Training (an epoch reported), not just RUNNING: a trial is RUNNING from the moment it is
+    asked for, before its parameters are all chosen, and a retry keeps only those it had.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
             study = optuna.load_study(study_name="mnist-mlp", storage=storage)
-            running = study.get_trials(states=(TrialState.RUNNING,))
-            if running:
-                time.sleep(0.5)  # well inside the trial: it trains for seconds
-                return running[0].number
+            training = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+            if training:
+                return training[0].number
         except KeyError:
             pass
         time.sleep(0.2)
-    raise AssertionError("no trial started running")
+    raise AssertionError("no trial started training")
 
 
 @pytest.mark.parametrize("parallel", ["1", "2"])
