@@ -10,13 +10,14 @@ Typer layer on top. One module per concept:
 - ``train``: the trainer (``Training``, an epoch at a time, resumable), optimizer and schedule
 - ``step_runner``: how an epoch's steps execute: eagerly, or as a replayed CUDA graph
 - ``inflight``: K trainings side by side in one process, a fixed schedule, and the lanes
-  (a CUDA stream and a thread each, for a whole run) they train on
-- ``space``: the search space (studies/*.toml) and the one trial -> config function
+  (a thread each, and a CUDA stream on a GPU, for a whole run) they train on
+- ``space``: the search space (shipped ones in ``spaces/*.toml``) and the one trial -> config function
 - ``study``: a study's settings, and one trial's bookkeeping (config, seed, outcome) that
   both run loops share
 - ``search``: running a search: sampler, pruner, objective, the run loop, picking a winner
 - ``search_inflight``: the run loop with K trials in flight (``search --parallel K``)
 - ``storage``: Optuna RDB storages with heartbeats (SQLite, PostgreSQL, MySQL)
+- ``stale``: trials whose worker stopped beating: waited out and retried, live ones left alone
 - ``workers``: several worker processes on one study
 - ``packing``: how many trials share a device (``--workers auto``), and the stacked-model
   benchmark that packing by processes was chosen against
@@ -32,8 +33,9 @@ Typer layer on top. One module per concept:
 - ``bench`` and ``bench_suite``: timing primitives, and what ``mnist-bench bench`` runs
 - ``report`` and ``report_plots``: a study's HTML page, its PNG and interactive figures
 - ``render``: rich tables and lines for the CLI
-- ``device``: device choice and the environment recorded beside results
+- ``device``: device choice, the environment recorded beside results, and device faults
 - ``doctor``: does this machine train right (fast paths against eager ones), and how fast
+- ``trust``: the fast paths trusted on a GPU only after a one-time self-check there
 - ``cli``: the Typer commands, one module per group of commands; ``cli.docs`` writes them
   out as docs/cli.md
 """

@@ -27,6 +27,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search import open_study, pick_trial, ranked_complete, run_search, stored_space
+from mnist_bench.stale import StoppedWait
 from mnist_bench.study import SearchSettings, TrialEpoch
 
 PROMOTED_FROM = "promoted_from"  # user attribute: the short study's trial number
@@ -135,6 +136,7 @@ def promote_trials(
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_epoch: Callable[[TrialEpoch], None] | None = None,
+    on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> Promotion:
     """Train the ``top`` trials of ``short`` for ``settings.epochs`` epochs in study ``settings.study``.
 
@@ -151,5 +153,15 @@ def promote_trials(
         )
     long.set_user_attr(PROMOTED_FROM, short.study_name)
     queue_promotions(long, chosen)
-    run_search(settings, space, data, on_trial=on_trial, study=long, stop=stop, on_notice=on_notice, on_epoch=on_epoch)
+    run_search(
+        settings,
+        space,
+        data,
+        on_trial=on_trial,
+        study=long,
+        stop=stop,
+        on_notice=on_notice,
+        on_epoch=on_epoch,
+        on_wait=on_wait,
+    )
     return Promotion(study=long, rows=promotion_rows(long, chosen))

@@ -119,6 +119,23 @@ def counts_line(counts: dict[str, int]) -> str:
     )
 
 
+def stopped_line(wait: Any) -> str:
+    """A ``stale.StoppedWait`` as the one line a search prints before it waits."""
+    numbers = [str(n) for n in wait.numbers]
+    which = (
+        f"trial {numbers[0]}, whose worker"
+        if len(numbers) == 1
+        else (f"trials {', '.join(numbers[:-1])} and {numbers[-1]}, whose workers")
+    )
+    return f"Waiting {wait.wait_s} s for {which} stopped, to be retried."
+
+
+def spaces_lines(spaces: Sequence[Any]) -> list[str]:
+    """One line per shipped search space: its name, then its description."""
+    width = max((len(s.name) for s in spaces), default=0)
+    return [f"{s.name:<{width}}  {s.description or '-'}" for s in spaces]
+
+
 def key_value_table(rows: dict[str, Any], *, title: str) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")

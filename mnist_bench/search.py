@@ -29,6 +29,7 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search_inflight import run_search_in_flight
 from mnist_bench.space import SearchSpace, sample_config
+from mnist_bench.stale import StoppedWait, wait_for_stopped
 from mnist_bench.storage import STORAGE_ERRORS, host_of, load_study, one_line, open_storage
 from mnist_bench.study import (
     OBJECTIVES,
@@ -205,6 +206,7 @@ def run_search(
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_epoch: Callable[[TrialEpoch], None] | None = None,
+    on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones.
 
@@ -213,21 +215,33 @@ def run_search(
     storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
     then given up with a one-line error; trials stored before stay stored. A trial that
     another worker finished first is passed to ``on_notice`` as one line, and the search
-    goes on. ``on_epoch`` sees every epoch of every trial trained here.
+    goes on. ``on_epoch`` sees every epoch of every trial trained here. Trials whose
+    worker stopped (killed, say) are waited out and retried here (``stale``), and
+    ``on_wait`` hears how long that takes; live workers' trials are left to them.
     """
     notice = on_notice or (lambda _line: None)
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if settings.parallel > 1:
         return run_search_in_flight(
-            settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=notice, on_epoch=on_epoch
+            settings,
+            space,
+            data,
+            on_trial=on_trial,
+            study=study,
+            stop=stop,
+            on_notice=notice,
+            on_epoch=on_epoch,
+            on_wait=on_wait,
         )
     faults: list[str] = []
     objective = make_objective(settings, space, data, stop, on_epoch, faults)
     started = time.monotonic()
+    deadline = None if settings.timeout is None else started + settings.timeout
     budget = max(settings.trials - n_finished(study), 0)
     ran = 0
     outage_since: float | None = None
+    announced: set[int] = set()  # trials whose stopped worker on_wait was told of
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal ran, outage_since
@@ -247,11 +261,18 @@ def run_search(
             break
         try:
             if n_underway(study) >= settings.trials:
+                # Full, counting running trials; a stopped worker's are retried once their grace is over.
+                if wait_for_stopped(
+                    study, settings.trials, on_wait=on_wait, stop=stop, deadline=deadline, announced=announced
+                ):
+                    continue
                 break
+            before = ran
             study.optimize(
                 objective, n_trials=budget - ran, timeout=timeout, catch=(Exception,), callbacks=[after_trial]
             )
-            break
+            if ran == before:  # it ran nothing (its timeout was up): nothing more will
+                break
         except Exception as exc:
             if finished_elsewhere(exc):  # the trial ran here, and counts against this call's budget
                 ran += 1

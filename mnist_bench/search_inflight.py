@@ -23,6 +23,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.inflight import MakeTraining, Slot, run_in_flight
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.space import SearchSpace
+from mnist_bench.stale import StoppedWait, wait_for_stopped
 from mnist_bench.study import (
     SearchOutcome,
     SearchSettings,
@@ -95,6 +96,7 @@ def run_search_in_flight(
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None],
     on_epoch: Callable[[TrialEpoch], None] | None = None,
+    on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> SearchOutcome:
     """``run_search`` with ``settings.parallel`` trials in flight side by side (see ``inflight``).
 
@@ -102,6 +104,8 @@ def run_search_in_flight(
     round, so ``--seed`` repeats the study trial for trial on the same machine.
     """
     started = time.monotonic()
+    deadline = None if settings.timeout is None else started + settings.timeout
+    announced: set[int] = set()  # trials whose stopped worker on_wait was told of
     budget = max(settings.trials - n_finished(study), 0)
     asked = 0
     began: dict[int, float] = {}  # trial number -> when it was asked for
@@ -184,8 +188,20 @@ def run_search_in_flight(
         except Exception as exc:
             elsewhere(slot.tag, exc)
 
+    def more_to_run() -> bool:
+        """After the lanes ran dry: whether a stopped worker's trial freed a place (see ``stale``)."""
+        if asked >= budget or (stop is not None and stop.is_set()):
+            return False
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        return wait_for_stopped(
+            study, settings.trials, on_wait=on_wait, stop=stop, deadline=deadline, announced=announced
+        )
+
     with _Heartbeats(study, settings.heartbeat_s) as beats:
         ran = run_in_flight(settings.parallel, start, judge, abandon, device=data.device)
+        while more_to_run():
+            ran += run_in_flight(settings.parallel, start, judge, abandon, device=data.device)
     if stop is not None and stop.is_set():
         raise KeyboardInterrupt("stop requested")
     return SearchOutcome(

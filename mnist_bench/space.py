@@ -1,4 +1,8 @@
-"""The search space: what a trial may choose, read from a TOML file under ``studies/``.
+"""The search space: what a trial may choose, read from a TOML file.
+
+The spaces that ship with the package live in ``mnist_bench/spaces/NAME.toml`` (package
+data, so a plain install finds them from any folder) and are named by NAME; a user's own
+file is given by its path and may start from a shipped one with ``base = "NAME"``.
 
 ``sample_config`` is the only place where Optuna meets a config. The search calls it
 with a live trial; retraining calls it with ``optuna.trial.FixedTrial(params)`` on a
@@ -9,9 +13,11 @@ by the very code that chose it.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import tomllib
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -21,6 +27,9 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
 
 DEFORM_KEYS = tuple(f.name for f in dataclasses.fields(Deform))
+SHIPPED_DIR = "spaces"  # the package folder of the spaces that ship with it (package data)
+# Keys a space file may hold besides the ranges: the space it starts from, and one line about it.
+FILE_KEYS = ("base", "description")
 
 
 class Suggester(Protocol):
@@ -37,7 +46,7 @@ class Suggester(Protocol):
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Ranges are inclusive [low, high]; every key may be set in a studies/*.toml file."""
+    """Ranges are inclusive [low, high]; every key may be set in a space's TOML file."""
 
     depth: tuple[int, int] = (1, 4)  # number of hidden layers
     width: tuple[int, int] = (32, 1024)  # units per hidden layer, log-uniform, each layer its own
@@ -168,48 +177,99 @@ def parse_shape(shape: str) -> tuple[int, ...]:
         raise MnistBenchError(f"search space: shape {shape!r}: {exc}") from None
 
 
-def load_space(spec: str, studies_dir: Path) -> SearchSpace:
-    """``spec`` is a path to a TOML file, or a name looked up as ``studies_dir/<name>.toml``.
+@dataclass(frozen=True)
+class ShippedSpace:
+    """A search space that comes with the package (``mnist_bench/spaces/NAME.toml``)."""
 
-    The name ``default`` falls back to the built-in defaults when no file is there,
-    so the tool also works outside a checkout of this repository. A file may start from
-    another with ``base = "NAME"`` (or a path, relative to the file): it then holds only
-    the keys it changes, and the search stores the resolved space, not the chain.
+    name: str  # what --space and a file's base = "NAME" take
+    description: str  # one line, the file's ``description`` key
+    base: str | None  # the space it starts from, if any
+
+
+def shipped_folder() -> Traversable:
+    """Where the shipped spaces live: package data, found wherever the package is installed."""
+    return importlib.resources.files("mnist_bench") / SHIPPED_DIR
+
+
+def shipped_names() -> list[str]:
+    return sorted(item.name.removesuffix(".toml") for item in shipped_folder().iterdir() if item.name.endswith(".toml"))
+
+
+def shipped_spaces() -> tuple[ShippedSpace, ...]:
+    """Every shipped space, by name, with its one-line description."""
+    spaces = []
+    for name in shipped_names():
+        item = shipped_folder() / f"{name}.toml"
+        values = _read_toml(item, str(item))
+        description = values.get("description", "")
+        base = values.get("base")
+        spaces.append(ShippedSpace(name, str(description), base if isinstance(base, str) else None))
+    return tuple(spaces)
+
+
+def load_space(spec: str) -> SearchSpace:
+    """``spec`` is the name of a shipped space (``mnist-bench spaces``) or a path to a TOML file.
+
+    A name has no suffix; anything ending in ``.toml`` is a file of the user's, read from
+    wherever it is. A file may start from another with ``base = "NAME"`` (a shipped space)
+    or ``base = "PATH.toml"`` (relative to the file): it then holds only the keys it
+    changes, and the search stores the resolved space, not the chain.
     """
-    return SearchSpace.from_dict(_space_values(spec, Path(studies_dir), ()), source=str(_space_path(spec, studies_dir)))
+    source = _locate(spec, None)
+    return SearchSpace.from_dict(_space_values(spec, source, ()), source=str(source))
 
 
-def _space_path(spec: str, studies_dir: Path, relative_to: Path | None = None) -> Path:
+def _locate(spec: str, folder: Traversable | None) -> Traversable:
+    """The file ``spec`` names; ``folder`` holds the file whose base it is, if any."""
     path = Path(spec)
     if not path.suffix:
-        return Path(studies_dir) / f"{spec}.toml"
-    if relative_to is not None and not path.is_absolute():
-        return relative_to.parent / path
+        return shipped_folder() / f"{spec}.toml"
+    if folder is not None and not path.is_absolute():
+        return folder / spec
     return path
 
 
-def _space_values(spec: str, studies_dir: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    """The TOML file's keys over those of its ``base`` chain (built-in defaults at the end)."""
-    path = _space_path(spec, studies_dir, chain[-1] if chain else None)
-    if not path.is_file():
-        if spec == "default":
-            return {}
-        where = f" (the base of {chain[-1]})" if chain else ""
-        raise MnistBenchError(f"search space {spec!r} not found (looked for {path}){where}")
-    if path.resolve() in chain:
-        loop = " -> ".join(str(p) for p in (*chain, path.resolve()))
-        raise MnistBenchError(f"search space: base files loop: {loop}")
+def _identity(item: Traversable) -> str:
+    """What two spellings of one file have in common, for finding loops of bases."""
+    return str(item.resolve()) if isinstance(item, Path) else str(item)
+
+
+def _read_toml(item: Traversable, label: str) -> dict[str, Any]:
     try:
-        values = tomllib.loads(path.read_text())
+        return tomllib.loads(item.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MnistBenchError(f"{path} is not valid TOML: {exc}") from None
+        raise MnistBenchError(f"{label} is not valid TOML: {exc}") from None
+
+
+def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The TOML file's keys over those of its ``base`` chain (built-in defaults at the end).
+
+    ``chain`` holds (identity, label) of the files that led here, the first one first.
+    """
+    label = str(item)
+    if not item.is_file():
+        where = f" (the base of {chain[-1][1]})" if chain else ""
+        if not Path(spec).suffix:
+            names = ", ".join(shipped_names())
+            raise MnistBenchError(
+                f"search space {spec!r} is not a shipped space ({names}); pass a file of your own by its path, "
+                f"ending in .toml{where}"
+            )
+        raise MnistBenchError(f"search space file {label} not found{where}")
+    identity = _identity(item)
+    if identity in (seen for seen, _ in chain):
+        loop = " -> ".join(seen_label for _, seen_label in (*chain, (identity, label)))
+        raise MnistBenchError(f"search space: base files loop: {loop}")
+    values = _read_toml(item, label)
     base = values.pop("base", None)
-    _check_known_keys(values, str(path), also=("base",))  # here, so a base's typo is not blamed on its child
+    values.pop("description", None)  # describes this file alone: not inherited, not a range
+    _check_known_keys(values, label, also=FILE_KEYS)  # here, so a base's typo is not blamed on its child
     if base is None:
         return values
     if not isinstance(base, str) or not base:
-        raise MnistBenchError(f"{path}: base must be a space name or path, got {base!r}")
-    return {**_space_values(base, studies_dir, (*chain, path.resolve())), **values}
+        raise MnistBenchError(f"{label}: base must be a space name or path, got {base!r}")
+    folder = item.parent if isinstance(item, Path) else shipped_folder()
+    return {**_space_values(base, _locate(base, folder), (*chain, (identity, label))), **values}
 
 
 def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: int) -> TrainConfig:

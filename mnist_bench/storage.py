@@ -19,8 +19,12 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models  # the heartbeat table, which Optuna reads only to fail trials
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -53,6 +57,33 @@ class RDBStorage(optuna.storages.RDBStorage):
             super().record_heartbeat(trial_id)
         except STORAGE_ERRORS:
             pass
+
+
+def rdb_storage(study: optuna.Study) -> optuna.storages.RDBStorage | None:
+    """The RDB storage under ``study`` (Optuna wraps it in a cache), or None for another kind."""
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)  # optuna.storages._CachedStorage
+    return storage if isinstance(storage, optuna.storages.RDBStorage) else None
+
+
+def heartbeat_ages(storage: optuna.storages.RDBStorage, study_id: int) -> dict[int, float]:
+    """Seconds since each running trial's last heartbeat, by trial number.
+
+    Read on the database's clock, the one Optuna's grace period is measured on (SQLite's
+    has whole seconds). Trials with no heartbeat yet are left out: Optuna never fails those.
+    """
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    with _create_scoped_session(storage.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (
+            session.query(trials.number, beats.heartbeat)
+            .join(beats, beats.trial_id == trials.trial_id)
+            .filter(trials.study_id == study_id, trials.state == TrialState.RUNNING)
+            .all()
+        )
+    assert now is not None
+    now = now.replace(tzinfo=None)  # PostgreSQL's is aware, the stored beats are not (as in Optuna)
+    return {number: (now - beat).total_seconds() for number, beat in rows}
 
 
 def default_storage(studies_dir: Path) -> str:

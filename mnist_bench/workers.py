@@ -28,6 +28,7 @@ from mnist_bench.interrupt import StopFlag
 from mnist_bench.packing import auto_workers
 from mnist_bench.search import run_search
 from mnist_bench.space import SearchSpace
+from mnist_bench.stale import StoppedWait
 from mnist_bench.study import SearchOutcome, SearchSettings, n_finished, state_counts
 
 
@@ -95,6 +96,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
             on_trial=lambda study, trial: messages.put(("trial", index, trial.number)),
             stop=stop,
             on_notice=lambda line: messages.put(("notice", index, line)),
+            on_wait=lambda wait: messages.put(("wait", index, wait)),
         )
         messages.put(("done", index, ""))
     except KeyboardInterrupt:
@@ -112,11 +114,13 @@ def run_workers(
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
+    on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> SearchOutcome:
     """Start one process per entry of ``job.devices`` and wait for all of them.
 
     A worker's notices (a trial another worker finished first) go to ``on_notice``,
-    prefixed with the worker.
+    prefixed with the worker. Every worker short of the target waits for the trials of
+    stopped workers (``stale``); ``on_wait`` hears of each such trial once, not once a worker.
 
     Once ``stop`` is set (Ctrl-C) the workers are told; each stops its trial at the next
     batch, records it as failed with the reason and exits; then KeyboardInterrupt is
@@ -133,6 +137,7 @@ def run_workers(
         process.start()
     ran = 0
     errors: list[str] = []
+    announced: set[int] = set()  # trials of stopped workers on_wait was told of
     running = len(processes)
     while running:
         if stop is not None and stop.is_set():
@@ -151,6 +156,10 @@ def run_workers(
         elif kind == "notice":
             if on_notice is not None:
                 on_notice(f"worker {index} ({job.devices[index]}): {payload}")
+        elif kind == "wait":
+            if on_wait is not None and set(payload.numbers) - announced:
+                on_wait(payload)
+            announced.update(payload.numbers)
         else:
             running -= 1
             if kind == "error":

@@ -10,17 +10,16 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
-from tests.conftest import REPO
+from mnist_bench.space import shipped_spaces
 
 runner = CliRunner()
 
 
 def search_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
-    (tmp_path / "studies").mkdir(exist_ok=True)
-    (tmp_path / "studies" / "small.toml").write_text("depth = [1, 2]\nwidth = [8, 64]\nbatch_sizes = [32, 64]\n")
+    (tmp_path / "small.toml").write_text("depth = [1, 2]\nwidth = [8, 64]\nbatch_sizes = [32, 64]\n")
     return [
         "search", "--trials", "3", "--epochs", "2", "--seed", "0", "--val-size", "100",
-        "--space", "small", "--data-dir", str(data), "--no-verify",
+        "--space", str(tmp_path / "small.toml"), "--data-dir", str(data), "--no-verify",
         "--studies-dir", str(tmp_path / "studies"), "--device", "cpu", *extra,
     ]  # fmt: skip
 
@@ -60,7 +59,8 @@ def test_leaderboard_formats(tmp_path: Path, tiny_mnist: Path) -> None:
         (["--storage", "nonsense"], "is not a URL"),
         (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open storage postgresql://u@127.0.0.1:1/db"),
         (["--device", "tpu"], "device 'tpu'"),
-        (["--space", "nowhere"], "search space 'nowhere' not found"),
+        (["--space", "nowhere"], "search space 'nowhere' is not a shipped space (default, extended,"),
+        (["--space", "nowhere.toml"], "search space file nowhere.toml not found"),
         (["--trials", "many"], "Invalid value for '--trials'"),
     ],
 )
@@ -72,6 +72,31 @@ def test_bad_search_input_is_one_line_and_nonzero(
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_spaces_lists_each_shipped_space_on_one_line() -> None:
+    result = runner.invoke(app, ["spaces"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    shipped = shipped_spaces()
+    assert len(shipped) >= 10 and len(lines) == len(shipped) + 1  # and one line on how to use them
+    for space, line in zip(shipped, lines, strict=False):
+        assert line.split()[0] == space.name and line.endswith(space.description)
+    assert "frontier-cpu " in result.stdout and "base = " in lines[-1]
+
+
+def test_search_finds_a_shipped_space_from_any_folder(
+    tmp_path: Path, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no studies/ here: the space comes from the package
+    (tmp_path / "mine.toml").write_text('base = "default"\ndepth = [1, 1]\nwidth = [8, 16]\n')
+    args = ["search", "--trials", "1", "--epochs", "1", "--val-size", "100", "--data-dir", str(tiny_mnist),
+            "--no-verify", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--space", "mine.toml"])
+    assert result.exit_code == 0, result.output
+    assert "1/1 finished" in result.stdout and (tmp_path / "studies" / "mnist-bench.db").is_file()
+    stored = optuna.load_study(study_name="mnist-mlp", storage=f"sqlite:///{tmp_path / 'studies' / 'mnist-bench.db'}")
+    assert stored.user_attrs["space"]["depth"] == [1, 1] and stored.user_attrs["space"]["optimizers"] == ["sgd", "adam"]
 
 
 def test_corrupt_data_names_the_file(tmp_path: Path, tiny_mnist: Path) -> None:
@@ -315,10 +340,10 @@ def test_extended_space_search_and_augmented_retrain(tmp_path: Path, tiny_mnist:
     studies = tmp_path / "studies"
     studies.mkdir()
     # The extended space, narrowed to small widths so that the tiny run stays quick.
-    text = (REPO / "studies" / "extended.toml").read_text().replace("width = [128, 2048]", "width = [8, 32]")
-    (studies / "ext.toml").write_text(text)
+    (tmp_path / "ext.toml").write_text('base = "extended"\nwidth = [8, 32]\n')
     common = ["--studies-dir", str(studies), "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
-    args = ["search", "--space", "ext", "--trials", "4", "--epochs", "2", "--seed", "0", "--val-size", "100"]
+    space = str(tmp_path / "ext.toml")
+    args = ["search", "--space", space, "--trials", "4", "--epochs", "2", "--seed", "0", "--val-size", "100"]
     result = runner.invoke(app, [*args, *common])
     assert result.exit_code == 0, result.output
     csv = (studies / "mnist-mlp" / "leaderboard.csv").read_text()

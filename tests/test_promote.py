@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import optuna
@@ -21,7 +20,6 @@ from mnist_bench.search import trial_config
 from mnist_bench.storage import default_storage
 from mnist_bench.study import TrialEpoch
 from mnist_bench.train import train
-from tests.conftest import REPO
 from tests.test_cli import search_args
 
 runner = CliRunner()
@@ -211,8 +209,6 @@ def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist_
     # 4 promoted to 50 and a 240-epoch retrain, on 12,000 real digits: search, promote,
     # best --retrain, on the CPU.
     studies = tmp_path / "studies"
-    studies.mkdir()
-    shutil.copy(REPO / "studies" / "frontier-cpu.toml", studies)
     common = ["--studies-dir", str(studies), "--data-dir", str(real_mnist_subset), "--no-verify", "--device", "cpu"]
     search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0",
               "--val-size", "2000"]  # fmt: skip

@@ -8,30 +8,47 @@ import pytest
 
 from mnist_bench.augment import Deform
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.space import SearchSpace, load_space, sample_config
+from mnist_bench.space import SearchSpace, load_space, sample_config, shipped_folder, shipped_spaces
 from tests.conftest import REPO
 
-STUDIES = REPO / "studies"
+SHIPPED = REPO / "mnist_bench" / "spaces"
 
 
 def test_default_file_matches_builtin_defaults() -> None:
-    # Outside a checkout the built-in defaults stand in for studies/default.toml.
-    assert load_space("default", STUDIES) == SearchSpace()
-    assert SearchSpace.from_dict(tomllib.loads((STUDIES / "default.toml").read_text())) == SearchSpace()
+    assert load_space("default") == SearchSpace()
+    assert load_space(str(SHIPPED / "default.toml")) == SearchSpace()
 
 
-def test_missing_default_falls_back_but_other_names_do_not(tmp_path: Path) -> None:
-    assert load_space("default", tmp_path) == SearchSpace()
-    with pytest.raises(MnistBenchError, match="search space 'wide' not found"):
-        load_space("wide", tmp_path)
+def test_shipped_spaces_are_package_data_with_one_line_descriptions() -> None:
+    spaces = shipped_spaces()
+    assert [s.name for s in spaces] == sorted(p.stem for p in SHIPPED.glob("*.toml"))
+    assert {"default", "extended", "frontier-cpu"} <= {s.name for s in spaces}
+    for space in spaces:
+        assert space.description and "\n" not in space.description and len(space.description) <= 100
+        load_space(space.name)  # each one loads
+    assert Path(str(shipped_folder())) == SHIPPED  # this checkout's copy: the one copy
+    assert not list((REPO / "studies").glob("*.toml"))  # none left where they used to be
+
+
+def test_a_name_is_a_shipped_space_and_a_path_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(MnistBenchError, match=r"'wide' is not a shipped space \(default, extended, .*\); pass a file"):
+        load_space("wide")
+    # Files of the same name in the working folder do not shadow a shipped space.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
+    for folder in (tmp_path, tmp_path / "studies"):
+        (folder / "default.toml").write_text("depth = [2, 2]\n")
+    assert load_space("default") == SearchSpace()
+    assert load_space("studies/default.toml").depth == (2, 2)
+    with pytest.raises(MnistBenchError, match=r"search space file .*gone.toml not found"):
+        load_space(str(tmp_path / "gone.toml"))
 
 
 def test_partial_file_overrides_only_its_keys(tmp_path: Path) -> None:
-    (tmp_path / "adam.toml").write_text('optimizers = ["adam"]\ndepth = [2, 2]\n')
-    space = load_space("adam", tmp_path)
+    (tmp_path / "adam.toml").write_text('description = "Adam, two layers"\noptimizers = ["adam"]\ndepth = [2, 2]\n')
+    space = load_space(str(tmp_path / "adam.toml"))
     assert space.optimizers == ("adam",) and space.depth == (2, 2)
     assert space.width == SearchSpace().width
-    assert load_space(str(tmp_path / "adam.toml"), STUDIES) == space
 
 
 @pytest.mark.parametrize(
@@ -49,31 +66,42 @@ def test_partial_file_overrides_only_its_keys(tmp_path: Path) -> None:
 def test_bad_space_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(MnistBenchError, match=message):
-        load_space("bad", tmp_path)
+        load_space(str(tmp_path / "bad.toml"))
 
 
 def test_a_file_builds_on_its_base_and_changes_only_its_own_keys(tmp_path: Path) -> None:
     (tmp_path / "parent.toml").write_text('optimizers = ["sgd"]\ndepth = [2, 3]\nwidth = [64, 256]\n')
-    (tmp_path / "child.toml").write_text('base = "parent"\nwidth = [128, 512]\n')
+    (tmp_path / "child.toml").write_text('base = "parent.toml"\nwidth = [128, 512]\n')
     sub = tmp_path / "mine"
     sub.mkdir()
     (sub / "grandchild.toml").write_text('base = "../child.toml"\ndepth = [1, 1]\n')  # relative to this file
-    child = load_space("child", tmp_path)
+    child = load_space(str(tmp_path / "child.toml"))
     assert (child.optimizers, child.depth, child.width) == (("sgd",), (2, 3), (128, 512))
     assert child.batch_sizes == SearchSpace().batch_sizes  # keys nobody sets stay built-in
-    grandchild = load_space(str(sub / "grandchild.toml"), tmp_path)
+    grandchild = load_space(str(sub / "grandchild.toml"))
     assert (grandchild.optimizers, grandchild.depth, grandchild.width) == (("sgd",), (1, 1), (128, 512))
+
+
+def test_a_file_of_ones_own_builds_on_a_shipped_space_by_name(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text('base = "frontier-cpu-wd"\nwidth = [256, 512]\n')
+    mine, shipped = load_space(str(tmp_path / "mine.toml")), load_space("frontier-cpu-wd")
+    assert mine.width == (256, 512) and mine.sgd_weight_decay == shipped.sgd_weight_decay == (5e-5, 5e-4)
+    assert mine.augments == load_space("frontier-cpu").augments  # the shipped chain goes on by name
 
 
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({"bad": 'base = "gone"'}, r"search space 'gone' not found .*\(the base of .*bad.toml\)"),
-        ({"bad": 'base = "loop"', "loop": 'base = "bad"'}, "base files loop: .*bad.toml -> .*loop.toml -> .*bad.toml"),
+        ({"bad": 'base = "gone"'}, r"search space 'gone' is not a shipped space .*\(the base of .*bad.toml\)"),
+        ({"bad": 'base = "gone.toml"'}, r"search space file .*gone.toml not found \(the base of .*bad.toml\)"),
+        (
+            {"bad": 'base = "loop.toml"', "loop": 'base = "bad.toml"'},
+            "base files loop: .*bad.toml -> .*loop.toml -> .*bad.toml",
+        ),
         ({"bad": "base = 3"}, "base must be a space name or path"),
         (
-            {"bad": 'base = "typo"', "typo": "widht = [1, 2]"},
-            r"typo.toml: unknown key\(s\) widht; known: .*augments, base, batch_sizes",
+            {"bad": 'base = "typo.toml"', "typo": "widht = [1, 2]"},
+            r"typo.toml: unknown key\(s\) widht; known: .*augments, base, batch_sizes, depth, description",
         ),
     ],
 )
@@ -81,10 +109,10 @@ def test_bad_bases_are_rejected_naming_the_file_at_fault(tmp_path: Path, files: 
     for name, text in files.items():
         (tmp_path / f"{name}.toml").write_text(text + "\n")
     with pytest.raises(MnistBenchError, match=message):
-        load_space("bad", tmp_path)
+        load_space(str(tmp_path / "bad.toml"))
 
 
-BUILT_ON_A_BASE = [p for p in sorted(STUDIES.glob("*.toml")) if "base" in tomllib.loads(p.read_text())]
+BUILT_ON_A_BASE = [p for p in sorted(SHIPPED.glob("*.toml")) if "base" in tomllib.loads(p.read_text())]
 
 
 def test_shipped_spaces_use_bases() -> None:
@@ -95,7 +123,8 @@ def test_shipped_spaces_use_bases() -> None:
 def test_shipped_spaces_built_on_a_base_differ_from_it_only_where_they_say(path: Path) -> None:
     values = tomllib.loads(path.read_text())
     base = values.pop("base")
-    space, parent = load_space(path.stem, STUDIES), load_space(base, STUDIES)
+    values.pop("description")
+    space, parent = load_space(path.stem), load_space(base)
     changed = {f for f, v in space.to_dict().items() if v != parent.to_dict()[f]}
     assert changed and changed <= set(values)
 
@@ -142,7 +171,7 @@ def _random_draws(space: SearchSpace, n: int, sampler_seed: int = 0, epochs: int
 
 
 def test_extended_space_round_trips_through_fixed_trial() -> None:
-    space = load_space("extended", STUDIES)
+    space = load_space("extended")
     seen = set()
     for _, chosen in _random_draws(space, 40, sampler_seed=1, epochs=3, seed=2):
         seen.add((chosen.optimizer, chosen.schedule, chosen.augment))
@@ -177,11 +206,11 @@ def test_default_space_asks_no_regularizer() -> None:
 def test_bad_regularizer_ranges_rejected(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "bad.toml").write_text(text)
     with pytest.raises(MnistBenchError, match=message):
-        load_space("bad", tmp_path)
+        load_space(str(tmp_path / "bad.toml"))
 
 
 def test_frontier_space_goes_deep_and_wide_with_deformations() -> None:
-    space = load_space("frontier", STUDIES)
+    space = load_space("frontier")
     assert space.depth[1] >= 6 and space.width[1] >= 4096 and space.augments == ("elastic",)
     depths, shears = set(), set()
     for _, chosen in _random_draws(space, 30):
@@ -192,7 +221,7 @@ def test_frontier_space_goes_deep_and_wide_with_deformations() -> None:
 
 
 def test_frontier_cpu_space_stays_within_what_two_cores_train_in_seconds() -> None:
-    space = load_space("frontier-cpu", STUDIES)
+    space = load_space("frontier-cpu")
     assert space.optimizers == ("sgd",) and space.schedules == ("cosine",) and space.augments == ("elastic",)
     alphas = set()
     for _, chosen in _random_draws(space, 30):
@@ -203,7 +232,7 @@ def test_frontier_cpu_space_stays_within_what_two_cores_train_in_seconds() -> No
 
 
 def test_frontier_cpu_deep_space_chooses_among_the_record_tables_shapes() -> None:
-    space = load_space("frontier-cpu-deep", STUDIES)
+    space = load_space("frontier-cpu-deep")
     assert space.largest_hidden == (2500, 2000, 1500, 1000, 500)
     shapes = set()
     for params, chosen in _random_draws(space, 20):
@@ -213,7 +242,7 @@ def test_frontier_cpu_deep_space_chooses_among_the_record_tables_shapes() -> Non
 
 
 def test_frontier_cpu_record_space_fixes_the_records_shape_and_searches_its_recipe() -> None:
-    space = load_space("frontier-cpu-record", STUDIES)
+    space = load_space("frontier-cpu-record")
     rates = set()
     for _, chosen in _random_draws(space, 10):
         assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500) and chosen.momentum == 0.9
@@ -223,7 +252,7 @@ def test_frontier_cpu_record_space_fixes_the_records_shape_and_searches_its_reci
 
 
 def test_frontier_cpu_record_lit_space_fixes_the_deformations_and_searches_the_rest() -> None:
-    space = load_space("frontier-cpu-record-lit", STUDIES)
+    space = load_space("frontier-cpu-record-lit")
     literature = Deform(
         rotate_deg=10.0, scale=0.1, shear_deg=10.0, shift_px=2.0, elastic_alpha_px=4.0, elastic_sigma_px=5.0
     )
@@ -235,7 +264,7 @@ def test_frontier_cpu_record_lit_space_fixes_the_deformations_and_searches_the_r
 
 
 def test_frontier_cpu_record_ls_space_keeps_smoothing_near_the_usual_and_dropout_small() -> None:
-    space = load_space("frontier-cpu-record-ls", STUDIES)
+    space = load_space("frontier-cpu-record-ls")
     recipes = set()
     for _, chosen in _random_draws(space, 10):
         assert chosen.model.hidden == (2500, 2000, 1500, 1000, 500)
@@ -245,7 +274,7 @@ def test_frontier_cpu_record_ls_space_keeps_smoothing_near_the_usual_and_dropout
 
 
 def test_frontier_cpu_record_wd_space_searches_sgd_weight_decay() -> None:
-    space = load_space("frontier-cpu-record-wd", STUDIES)
+    space = load_space("frontier-cpu-record-wd")
     decays = set()
     for params, chosen in _random_draws(space, 10):
         assert chosen.optimizer == "sgd" and chosen.model.hidden == (2500, 2000, 1500, 1000, 500)
@@ -255,7 +284,7 @@ def test_frontier_cpu_record_wd_space_searches_sgd_weight_decay() -> None:
 
 
 def test_frontier_cpu_wd_space_keeps_nets_small_and_searches_decay() -> None:
-    space = load_space("frontier-cpu-wd", STUDIES)
+    space = load_space("frontier-cpu-wd")
     decays = set()
     for params, chosen in _random_draws(space, 10):
         assert chosen.optimizer == "sgd" and 2 <= len(chosen.model.hidden) <= 3

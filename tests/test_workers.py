@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.packing import auto_workers
 from mnist_bench.search import open_study
 from mnist_bench.space import SearchSpace
-from mnist_bench.storage import open_storage
+from mnist_bench.storage import heartbeat_ages, open_storage
 from mnist_bench.study import SURPLUS, SearchSettings
 from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
 
@@ -148,27 +149,30 @@ def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 
     (tmp_path / "steady.toml").write_text("depth = [1, 1]\nwidth = [16, 32]\nbatch_sizes = [64]\n")
     return [
         sys.executable, "-m", "mnist_bench", "search", "--trials", "3", "--epochs", str(epochs), "--seed", "0",
-        "--space", "steady",
+        "--space", str(tmp_path / "steady.toml"),
         "--val-size", "100", "--pruner", "none", "--data-dir", str(tiny_mnist), "--no-verify",
         "--studies-dir", str(tmp_path), "--device", "cpu", "--heartbeat", "1", *extra,
     ]  # fmt: skip
 
 
 def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
-    """The number of a trial that is RUNNING in ``storage`` while ``process`` lives."""
+    """The number of a trial that is RUNNING in ``storage``, and training, while ``process`` lives.
+
+    Training (an epoch reported), not just RUNNING: a trial is RUNNING from the moment it is
+    asked for, before its parameters are all chosen, and a retry keeps only those it had.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
             study = optuna.load_study(study_name="mnist-mlp", storage=storage)
-            running = study.get_trials(states=(TrialState.RUNNING,))
-            if running:
-                time.sleep(0.5)  # well inside the trial: it trains for seconds
-                return running[0].number
+            training = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+            if training:
+                return training[0].number
         except KeyError:
             pass
         time.sleep(0.2)
-    raise AssertionError("no trial started running")
+    raise AssertionError("no trial started training")
 
 
 @pytest.mark.parametrize("parallel", ["1", "2"])
@@ -195,6 +199,107 @@ def test_sigkill_mid_trial_is_recovered_on_the_next_run(tmp_path: Path, tiny_mni
     assert retries[0].user_attrs["train_seed"] == study.trials[killed].user_attrs["train_seed"]
     assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
     assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def wait_for_training(storage: str, process: subprocess.Popen[str], count: int) -> list[int]:
+    """The numbers of ``count`` RUNNING trials that beat and train (an epoch reported), while ``process`` lives.
+
+    Not just RUNNING: a trial beats from the moment it is asked for, before its parameters
+    are all chosen, and a retry keeps only those its trial had.
+    """
+    deadline = time.monotonic() + 120
+    rdb = open_storage(storage)
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            study = optuna.load_study(study_name="mnist-mlp", storage=rdb)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        ages = heartbeat_ages(rdb, study._study_id)
+        training = [t.number for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+        if len(ages) == count and sorted(training) == sorted(ages):
+            return sorted(ages)
+        time.sleep(0.2)
+    raise AssertionError(f"{count} trial(s) never trained")
+
+
+@pytest.mark.parametrize("parallel", ["1", "2"])
+def test_sigkill_then_the_same_command_at_once_waits_out_the_grace_and_finishes(
+    tmp_path: Path, tiny_mnist: Path, parallel: str
+) -> None:
+    """Killed mid-trial and run again at once, a search waits for the killed trials' grace
+    period, retries them and reaches its target, instead of ending with them RUNNING."""
+    storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
+    # As many trials as run side by side: the kill leaves every place to a dead worker.
+    extra = ("--trials", parallel, "--parallel", parallel, "--heartbeat", "2")  # a 6 s grace
+    process = subprocess.Popen(search_command(tmp_path, tiny_mnist, *extra, epochs=100_000), stdout=subprocess.PIPE)
+    killed = wait_for_training(storage, process, int(parallel))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+    # "At once" whatever this machine's load: until the rerun has started and opened the
+    # study, this test beats for the killed trials, so that their last beat is as recent as
+    # a rerun straight after the kill would find it.
+    rdb = open_storage(storage)
+    trial_ids = [t._trial_id for t in optuna.load_study(study_name="mnist-mlp", storage=rdb).trials]
+    started = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                rdb.record_heartbeat(trial_id)
+            if started.wait(1.0):
+                return
+
+    beating = threading.Thread(target=beat)
+    beating.start()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = search_command(tmp_path, tiny_mnist, *extra, epochs=2)
+    rerun = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert rerun.stdout is not None
+        first = rerun.stdout.readline()  # "Study mnist-mlp in ...": the study is open, the search begins
+    finally:
+        started.set()
+        beating.join()
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert first.startswith("Study mnist-mlp") and f"{parallel} trial(s) so far" in first, first
+    waits = [line for line in out.splitlines() if line.startswith("Waiting ")]
+    whose = "trial 0, whose worker" if killed == [0] else "trials 0 and 1, whose workers"
+    assert len(waits) == 1 and f" s for {whose} stopped, to be retried." in waits[0], out
+    assert f"{parallel}/{parallel} finished" in out and "Run the same command again" not in out
+    study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+    assert [study.trials[n].state for n in killed] == [TrialState.FAIL] * len(killed)
+    retries = {t.system_attrs.get("failed_trial"): t for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert sorted(retries) == killed  # each killed trial retried once, with its parameters
+    assert all(retries[n].params == study.trials[n].params for n in killed)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_a_live_workers_trial_is_not_taken_by_a_second_run(tmp_path: Path, tiny_mnist: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'mnist-bench.db'}"
+    first = subprocess.Popen(
+        search_command(tmp_path, tiny_mnist, "--heartbeat", "3", epochs=100_000), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        running = wait_for_running(storage, first)
+        # A second run that the first one's trial would complete: it watches that trial's
+        # heartbeats, sees them go on, and leaves it to the first run.
+        second = subprocess.run(
+            search_command(tmp_path, tiny_mnist, "--heartbeat", "3", "--trials", "1", epochs=2),
+            capture_output=True,
+            text=True,
+        )
+        assert second.returncode == 0, second.stderr
+        assert "Waiting " not in second.stdout and "Ran 0 trial(s)" in second.stdout, second.stdout
+        assert "0/1 finished" in second.stdout and first.poll() is None
+        study = optuna.load_study(study_name="mnist-mlp", storage=storage)
+        assert [(t.number, t.state) for t in study.trials] == [(running, TrialState.RUNNING)]
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
 
 
 @pytest.mark.parametrize("workers, parallel", [("1", "1"), ("2", "1"), ("1", "2")])

@@ -24,7 +24,7 @@ from mnist_bench.trust import trusted
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
-    "search", "promote", "leaderboard", "report", "best", "train", "baselines", "deformations",
+    "search", "spaces", "promote", "leaderboard", "report", "best", "train", "baselines", "deformations",
     "predict", "evaluate", "demo", "export", "bench",
 )  # fmt: skip
 
@@ -131,7 +131,7 @@ StudiesDir = Annotated[
     Path,
     typer.Option(
         envvar="MNIST_BENCH_STUDIES",
-        help="Folder for search spaces (<name>.toml), the default SQLite storage and each study's outputs.",
+        help="Folder for the default SQLite storage and each study's outputs.",
     ),
 ]
 StudyName = Annotated[str, typer.Option("--study", help="Study name in the storage.")]

@@ -50,11 +50,13 @@ from mnist_bench.render import (
     plural,
     promotion_line,
     promotion_table,
+    stopped_line,
     trial_line,
 )
 from mnist_bench.report import write_comparison, write_study_report
 from mnist_bench.search import open_study, run_search, stored_space
 from mnist_bench.space import SearchSpace, load_space
+from mnist_bench.stale import StoppedWait
 from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
 from mnist_bench.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy, n_finished, state_counts
 from mnist_bench.workers import WorkerJob, plan_workers, run_workers
@@ -78,7 +80,8 @@ def search(
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
     space: Annotated[
-        str, typer.Option(help="Search space: a name in --studies-dir (<name>.toml) or a TOML path.")
+        str,
+        typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file."),
     ] = "default",
     pruner: Annotated[Pruner, typer.Option(help="Stop unpromising trials early.")] = Pruner.median,
     sampler: Annotated[Sampler, typer.Option(help="How the next trial's parameters are chosen.")] = Sampler.tpe,
@@ -153,7 +156,7 @@ def search(
         storage_retry_s=storage_retry,
         objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
     )
-    search_space = load_space(space, studies_dir)
+    search_space = load_space(space)
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
@@ -214,16 +217,26 @@ def search(
     def on_notice(line: str) -> None:
         console.print(f"[yellow]Note: {escape(line)}[/]")
 
+    def on_wait(wait: StoppedWait) -> None:  # trials of stopped workers, retried once their grace is over
+        console.print(stopped_line(wait), markup=False)
+
     interrupted = False
     try:
         with progress, sigint_as_event() as stop:
             if data is not None:
                 run_search(
-                    settings, search_space, data, on_trial=on_trial, study=optuna_study, stop=stop, on_notice=on_notice
+                    settings,
+                    search_space,
+                    data,
+                    on_trial=on_trial,
+                    study=optuna_study,
+                    stop=stop,
+                    on_notice=on_notice,
+                    on_wait=on_wait,
                 )
             else:
                 job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
-                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice)
+                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice, on_wait=on_wait)
     except KeyboardInterrupt:
         interrupted = True
 
@@ -333,6 +346,7 @@ def promote(
                 on_trial=on_trial,
                 stop=stop,
                 on_epoch=on_epoch,
+                on_wait=lambda wait: console.print(stopped_line(wait), markup=False),
             )
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: run the same command again to finish study {settings.study}.", err=True)
