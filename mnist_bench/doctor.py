@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from mnist_bench import trust
 from mnist_bench.bench import matmul_flops, trainer_throughput
 from mnist_bench.config import PRECISIONS, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
@@ -293,11 +291,7 @@ def _make(config: TrainConfig, data: DeviceData, runtime: Runtime, stream: torch
 
 
 def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None = None) -> DoctorReport:
-    """Every check on ``device``; a check that raises is a failed check, never the end of the run.
-
-    The fast paths' checks are kept as this machine's self-check verdict (``trust``), as if
-    a command had run it: a later command on this machine and version trusts what doctor found.
-    """
+    """Every check on ``device``; a check that raises is a failed check, never the end of the run."""
     say = progress or (lambda _line: None)
     data = synthetic_data(device)
     steps = "graphed" if device.type == "cuda" else "static step"
@@ -316,23 +310,5 @@ def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None =
             checks += part()
         except Exception as exc:  # a broken path is what doctor is for: report it, go on
             checks.append(Check(name, f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", False))
-    checks.append(keep_verdict(device, checks, steps))
     what = "CUDA graphs" if device.type == "cuda" else "static step (no graph on a CPU; it stands in for one)"
     return DoctorReport(environment(device), what, tuple(checks))
-
-
-def keep_verdict(device: torch.device, checks: list[Check], steps: str) -> Check:
-    """The fast paths' checks, kept as the machine's self-check verdict."""
-    graphed = [c for c in checks if c.name.startswith(f"{steps} = eager") or c.name == "graphed against eager"]
-    in_flight = [c for c in checks if "in flight" in c.name and not c.name.startswith("memory")]
-    failed = [f"{c.name}: {c.result}" for c in graphed + in_flight if c.ok is False]
-    verdict = trust.Verdict(
-        graphed=bool(graphed) and all(c.ok is not False for c in graphed),
-        in_flight=bool(in_flight) and all(c.ok is not False for c in in_flight),
-        reason="; ".join(failed)[:300] or None,
-        machine=trust.machine_key(device),
-        checked_s=time.time(),
-    )
-    path = trust.save_verdict(verdict)
-    found = "fast paths trusted" if verdict.ok else f"fast paths off: {verdict.reason}"
-    return Check("self-check verdict", f"{found} (kept in {path})", None)

@@ -26,15 +26,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from mnist_bench import __version__
 from mnist_bench.config import Runtime
 from mnist_bench.device import device_name
+
+if TYPE_CHECKING:
+    from mnist_bench.doctor import Check
 
 CHECK_TIMEOUT_S = 180.0  # a healthy GPU checks in seconds; CUDA's first start can take a minute
 # A check that crashed or hung may have met a passing trouble (a GPU busy with another job, a
@@ -207,6 +211,20 @@ def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Ve
             return replace(Verdict.from_json(lines[-1]), machine=key)
     said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:160]})"
     return Verdict(False, False, said, key, time.time(), conclusive=False)
+
+
+def verdict_from_checks(device: torch.device, checks: Sequence[Check]) -> Verdict:
+    """Doctor's findings as the machine's verdict: what the self-check would have found."""
+    graphed = [c for c in checks if " = eager" in c.name or c.name == "graphed against eager"]
+    in_flight = [c for c in checks if "in flight" in c.name and not c.name.startswith("memory")]
+    failed = [f"{c.name}: {c.result}" for c in graphed + in_flight if c.ok is False]
+    return Verdict(
+        graphed=bool(graphed) and all(c.ok is not False for c in graphed),
+        in_flight=bool(in_flight) and all(c.ok is not False for c in in_flight),
+        reason="; ".join(failed)[:300] or None,
+        machine=machine_key(device),
+        checked_s=time.time(),
+    )
 
 
 def needs_check(device: torch.device, runtime: Runtime, parallel: int) -> bool:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mnist_bench import doctor
+from mnist_bench import doctor, trust
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime
 from mnist_bench.device import cpu_model, select_device
@@ -43,7 +43,9 @@ def test_the_static_step_stands_in_on_the_cpu() -> None:
     assert Training(CONFIGS["Adam"], data, runtime=Runtime(graphs=True)).graphed is False  # not by default
 
 
-def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MNIST_BENCH_CACHE_DIR", str(tmp_path))
+
     def broken(*_: object) -> list[Check]:
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
 
@@ -59,6 +61,10 @@ def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.Mo
     assert result.stderr.startswith("Error: 1 check(s) failed: graphed against eager")
     assert result.stderr.count("\n") == 1
     assert torch.__version__ in result.stdout
+    # What doctor found is kept as the machine's self-check verdict: graphed steps off.
+    assert "Self-check verdict for this machine and version: fast paths off" in result.stdout
+    kept = trust.load_verdict(trust.machine_key(CPU))
+    assert kept is not None and not kept.graphed and kept.in_flight
 
 
 def test_precision_names_the_fastest_of_the_rates_it_measured() -> None:

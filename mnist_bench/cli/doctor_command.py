@@ -10,6 +10,7 @@ from mnist_bench.cli.common import Device, app, make_console
 from mnist_bench.device import resolve_device, select_device
 from mnist_bench.doctor import run_doctor
 from mnist_bench.render import doctor_table, key_value_table
+from mnist_bench.trust import save_verdict, verdict_from_checks
 
 
 @app.command()
@@ -35,6 +36,10 @@ def doctor(device: Device = "auto") -> None:
         )
     )
     console.print(doctor_table(report.checks))
+    # What doctor found is this machine's self-check verdict too: a later command trusts it.
+    verdict = verdict_from_checks(chosen, report.checks)
+    found = "fast paths trusted" if verdict.ok else f"fast paths off ({verdict.reason})"
+    console.print(f"Self-check verdict for this machine and version: {found}; kept in {save_verdict(verdict)}.")
     failed = [check.name for check in report.checks if check.ok is False]
     seconds = time.perf_counter() - started
     if failed:
