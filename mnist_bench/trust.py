@@ -235,11 +235,16 @@ def needs_check(device: torch.device, runtime: Runtime, parallel: int) -> bool:
     return device.type == "cuda" and (graphed or parallel > 1 or side_by_side)
 
 
-def verdict_for(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> tuple[Verdict, bool]:
-    """The kept verdict for this machine, or a fresh one (then kept); and whether it was fresh."""
-    kept = load_verdict(machine_key(device))
+def verdict_for(
+    device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S, say: Callable[[str], None] = lambda _line: None
+) -> tuple[Verdict, bool]:
+    """The kept verdict for this machine, or a fresh one (then kept); and whether it was fresh.
+    ``say`` hears, before a check runs, why the command pauses."""
+    key = machine_key(device)
+    kept = load_verdict(key)
     if kept is not None:
         return kept, False
+    say(f"checking the fast paths on {key['device']}, once for this machine and version (seconds)...")
     verdict = run_check(device, timeout_s=timeout_s)
     save_verdict(verdict)
     return verdict, True
@@ -252,13 +257,14 @@ def trusted(
     *,
     steps: str = "auto",
     say: Callable[[str], None] = lambda _line: None,
-    check: Callable[[torch.device], tuple[Verdict, bool]] = verdict_for,
+    check: Callable[[torch.device], tuple[Verdict, bool]] | None = None,
 ) -> tuple[Runtime, int]:
     """The runtime and count in flight a command may use on ``device``.
 
     ``steps``: auto (the machine's verdict decides), graphed (the fast paths as asked,
-    unchecked) or eager (steps launched op by op). ``check`` gives the verdict (a test
-    passes its own); ``say`` gets the one line a failed verdict costs.
+    unchecked) or eager (steps launched op by op). ``check`` gives the verdict (default:
+    ``verdict_for``; a test passes its own); ``say`` gets the lines a user reads: that a check
+    runs, and what a failed verdict turns off.
     """
     if steps not in STEPS:
         raise ValueError(f"steps={steps!r} must be one of {STEPS}")
@@ -266,10 +272,9 @@ def trusted(
         return replace(runtime, graphs=False), parallel
     if steps == "graphed" or not needs_check(device, runtime, parallel):
         return runtime, parallel
-    verdict, fresh = check(device)
-    if fresh:
-        say(f"checked the fast paths on {verdict.machine['device']} once for this machine and version: "
-            f"{'passed' if verdict.ok else 'failed'}")  # fmt: skip
+    verdict, fresh = check(device) if check is not None else verdict_for(device, say=say)
+    if fresh and verdict.ok:
+        say("the fast paths passed: graphed steps and trainings in flight, as designed")
     if verdict.ok:
         return runtime, parallel
     off = []

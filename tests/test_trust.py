@@ -30,15 +30,17 @@ def verdict(graphed: bool, in_flight: bool) -> Verdict:
 
 
 def test_a_passing_check_is_kept_and_not_run_again(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
-    first, fresh = trust.verdict_for(CPU)
+    said: list[str] = []
+    first, fresh = trust.verdict_for(CPU, say=said.append)
     assert fresh and first.ok and first.reason is None and first.machine == trust.machine_key(CPU)
+    assert len(said) == 1 and said[0].startswith("checking the fast paths on ")  # before the pause, not after
     assert list(cache.glob("selfcheck-*.json")) == [trust.verdict_path(first.machine)]
 
     def no_second_run(*_: object, **__: object) -> Verdict:
         raise AssertionError("the kept verdict was not used")
 
     monkeypatch.setattr(trust, "run_check", no_second_run)
-    assert trust.verdict_for(CPU) == (first, False)
+    assert trust.verdict_for(CPU, say=said.append) == (first, False) and len(said) == 1
     # Another version (or driver, or GPU) is another machine: its own check.
     assert trust.load_verdict({**first.machine, "torch": "0.0.0"}) is None
 
@@ -51,8 +53,8 @@ def test_a_check_that_fails_turns_off_only_what_failed(monkeypatch: pytest.Monke
     lines: list[str] = []
     runtime, parallel = trust.trusted(CUDA, Runtime(), 4, say=lines.append, check=lambda d: (found, True))
     assert not runtime.graphs and parallel == 4 and runtime.side_by_side
-    assert len(lines) == 2 and "self-check failed" in lines[1] and "without graphed steps" in lines[1]
-    assert "mnist-bench doctor" in lines[1]
+    assert len(lines) == 1 and "self-check failed" in lines[0] and "without graphed steps" in lines[0]
+    assert "mnist-bench doctor" in lines[0]
 
 
 def test_trainings_in_flight_that_differ_from_alone_fail_the_check() -> None:
