@@ -26,7 +26,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.device import give_back_memory
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import build_mlp, use_generator
-from mnist_bench.step_runner import EagerRunner, GraphedRunner
+from mnist_bench.step_runner import EagerRunner, GraphedRunner, make_optimizer
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -66,19 +66,6 @@ class TrainResult:
     @property
     def samples_per_s(self) -> float:
         return self.samples_seen / self.train_time_s if self.train_time_s > 0 else float("nan")
-
-
-def make_optimizer(config: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    # One multi-tensor kernel per step instead of one per parameter; fused Adam on CUDA.
-    params = model.parameters()
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, foreach=True
-        )
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    if device.type == "cuda":
-        return kind(params, lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    return kind(params, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
 def make_schedule(

@@ -10,7 +10,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnist_bench.augment import Deform, _gaussian_kernel, augment_batch, blur_matrix, deformed_examples, parse_deform
+from mnist_bench.augment import (
+    Augmenter,
+    Deform,
+    _gaussian_kernel,
+    augment_batch,
+    blur_matrix,
+    deformed_examples,
+    parse_deform,
+)
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData, normalize
@@ -151,3 +159,11 @@ def test_a_training_owns_the_blur_matrix_its_steps_read(tiny_data: DeviceData) -
     matrix = reads()
     assert matrix is not None and torch.equal(matrix, blur_matrix(5.0, 28, x.device))
     assert not hasattr(blur_matrix, "cache_info")  # no module-level cache hands out device tensors
+
+
+def test_sampling_grid_is_affine_grids() -> None:
+    # The grid made by broadcasting places every pixel where F.affine_grid does.
+    theta = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(0))
+    grid = Augmenter("affine", Deform(), torch.device("cpu"))._affine_grid(theta)
+    expected = torch.nn.functional.affine_grid(theta, [7, 1, 28, 28], align_corners=False)
+    torch.testing.assert_close(grid.permute(0, 2, 3, 1), expected, atol=1e-6, rtol=0)

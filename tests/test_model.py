@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from mnist_bench.model import ModelConfig, build_mlp
+from mnist_bench.model import ModelConfig, SeededDropout, build_mlp, drop_positions, use_generator
 
 
 @pytest.mark.parametrize("hidden", [(128,), (128, 64), (256, 128, 64, 32)])
@@ -30,3 +31,42 @@ def test_config_is_frozen() -> None:
     config = ModelConfig((64,))
     with pytest.raises(AttributeError):
         config.hidden = (32,)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("p", [0.0056, 0.1, 0.5, 0.9])
+def test_dropout_drops_each_unit_independently_at_its_rate(p: float) -> None:
+    """The sparse draw is Bernoulli(p) per unit: the count of drops has the binomial's mean
+    and spread over many batches, every unit is hit about equally, and the positions are
+    sorted, distinct and in range (``n`` pads only the end)."""
+    n, batches = 5_000, 400
+    generator = torch.Generator().manual_seed(0)
+    hits = torch.zeros(n + 1)
+    counts = []
+    for _ in range(batches):
+        positions = drop_positions(n, p, generator, torch.device("cpu"))
+        inside = positions[positions < n]
+        assert torch.all(inside.diff() > 0) and torch.all(positions[len(inside) :] == n)
+        hits.index_add_(0, inside, torch.ones(len(inside)))
+        counts.append(len(inside))
+    count = torch.tensor(counts, dtype=torch.float64)
+    mean, sd = n * p, (n * p * (1 - p)) ** 0.5
+    assert abs(count.mean().item() - mean) < 5 * sd / batches**0.5
+    assert 0.8 < count.std().item() / sd < 1.2
+    halves = hits[: n // 2].sum() / hits[n // 2 : n].sum()  # no drift along the units
+    assert abs(halves.item() - 1) < 0.05
+
+
+def test_dropout_scales_the_kept_units_and_zeroes_their_gradients_where_dropped() -> None:
+    dropout = SeededDropout(0.2)
+    use_generator(nn.Sequential(dropout), torch.Generator().manual_seed(1))
+    x = (torch.rand(64, 50) + 0.5).requires_grad_()  # no zeros of its own
+    weights = torch.rand(64, 50) + 0.5
+    y = dropout(x)
+    (y * weights).sum().backward()
+    kept = y != 0
+    assert 0.15 < 1 - kept.float().mean().item() < 0.25
+    assert torch.allclose(y, x * kept / 0.8) and torch.allclose(x.grad, weights * kept / 0.8)  # type: ignore[arg-type]
+    again = SeededDropout(0.2)
+    use_generator(nn.Sequential(again), torch.Generator().manual_seed(1))
+    assert torch.equal(again(x), y)  # the same generator state, the same mask
+    assert torch.equal(dropout.eval()(x), x)
