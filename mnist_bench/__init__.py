@@ -40,4 +40,4 @@ Typer layer on top. One module per concept:
   out as docs/cli.md
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
