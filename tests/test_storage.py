@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from optuna.trial import TrialState
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.storage import open_storage
 
-POSTGRES = os.environ.get("MNIST_BENCH_TEST_POSTGRES")
 QUEUED = 200
 PROCESSES = 4
 
@@ -71,16 +69,6 @@ def stress(url: str, study_name: str, tmp_path: Path) -> None:
 
 def test_each_queued_trial_goes_to_one_process_on_sqlite(tmp_path: Path) -> None:
     stress(f"sqlite:///{tmp_path / 'queue.db'}", "queue", tmp_path)
-
-
-@pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
-def test_each_queued_trial_goes_to_one_process_on_postgresql(tmp_path: Path) -> None:
-    assert POSTGRES is not None
-    name = f"queue-{os.getpid()}-{time.time_ns()}"
-    try:
-        stress(POSTGRES, name, tmp_path)
-    finally:
-        optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
 def test_sqlite_transactions_take_the_write_lock_when_they_begin(tmp_path: Path) -> None:

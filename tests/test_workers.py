@@ -24,8 +24,6 @@ from mnist_bench.study import SURPLUS, SearchSettings
 from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
-# .ci/run starts a PostgreSQL server and names a database here; elsewhere those tests skip.
-POSTGRES = os.environ.get("MNIST_BENCH_TEST_POSTGRES")
 
 
 def test_plan_devices() -> None:
@@ -132,15 +130,6 @@ def test_a_packed_trial_that_fails_fails_alone(tmp_path: Path, tiny_mnist: Path)
     assert len(diverged) == 1 and diverged[0].state == TrialState.PRUNED
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 3
     assert len(study.trials) == 6 + len(surplus)
-
-
-@pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
-def test_four_workers_on_postgresql_finish_exactly_the_target(tiny_mnist: Path) -> None:
-    assert POSTGRES is not None
-    name = f"pg-{os.getpid()}-{time.time_ns()}"
-    study = run_parallel(POSTGRES, tiny_mnist, workers=4, trials=12, study=name)
-    check_exactly(study, 12)
-    optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
 def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 1000) -> list[str]:
@@ -352,52 +341,3 @@ def test_auto_workers_through_the_cli(tmp_path: Path, tiny_mnist: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "auto: " in result.stdout and "bound by" in result.stdout and "3/3 finished" in result.stdout
-
-
-# .ci/run also says how to stop and restart its server, for the database-outage tests.
-POSTGRES_CTL = os.environ.get("MNIST_BENCH_TEST_POSTGRES_CTL")
-needs_ctl = pytest.mark.skipif(not (POSTGRES and POSTGRES_CTL), reason="no controllable PostgreSQL server")
-
-
-def postgres_ctl(action: str) -> None:
-    assert POSTGRES_CTL is not None
-    subprocess.run(["bash", POSTGRES_CTL, action], check=True, capture_output=True)
-
-
-def outage_search(tmp_path: Path, tiny_mnist: Path, study: str, retry: str) -> subprocess.Popen[str]:
-    assert POSTGRES is not None
-    # Long enough trials that the outage (seconds 6 to 10) falls inside the search, no longer.
-    command = search_command(
-        tmp_path, tiny_mnist, "--storage", POSTGRES, "--study", study, "--storage-retry", retry, epochs=300
-    )
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@needs_ctl
-def test_database_back_within_the_retry_window(tmp_path: Path, tiny_mnist: Path) -> None:
-    study = f"outage-{time.time_ns()}"
-    process = outage_search(tmp_path, tiny_mnist, study, "60")
-    time.sleep(6)
-    postgres_ctl("pause")
-    time.sleep(4)
-    postgres_ctl("resume")
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    assert "3/3 finished" in out and "Traceback" not in err
-
-
-@needs_ctl
-def test_database_gone_for_good_gives_one_line_and_keeps_trials(tmp_path: Path, tiny_mnist: Path) -> None:
-    assert POSTGRES is not None
-    study = f"gone-{time.time_ns()}"
-    process = outage_search(tmp_path, tiny_mnist, study, "3")
-    time.sleep(6)
-    before = len(optuna.load_study(study_name=study, storage=POSTGRES).trials)
-    postgres_ctl("pause")
-    try:
-        out, err = process.communicate(timeout=120)
-    finally:
-        postgres_ctl("resume")
-    assert process.returncode == 1
-    assert err.startswith("Error: lost the storage at 127.0.0.1:") and err.count("\n") == 1, err
-    assert len(optuna.load_study(study_name=study, storage=POSTGRES).trials) >= before
