@@ -13,9 +13,12 @@ lanes there are K workspaces, never shared. A training's graph is released befor
 lane builds the next one, and the memory of released graphs is given back to the device
 between rounds, when no lane is capturing.
 
-Lanes are threads on a CPU too: whatever threads can break (a training that draws from
-process-wide state while another is built) shows on every machine, CI's included. So
-trainings built here must own all they use (see ``train.Training``).
+Lanes are threads on a CPU too, two or more of them: whatever threads can break (a
+training that draws from process-wide state while another is built) shows on every
+machine, CI's included. So trainings built here must own all they use (see
+``train.Training``). A lone lane on a CPU (every CPU command but the tests and bench rows
+that ask for more) runs in the calling thread: torch's OpenMP kernels called from another
+thread ran small networks' steps up to 3x slower there (docs/benchmarks.md).
 
 A sticky device fault (an illegal address) poisons the process's CUDA context: every
 later training would fail at once. The first one ends the run: the trainings in flight
@@ -77,23 +80,34 @@ class Slot(Generic[T]):
 
 
 class Lane:
-    """One place for a training: one thread and (on CUDA) one stream, for the lane's life."""
+    """One place for a training: one thread and (on CUDA) one stream, for the lane's life.
+    ``inline``: the calling thread instead of a thread of its own (a lone lane on a CPU)."""
 
-    def __init__(self, index: int, device: torch.device) -> None:
+    def __init__(self, index: int, device: torch.device, *, inline: bool = False) -> None:
         self.index, self.device = index, device
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         # The thread selects the device first: CUDA's current device is per thread.
-        self._thread = ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,))
+        self._thread = (
+            None if inline else ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,))
+        )
 
     def submit(self, fn: Callable[[], R]) -> Future[R]:
-        """Run ``fn`` on this lane's thread."""
-        return self._thread.submit(fn)
+        """Run ``fn`` on this lane's thread (inline: now, and return it done)."""
+        if self._thread is not None:
+            return self._thread.submit(fn)
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # as a thread's future holds it, KeyboardInterrupt included
+            future.set_exception(exc)
+        return future
 
     def run(self, fn: Callable[[], R]) -> R:
         return self.submit(fn).result()
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
 
 def check_in_flight(runtime: Runtime, k: int) -> None:
@@ -107,10 +121,11 @@ def check_in_flight(runtime: Runtime, k: int) -> None:
 
 @contextlib.contextmanager
 def open_lanes(k: int, device: torch.device) -> Iterator[list[Lane]]:
-    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has; closed on exit."""
+    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has;
+    closed on exit. One lane on a CPU runs in the calling thread."""
     if not 1 <= k <= MAX_LANES:
         raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
-    lanes = [Lane(i, device) for i in range(k)]
+    lanes = [Lane(i, device, inline=k == 1 and device.type == "cpu") for i in range(k)]
     try:
         pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
         if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving

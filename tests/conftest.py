@@ -12,6 +12,12 @@ import torch
 
 from mnist_bench.data import DeviceData, load_split
 
+# pytest-xdist runs two test processes on two cores: one torch thread each (and for the
+# processes they start), or their OpenMP threads wait on one another for the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 # CI and development machines keep the real MNIST beside the checkout, in ../shared/data.
 REAL_DATA = Path(os.environ.get("MNIST_BENCH_REAL_DATA", REPO.parent / "shared" / "data"))
