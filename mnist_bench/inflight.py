@@ -18,7 +18,7 @@ training that draws from process-wide state while another is built) shows on eve
 machine, CI's included. So trainings built here must own all they use (see
 ``train.Training``). A lone lane on a CPU (every CPU command but the tests and bench rows
 that ask for more) runs in the calling thread: torch's OpenMP kernels called from another
-thread ran small networks' steps up to 3x slower there (docs/benchmarks.md).
+thread ran small networks' steps up to 3.7x slower there (docs/benchmarks.md).
 
 A sticky device fault (an illegal address) poisons the process's CUDA context: every
 later training would fail at once. The first one ends the run: the trainings in flight
