@@ -167,3 +167,24 @@ def test_sampling_grid_is_affine_grids() -> None:
     grid = Augmenter("affine", Deform(), torch.device("cpu"))._affine_grid(theta)
     expected = torch.nn.functional.affine_grid(theta, [7, 1, 28, 28], align_corners=False)
     torch.testing.assert_close(grid.permute(0, 2, 3, 1), expected, atol=1e-6, rtol=0)
+
+
+def test_elastic_field_is_centred_blurred_noise() -> None:
+    # Byte noise, centred and blurred on both axes: over many draws the field averages 0,
+    # its spread is that of blurring uniform noise (a float draw's, to within a level in
+    # 256), and neighbouring displacements move together while distant ones do not.
+    augmenter = Augmenter("elastic", Deform(elastic_sigma_px=4.0), torch.device("cpu"))
+    blur = augmenter.blur
+    assert blur is not None
+    field = augmenter._elastic_field(2_000, torch.Generator().manual_seed(0), torch.device("cpu")).double()
+    assert field.shape == (2_000, 2, 28, 28)
+    assert abs(field.mean().item()) < 0.15  # uncentred bytes would average -0.5
+    uniform = torch.rand(2_000, 2, 28, 28, generator=torch.Generator().manual_seed(1)) * 256 - 128
+    expected = (blur @ uniform @ blur.T).double()
+    assert abs(field.std().item() / expected.std().item() - 1) < 0.02
+    centre = field[..., 14, 14]
+    near, far = field[..., 14, 15], field[..., 14, 2]
+    assert torch.corrcoef(torch.stack([centre.flatten(), near.flatten()]))[0, 1] > 0.9
+    assert abs(torch.corrcoef(torch.stack([centre.flatten(), far.flatten()]))[0, 1].item()) < 0.1
+    x, y = field[:, 0].flatten(), field[:, 1].flatten()
+    assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1].item()) < 0.05  # the two axes independent
