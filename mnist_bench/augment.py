@@ -111,7 +111,8 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator, d
 
 class Augmenter:
     """A training's augmentation: ``kind`` at ``deform``'s strengths, with the device tensors
-    it reads (the elastic blur matrix) built once, here, on the current stream.
+    it reads (the elastic blur matrix, the centres and constants) built once, here, on the
+    current stream.
 
     Invariant: the training that holds this owns those tensors for its whole life. A
     captured CUDA graph reads them by address on every replay, so they are never handed out

@@ -71,13 +71,10 @@ def drop_positions(n: int, p: float, generator: torch.Generator, device: torch.d
     return torch.cumsum(gaps + 1, 0).sub_(1).clamp_(max=n)
 
 
-def dropout_mask(n: int, dropped: torch.Tensor, scale: float, device: torch.device) -> torch.Tensor:
-    """``scale`` for each of ``n`` units, 0 at ``dropped`` (whose padding ``n`` lands in a spare cell).
-
-    float32 whatever the activations' precision: a bf16 mask would round the scale.
-    """
-    mask = torch.full((n + 1,), scale, dtype=torch.float32, device=device)
-    return mask.index_fill_(0, dropped, 0)[:-1]
+def dropout_mask(dropped: torch.Tensor, value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` for each unit of ``like``, 0 at ``dropped`` (whose padding lands in a spare cell)."""
+    mask = torch.full((like.numel() + 1,), value, dtype=like.dtype, device=like.device)
+    return mask.index_fill_(0, dropped, 0)[:-1].view(like.shape)
 
 
 class SeededDropout(nn.Dropout):
@@ -87,9 +84,9 @@ class SeededDropout(nn.Dropout):
     generator in an order set by timing; with their own generator each trial's masks are
     the same however it runs, and a CUDA graph can capture them. The dropped units are
     drawn sparsely (``drop_positions``): the rates searched are small, and a uniform
-    number per unit cost more than a tenth of an epoch. The mask is applied by one native
-    multiply each way (no Python in autograd's backward). No parameters: the state_dict
-    is that of ``nn.Dropout``.
+    number per unit cost more than a tenth of an epoch. The mask is applied by native
+    multiplies (no Python in autograd's backward): one each way in fp32. No parameters:
+    the state_dict is that of ``nn.Dropout``.
     """
 
     generator: torch.Generator | None = None
@@ -98,8 +95,11 @@ class SeededDropout(nn.Dropout):
         if not self.training or self.p == 0 or self.generator is None:
             return super().forward(x)
         dropped = drop_positions(x.numel(), self.p, self.generator, x.device)
-        mask = dropout_mask(x.numel(), dropped, 1 / (1 - self.p), x.device).view(x.shape)
-        return (x * mask).to(x.dtype)
+        scale = 1 / (1 - self.p)
+        if x.dtype in (torch.float32, torch.float64):
+            return x * dropout_mask(dropped, scale, x)
+        # bf16 or fp16 would round the scale held in a mask: keep-or-zero, then the scale as a float.
+        return (x * dropout_mask(dropped, 1.0, x)).mul(scale)
 
 
 def use_generator(model: nn.Module, generator: torch.Generator) -> None:

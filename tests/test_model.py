@@ -70,3 +70,20 @@ def test_dropout_scales_the_kept_units_and_zeroes_their_gradients_where_dropped(
     use_generator(nn.Sequential(again), torch.Generator().manual_seed(1))
     assert torch.equal(again(x), y)  # the same generator state, the same mask
     assert torch.equal(dropout.eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_rounds_once_as_a_scalar_multiply_would(dtype: torch.dtype) -> None:
+    # Kept units are exactly x * (1 / (1 - p)) rounded once to x's precision (a bf16 mask
+    # holding the scale would round it first); dropped units are exactly 0, and so are
+    # their gradients.
+    dropout = SeededDropout(0.3)
+    use_generator(nn.Sequential(dropout), torch.Generator().manual_seed(2))
+    x = (torch.rand(32, 40) + 0.5).to(dtype).requires_grad_()
+    y = dropout(x)
+    kept = y != 0
+    assert y.dtype == dtype and 0.2 < 1 - kept.float().mean().item() < 0.4
+    assert torch.equal(y, torch.where(kept, x.detach().mul(1 / 0.7), 0).to(dtype))
+    y.sum().backward()
+    assert x.grad is not None and x.grad.dtype == dtype
+    assert torch.equal(x.grad, torch.where(kept, torch.ones_like(x).mul(1 / 0.7), 0).to(dtype))
