@@ -1,8 +1,9 @@
-"""Usage: MNIST_BENCH_DATA=../shared/data python docs/search_rate.py [SEARCH OPTIONS]
+"""Usage: MNIST_BENCH_DATA=../shared/data python docs/search_rate.py [--folder DIR] [SEARCH OPTIONS]
 
 How close a search's trials train to this machine's matmul floor. Runs
 ``mnist-bench search SEARCH OPTIONS`` (default: ``--trials 50 --seed 0``, the default
-space, fp32) into a fresh study in a temporary folder, and around it measures the floor
+space, fp32) into a fresh study (``rate``) in a temporary folder, or in ``DIR`` (an
+empty folder, kept: its ``studies/`` holds the study), and around it measures the floor
 rate as ``docs/epoch_profile.py`` does (doctor's fp32 matmul rate, the best of five
 before the search and five after). Each trial's matmul work is 6 flops per weight per
 training image it saw (``n_params`` x ``samples_per_s`` x ``train_time_s`` from the study;
@@ -26,10 +27,17 @@ from mnist_bench.space import sample_config
 
 
 def main() -> None:
-    options = sys.argv[1:] or ["--trials", "50", "--seed", "0"]
+    options = sys.argv[1:]
+    keep = None
+    if options[:1] == ["--folder"]:
+        keep, options = Path(options[1]), options[2:]
+    options = options or ["--trials", "50", "--seed", "0"]
     before = floor_rates()["fp32"]
-    with tempfile.TemporaryDirectory() as folder:
-        storage = f"sqlite:///{Path(folder) / 'rate.db'}"
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = keep or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        storage = f"sqlite:///{folder.resolve() / 'studies' / 'mnist-bench.db'}"
+        (folder / "studies").mkdir(exist_ok=True)
         command = [sys.executable, "-m", "mnist_bench", "search", "--study", "rate", "--storage", storage, "-q"]
         start = time.perf_counter()
         subprocess.run([*command, *options], check=True, cwd=folder)
