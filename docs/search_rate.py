@@ -2,10 +2,10 @@
 
 How close a search's trials train to this machine's matmul floor. Runs
 ``mnist-bench search SEARCH OPTIONS`` (default: ``--trials 50 --seed 0``, the default
-space, fp32) into a fresh study (``rate``) in a temporary folder, or in ``DIR`` (an
-empty folder, kept: its ``studies/`` holds the study), and around it measures the floor
-rate as ``docs/epoch_profile.py`` does (doctor's fp32 matmul rate, the best of five
-before the search and five after). Each trial's matmul work is 6 flops per weight per
+space, fp32) from a temporary folder, or from ``DIR`` (an empty folder, kept: its
+``studies/`` then holds the study as the command leaves it), and around it measures
+the floor rate as ``docs/epoch_profile.py`` does (doctor's fp32 matmul rate, the best
+of five before the search and five after). Each trial's matmul work is 6 flops per weight per
 training image it saw (``n_params`` x ``samples_per_s`` x ``train_time_s`` from the study;
 pruned trials count for the epochs they trained); its time is its training time, the
 validation passes left out. Prints every trial against its floor, and all of them
@@ -36,13 +36,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = keep or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{folder.resolve() / 'studies' / 'mnist-bench.db'}"
-        (folder / "studies").mkdir(exist_ok=True)
-        command = [sys.executable, "-m", "mnist_bench", "search", "--study", "rate", "--storage", storage, "-q"]
+        name = options[options.index("--study") + 1] if "--study" in options else "mnist-mlp"
         start = time.perf_counter()
-        subprocess.run([*command, *options], check=True, cwd=folder)
+        subprocess.run([sys.executable, "-m", "mnist_bench", "search", *options], check=True, cwd=folder)
         wall = time.perf_counter() - start
-        study = optuna.load_study(study_name="rate", storage=storage)
+        storage = f"sqlite:///{folder.resolve() / 'studies' / 'mnist-bench.db'}"  # search's default, in its folder
+        study = optuna.load_study(study_name=name, storage=storage)
         trained = [t for t in study.get_trials(deepcopy=False) if "epochs_run" in t.user_attrs]
         space = stored_space(study)
     after = floor_rates()["fp32"]
