@@ -49,7 +49,8 @@ SMALL_SET = 12_000
 GROUPS = {  # aten op -> what it does here
     "aten::mm": "matmul", "aten::addmm": "matmul", "aten::bmm": "deformations",
     "aten::grid_sampler_2d": "deformations", "aten::affine_grid_generator": "deformations",
-    "aten::uniform_": "random draws", "aten::_fused_sgd_": "optimizer", "aten::_fused_adam_": "optimizer",
+    "aten::uniform_": "random draws", "aten::random_": "random draws",
+    "aten::_fused_sgd_": "optimizer", "aten::_fused_adam_": "optimizer",
 }  # fmt: skip
 
 
