@@ -128,8 +128,7 @@ def build_mlp(config: ModelConfig, *, generator: torch.Generator) -> nn.Sequenti
 
     Every initial weight comes from ``generator``: a training owns its random numbers, and
     trainings are built on several threads at once (see ``inflight``). The ReLU works in
-    place on the linear layer's output, which nothing else keeps (one pass and one buffer
-    less a layer, each way).
+    place on the linear layer's output, which nothing else keeps (one buffer less a layer).
     """
     layers: list[nn.Module] = []
     width_in = INPUT_SIZE

@@ -152,9 +152,9 @@ class GraphedRunner:
 
     Invariant: every tensor the graph reads or writes (the data, the model's parameters and
     their gradients, the optimizer's state, the batch indices, counters, schedule tables and
-    rates below, the augmentation's blur matrix and constants) is held by this runner or by the training
-    that holds it, for as long as the graph lives; ``restore`` copies into them in place,
-    since the graph keeps their addresses.
+    rates below, the augmentation's blur matrix and constants) is held by this runner or by
+    the training that holds it, for as long as the graph lives; ``restore`` copies into them
+    in place, since the graph keeps their addresses.
     """
 
     graphed = True
