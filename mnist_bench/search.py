@@ -146,11 +146,26 @@ def make_objective(
     stop: StopFlag | None = None,
     progress: Callable[[TrialEpoch], None] | None = None,
     faults: list[str] | None = None,
+    lost: set[int] | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The objective of ``study.optimize``. A sticky device fault fails its trial, stops the
-    study and is appended to ``faults``: every later trial in this process would fail too."""
+    study and is appended to ``faults``: every later trial in this process would fail too.
+
+    A trial that loses the storage (a report or an attribute that cannot be written) raises
+    that error as it is and its number goes to ``lost``. Optuna catches every exception
+    here and stores the trial as failed if the storage answers again by then: the trial
+    did not fail, the storage did, so the search must not count it as one of its trials.
+    """
 
     def objective(trial: optuna.Trial) -> float:
+        try:
+            return run_trial(trial)
+        except Exception as exc:
+            if lost is not None and storage_failure(exc) is not None:
+                lost.add(trial.number)
+            raise
+
+    def run_trial(trial: optuna.Trial) -> float:
         started = time.monotonic()
         try:
             config = prepare_trial(trial, settings, space, data)
@@ -173,6 +188,8 @@ def make_objective(
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
+            if storage_failure(exc) is not None:
+                raise  # not the training's failure: the search waits for the storage
             failure = failure_reason(exc)
             fault = device_fault(exc)
             if fault is not None:
@@ -235,7 +252,8 @@ def run_search(
             on_wait=on_wait,
         )
     faults: list[str] = []
-    objective = make_objective(settings, space, data, stop, on_epoch, faults)
+    lost: set[int] = set()  # trials that lost the storage: Optuna may store them failed, they do not count
+    objective = make_objective(settings, space, data, stop, on_epoch, faults, lost)
     started = time.monotonic()
     deadline = None if settings.timeout is None else started + settings.timeout
     budget = max(settings.trials - n_finished(study), 0)
@@ -245,10 +263,13 @@ def run_search(
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal ran, outage_since
-        ran += 1
         outage_since = None
-        if on_trial is not None:
-            on_trial(study, trial)
+        if trial.number in lost:
+            notice(f"trial {trial.number} lost the storage while it trained and failed; another takes its place")
+        else:
+            ran += 1
+            if on_trial is not None:
+                on_trial(study, trial)
         if stop is not None and stop.is_set():
             study.stop()
         # Other workers' running trials will finish: asking for one more would be surplus.
@@ -267,25 +288,25 @@ def run_search(
                 ):
                     continue
                 break
-            before = ran
+            before = ran + len(lost)
             study.optimize(
                 objective, n_trials=budget - ran, timeout=timeout, catch=(Exception,), callbacks=[after_trial]
             )
-            if ran == before:  # it ran nothing (its timeout was up): nothing more will
+            if ran + len(lost) == before:  # it ran nothing (its timeout was up): nothing more will
                 break
         except Exception as exc:
             if finished_elsewhere(exc):  # the trial ran here, and counts against this call's budget
                 ran += 1
                 notice(elsewhere_notice(exc))
                 continue
-            lost = storage_failure(exc)
-            if lost is None:
+            cause = storage_failure(exc)
+            if cause is None:
                 raise
             outage_since = outage_since or time.monotonic()
             if time.monotonic() - outage_since > settings.storage_retry_s:
                 raise MnistBenchError(
                     f"lost the storage at {host_of(settings.storage)} for over {settings.storage_retry_s:.0f} s "
-                    f"({one_line(lost)}); stored trials are kept, run the same command again to resume"
+                    f"({one_line(cause)}); stored trials are kept, run the same command again to resume"
                 ) from None
             time.sleep(min(5.0, settings.storage_retry_s / 10))
             try:

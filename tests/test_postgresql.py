@@ -68,7 +68,7 @@ def test_database_back_within_the_retry_window(tmp_path: Path, tiny_mnist: Path)
     postgres_ctl("resume")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
-    assert "3/3 finished" in out and "Traceback" not in err
+    assert "3/3 finished" in out and "Traceback" not in err, out + err
 
 
 @needs_ctl

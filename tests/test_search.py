@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gc
+import sqlite3
 import threading
 import time
 import weakref
@@ -10,13 +11,14 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
+from sqlalchemy import event
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search import open_study, run_search
 from mnist_bench.space import SearchSpace
 from mnist_bench.storage import load_study, open_storage
-from mnist_bench.study import SearchSettings, training_seed
+from mnist_bench.study import SearchSettings, TrialEpoch, training_seed
 from mnist_bench.train import Training
 
 # Small widths keep each tiny-data trial to a fraction of a second.
@@ -189,6 +191,38 @@ def test_a_trial_finished_by_another_worker_is_one_notice(tmp_path: Path, tiny_d
     assert len(notices) == parallel
     assert all("another worker finished that trial first" in line and "\n" not in line for line in notices)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * parallel  # as the other worker left them
+
+
+def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data: DeviceData) -> None:
+    """The storage stops answering while trial 1 trains (its epoch-2 report cannot be
+    written) and answers again before Optuna tells the trial: Optuna stores it as failed.
+    The trial did not fail, the storage did: the search says so and runs another in its
+    place, where it used to count it and end one trial short."""
+    chosen = settings(tmp_path, trials=3, epochs=4, pruner="none")
+    storage = open_storage(chosen.storage)
+
+    @event.listens_for(storage.engine, "connect")
+    def _impatient(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout = 2000")  # a locked database fails a write after 2 s
+
+    storage.engine.dispose()
+    study = open_study(chosen, SMALL, storage)
+    locker = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
+    unlock = threading.Timer(3.0, locker.execute, ("COMMIT",))  # back 1 s after the report gave up
+    notices: list[str] = []
+
+    def outage(epoch: TrialEpoch) -> None:  # called just before the epoch's report
+        if (epoch.number, epoch.epoch) == (1, 2):
+            locker.execute("BEGIN EXCLUSIVE")
+            unlock.start()
+
+    outcome = run_search(chosen, SMALL, tiny_data, study=study, on_notice=notices.append, on_epoch=outage)
+    unlock.join()
+    assert outcome.finished == 3 and outcome.ran == 3
+    assert [t.state for t in study.get_trials()] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE
+    ]  # fmt: skip
+    assert notices == ["trial 1 lost the storage while it trained and failed; another takes its place"]
 
 
 def test_a_failed_trial_leaves_nothing_alive(
