@@ -10,6 +10,7 @@ many, may run ``run_search`` on one study at once: they share it through its sto
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -126,17 +127,19 @@ def stored_space(study: optuna.Study) -> SearchSpace:
 
 
 def storage_failure(exc: BaseException) -> BaseException | None:
-    """The lost-connection error behind ``exc``, if any.
+    """The lost-connection error behind ``exc``, if any: the deepest, the driver's own words.
 
     Optuna may raise something else while handling it (an UnboundLocalError from its
-    trial bookkeeping, seen with Optuna 5.0), so the whole chain is searched.
+    trial bookkeeping, seen with Optuna 5.0), or wrap it in a StorageInternalError that
+    blames "invalid data in the commit", so the whole chain is searched.
     """
+    found = None
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, STORAGE_ERRORS):
-            return seen
+            found = seen
         seen = seen.__cause__ or seen.__context__
-    return None
+    return found
 
 
 def make_objective(
@@ -188,8 +191,11 @@ def make_objective(
             trial.set_user_attr("reason", "interrupted (SIGINT) during training")
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
-            if storage_failure(exc) is not None:
-                raise  # not the training's failure: the search waits for the storage
+            lost_storage = storage_failure(exc)
+            if lost_storage is not None:  # not the training's failure: the search waits for the storage
+                with contextlib.suppress(*STORAGE_ERRORS):  # the leaderboard says why, if the storage is back
+                    trial.set_user_attr("reason", f"lost the storage: {failure_reason(lost_storage)}")
+                raise
             failure = failure_reason(exc)
             fault = device_fault(exc)
             if fault is not None:

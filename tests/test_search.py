@@ -222,6 +222,8 @@ def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data
     assert [t.state for t in study.get_trials()] == [
         TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE
     ]  # fmt: skip
+    reason = study.trials[1].user_attrs["reason"]
+    assert reason.startswith("lost the storage: OperationalError: ") and "database is locked" in reason, reason
     assert notices == ["trial 1 lost the storage while it trained and failed; another takes its place"]
 
 
