@@ -126,6 +126,9 @@ def stored_space(study: optuna.Study) -> SearchSpace:
     return SearchSpace.from_dict(values) if values else SearchSpace()
 
 
+KEPT = "stored trials are kept, run the same command again to resume"  # after a storage is lost
+
+
 def storage_failure(exc: BaseException) -> BaseException | None:
     """The lost-connection error behind ``exc``, if any: the deepest, the driver's own words.
 
@@ -236,7 +239,8 @@ def run_search(
     One call starts at most the number missing when it began, so trials that fail (and
     do not count) cannot make it loop forever; running it again tops the study up. A
     storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
-    then given up with a one-line error; trials stored before stay stored. A trial that
+    then given up with a one-line error; trials stored before stay stored (with
+    ``settings.parallel`` > 1 it is given up at once, the same way). A trial that
     another worker finished first is passed to ``on_notice`` as one line, and the search
     goes on. ``on_epoch`` sees every epoch of every trial trained here. Trials whose
     worker stopped (killed, say) are waited out and retried here (``stale``), and
@@ -246,17 +250,26 @@ def run_search(
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if settings.parallel > 1:
-        return run_search_in_flight(
-            settings,
-            space,
-            data,
-            on_trial=on_trial,
-            study=study,
-            stop=stop,
-            on_notice=notice,
-            on_epoch=on_epoch,
-            on_wait=on_wait,
-        )
+        try:
+            return run_search_in_flight(
+                settings,
+                space,
+                data,
+                on_trial=on_trial,
+                study=study,
+                stop=stop,
+                on_notice=notice,
+                on_epoch=on_epoch,
+                on_wait=on_wait,
+            )
+        except Exception as exc:
+            cause = storage_failure(exc)
+            if cause is None or finished_elsewhere(exc):
+                raise
+            raise MnistBenchError(
+                f"lost the storage at {host_of(settings.storage)} ({one_line(cause)}); a search with --parallel "
+                f"does not wait for it: {KEPT}"
+            ) from None
     faults: list[str] = []
     lost: set[int] = set()  # trials that lost the storage: Optuna may store them failed, they do not count
     objective = make_objective(settings, space, data, stop, on_epoch, faults, lost)
@@ -312,7 +325,7 @@ def run_search(
             if time.monotonic() - outage_since > settings.storage_retry_s:
                 raise MnistBenchError(
                     f"lost the storage at {host_of(settings.storage)} for over {settings.storage_retry_s:.0f} s "
-                    f"({one_line(cause)}); stored trials are kept, run the same command again to resume"
+                    f"({one_line(cause)}); {KEPT}"
                 ) from None
             time.sleep(min(5.0, settings.storage_retry_s / 10))
             try:

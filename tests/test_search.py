@@ -193,38 +193,66 @@ def test_a_trial_finished_by_another_worker_is_one_notice(tmp_path: Path, tiny_d
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * parallel  # as the other worker left them
 
 
+class Outage:
+    """A real SQLite storage that stops answering for 3 s just before trial ``number``'s
+    ``epoch`` report (another connection holds the write lock); its writes give up
+    after 2 s, so that report fails and whatever writes from 1 s later succeeds."""
+
+    def __init__(self, chosen: SearchSettings, number: int, epoch: int) -> None:
+        storage = open_storage(chosen.storage)
+
+        @event.listens_for(storage.engine, "connect")
+        def _impatient(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+            dbapi_connection.execute("PRAGMA busy_timeout = 2000")
+
+        storage.engine.dispose()
+        self.study = open_study(chosen, SMALL, storage)
+        self.at = (number, epoch)
+        self.locker = sqlite3.connect(
+            chosen.storage.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+        )
+        self.unlock = threading.Timer(3.0, self.locker.execute, ("COMMIT",))
+
+    def on_epoch(self, epoch: TrialEpoch) -> None:  # called just before the epoch's report
+        if (epoch.number, epoch.epoch) == self.at:
+            self.locker.execute("BEGIN EXCLUSIVE")
+            self.unlock.start()
+
+
 def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data: DeviceData) -> None:
-    """The storage stops answering while trial 1 trains (its epoch-2 report cannot be
-    written) and answers again before Optuna tells the trial: Optuna stores it as failed.
-    The trial did not fail, the storage did: the search says so and runs another in its
-    place, where it used to count it and end one trial short."""
+    """The storage stops answering while trial 1 trains and answers again before Optuna
+    tells the trial: Optuna stores it as failed. The trial did not fail, the storage did:
+    the search says so and runs another in its place, where it used to count it and end
+    one trial short."""
     chosen = settings(tmp_path, trials=3, epochs=4, pruner="none")
-    storage = open_storage(chosen.storage)
-
-    @event.listens_for(storage.engine, "connect")
-    def _impatient(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        dbapi_connection.execute("PRAGMA busy_timeout = 2000")  # a locked database fails a write after 2 s
-
-    storage.engine.dispose()
-    study = open_study(chosen, SMALL, storage)
-    locker = sqlite3.connect(tmp_path / "s.db", isolation_level=None, check_same_thread=False)
-    unlock = threading.Timer(3.0, locker.execute, ("COMMIT",))  # back 1 s after the report gave up
+    outage = Outage(chosen, 1, 2)
     notices: list[str] = []
-
-    def outage(epoch: TrialEpoch) -> None:  # called just before the epoch's report
-        if (epoch.number, epoch.epoch) == (1, 2):
-            locker.execute("BEGIN EXCLUSIVE")
-            unlock.start()
-
-    outcome = run_search(chosen, SMALL, tiny_data, study=study, on_notice=notices.append, on_epoch=outage)
-    unlock.join()
+    outcome = run_search(
+        chosen, SMALL, tiny_data, study=outage.study, on_notice=notices.append, on_epoch=outage.on_epoch
+    )
+    outage.unlock.join()
     assert outcome.finished == 3 and outcome.ran == 3
-    assert [t.state for t in study.get_trials()] == [
+    assert [t.state for t in outage.study.get_trials()] == [
         TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE
     ]  # fmt: skip
-    reason = study.trials[1].user_attrs["reason"]
+    reason = outage.study.trials[1].user_attrs["reason"]
     assert reason.startswith("lost the storage: OperationalError: ") and "database is locked" in reason, reason
     assert notices == ["trial 1 lost the storage while it trained and failed; another takes its place"]
+
+
+def test_a_parallel_search_that_loses_the_storage_stops_in_one_line(tmp_path: Path, tiny_data: DeviceData) -> None:
+    """Trials in flight do not wait for the storage: the search stops at once with one
+    line (no traceback), and the trials stored before stay stored."""
+    chosen = settings(tmp_path, trials=4, epochs=4, pruner="none", parallel=2)
+    outage = Outage(chosen, 2, 2)
+    with pytest.raises(MnistBenchError) as raised:
+        run_search(chosen, SMALL, tiny_data, study=outage.study, on_epoch=outage.on_epoch)
+    outage.unlock.join()
+    message = str(raised.value)
+    assert message.startswith(f"lost the storage at {tmp_path / 's.db'} (") and "\n" not in message, message
+    assert "database is locked" in message and "a search with --parallel does not wait for it" in message
+    states = [t.state for t in outage.study.get_trials()]
+    assert states[:2] == [TrialState.COMPLETE, TrialState.COMPLETE] and TrialState.RUNNING in states[2:], states
 
 
 def test_a_failed_trial_leaves_nothing_alive(

@@ -127,7 +127,11 @@ def search(
         int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
     ] = HEARTBEAT_S,
     storage_retry: Annotated[
-        float, typer.Option(help="Seconds to keep retrying a storage that stops answering before giving up.")
+        float,
+        typer.Option(
+            help="Seconds to keep retrying a storage that stops answering before giving up "
+            "(with --parallel above 1 a search gives up at once; trials stored are kept either way)."
+        ),
     ] = 60.0,
     augment: Annotated[
         Augment | None,
