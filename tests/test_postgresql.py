@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from tests.test_storage import stress
-from tests.test_workers import check_exactly, run_parallel, search_command
+from tests.test_workers import check_exactly, run_parallel, search_command, wait_for_running
 
 POSTGRES = os.environ.get("MNIST_BENCH_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="MNIST_BENCH_TEST_POSTGRES not set (no PostgreSQL server)")
@@ -50,19 +50,23 @@ def postgres_ctl(action: str) -> None:
 
 
 def outage_search(tmp_path: Path, tiny_mnist: Path, study: str, retry: str) -> subprocess.Popen[str]:
+    """A search of 3 trials, returned once its first trial trains: the outage that follows
+    falls inside a trial however slowly a loaded machine starts the process (a fixed
+    6-second wait let it fall before the study existed)."""
     assert POSTGRES is not None
-    # Long enough trials that the outage (seconds 6 to 10) falls inside the search, no longer.
+    # Long enough trials that a 4-second outage falls inside the search, no longer.
     command = search_command(
         tmp_path, tiny_mnist, "--storage", POSTGRES, "--study", study, "--storage-retry", retry, epochs=300
     )
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_running(POSTGRES, process, timeout=120, study=study)
+    return process
 
 
 @needs_ctl
 def test_database_back_within_the_retry_window(tmp_path: Path, tiny_mnist: Path) -> None:
     study = f"outage-{time.time_ns()}"
     process = outage_search(tmp_path, tiny_mnist, study, "60")
-    time.sleep(6)
     postgres_ctl("pause")
     time.sleep(4)
     postgres_ctl("resume")
@@ -76,7 +80,6 @@ def test_database_gone_for_good_gives_one_line_and_keeps_trials(tmp_path: Path, 
     assert POSTGRES is not None
     study = f"gone-{time.time_ns()}"
     process = outage_search(tmp_path, tiny_mnist, study, "3")
-    time.sleep(6)
     before = len(optuna.load_study(study_name=study, storage=POSTGRES).trials)
     postgres_ctl("pause")
     try:

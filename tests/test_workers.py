@@ -144,8 +144,10 @@ def search_command(tmp_path: Path, tiny_mnist: Path, *extra: str, epochs: int = 
     ]  # fmt: skip
 
 
-def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: float = 60) -> int:
-    """The number of a trial that is RUNNING in ``storage``, and training, while ``process`` lives.
+def wait_for_running(
+    storage: str, process: subprocess.Popen[str], timeout: float = 60, study: str = "mnist-mlp"
+) -> int:
+    """The number of a trial of ``study`` that is RUNNING in ``storage``, and training, while ``process`` lives.
 
     Training (an epoch reported), not just RUNNING: a trial is RUNNING from the moment it is
     asked for, before its parameters are all chosen, and a retry keeps only those it had.
@@ -154,8 +156,8 @@ def wait_for_running(storage: str, process: subprocess.Popen[str], timeout: floa
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
         try:
-            study = optuna.load_study(study_name="mnist-mlp", storage=storage)
-            training = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+            loaded = optuna.load_study(study_name=study, storage=storage)
+            training = [t for t in loaded.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
             if training:
                 return training[0].number
         except KeyError:
