@@ -28,9 +28,9 @@ from torch.profiler import ProfilerActivity, profile
 from mnist_bench.augment import parse_deform
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData, default_data_dir, ensure_split
-from mnist_bench.doctor import precision_rates
+from mnist_bench.measure.doctor import precision_rates
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import Training
+from mnist_bench.training.trainer import Training
 
 DEFORM = parse_deform(
     "rotate_deg=11.12,scale=0.1117,shear_deg=14.16,shift_px=2.364,elastic_alpha_px=3.438,elastic_sigma_px=5"

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mnist_bench import checkpoint
+from mnist_bench.artifacts import checkpoint
 from mnist_bench.augment import augment_batch
 from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.model import use_generator

@@ -22,8 +22,8 @@ import optuna
 import torch
 from epoch_profile import floor_rates
 
-from mnist_bench.search import stored_space
-from mnist_bench.space import sample_config
+from mnist_bench.search.loop import stored_space
+from mnist_bench.search.space import sample_config
 
 
 def main() -> None:

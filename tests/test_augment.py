@@ -23,7 +23,7 @@ from mnist_bench.cli import app
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData, normalize
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import Training
+from mnist_bench.training.trainer import Training
 
 
 def batch(tiny_data: DeviceData, n: int = 64) -> torch.Tensor:
@@ -68,7 +68,7 @@ def test_empty_image_stays_empty() -> None:
 def test_labels_untouched_by_training_with_augmentation(tiny_data: DeviceData) -> None:
     from mnist_bench.config import TrainConfig
     from mnist_bench.model import ModelConfig
-    from mnist_bench.train import train
+    from mnist_bench.training.trainer import train
 
     before = tiny_data.y_train.clone()
     config = TrainConfig(ModelConfig((64,)), "adam", 3e-3, batch_size=32, epochs=4, augment="affine")

@@ -8,22 +8,20 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mnist_bench.bench import (
-    adam_config as adam,
-)
-from mnist_bench.bench import (
-    classic_throughput,
-    floor_row,
-    timed,
-    train_bytes_per_step,
-    train_flops_per_sample,
-    trainer_throughput,
-)
-from mnist_bench.bench_suite import BenchSettings, run_bench, write_results
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime
 from mnist_bench.data import DeviceData, load_split
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.measure.bench import (
+    classic_throughput,
+    floor_row,
+    train_bytes_per_step,
+    train_flops_per_sample,
+    trainer_throughput,
+)
+from mnist_bench.measure.suite import BenchSettings, run_bench, write_results
+from mnist_bench.training.timing import adam_config as adam
+from mnist_bench.training.timing import timed
 
 CPU = torch.device("cpu")
 

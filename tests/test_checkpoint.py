@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_bench import checkpoint
+from mnist_bench.artifacts import checkpoint
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import ModelConfig
-from mnist_bench.train import train
+from mnist_bench.training.trainer import train
 
 CONFIG = TrainConfig(ModelConfig((32, 16)), "sgd", 0.05, momentum=0.9, batch_size=32, epochs=2, seed=3)
 

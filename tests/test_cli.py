@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
-from mnist_bench.space import shipped_spaces
+from mnist_bench.search.space import shipped_spaces
 
 runner = CliRunner()
 

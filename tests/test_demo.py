@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from mnist_bench import checkpoint
+from mnist_bench.artifacts import checkpoint
+from mnist_bench.artifacts.demo import demo_html, write_demo
+from mnist_bench.artifacts.predict import MIN_CONTRAST, predict_files, read_image
 from mnist_bench.cli import app
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, load_split, normalize
-from mnist_bench.demo import demo_html, write_demo
 from mnist_bench.model import ModelConfig
-from mnist_bench.predict import MIN_CONTRAST, predict_files, read_image
-from mnist_bench.train import train
+from mnist_bench.training.trainer import train
 from tests.test_predict import blank_pictures
 from tests.test_report import CHROMIUM, HEADLESS
 

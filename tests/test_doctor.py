@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from mnist_bench import doctor, trust
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime
-from mnist_bench.device import cpu_model, select_device
-from mnist_bench.doctor import CONFIGS, Check, compare, run_to_end, synthetic_data
-from mnist_bench.train import Training
+from mnist_bench.measure import doctor, selfcheck
+from mnist_bench.measure.doctor import CONFIGS, Check, compare, run_to_end, synthetic_data
+from mnist_bench.training.device import cpu_model, select_device
+from mnist_bench.training.trainer import Training
 
 CPU = torch.device("cpu")
 runner = CliRunner()
@@ -63,7 +63,7 @@ def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.Mo
     assert torch.__version__ in result.stdout
     # What doctor found is kept as the machine's self-check verdict: graphed steps off.
     assert "Self-check verdict for this machine and version: fast paths off" in result.stdout
-    kept = trust.load_verdict(trust.machine_key(CPU))
+    kept = selfcheck.load_verdict(selfcheck.machine_key(CPU))
     assert kept is not None and not kept.graphed and kept.in_flight
 
 

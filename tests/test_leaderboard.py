@@ -8,9 +8,9 @@ import optuna
 import pandas as pd
 from rich.console import Console
 
-from mnist_bench.leaderboard import COLUMNS, export, leaderboard, write_leaderboard
-from mnist_bench.render import leaderboard_table
-from mnist_bench.space import SearchSpace, sample_config
+from mnist_bench.output.console import leaderboard_table
+from mnist_bench.search.leaderboard import COLUMNS, export, leaderboard, write_leaderboard
+from mnist_bench.search.space import SearchSpace, sample_config
 
 SPACE = SearchSpace()
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
-from mnist_bench.packing import (
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.sharing.packing import (
     CUDA_CONTEXT_BYTES,
     MAX_AUTO_WORKERS,
     StackedMLP,
@@ -21,8 +22,7 @@ from mnist_bench.packing import (
     stacked_throughput,
     trial_bytes,
 )
-from mnist_bench.space import SearchSpace
-from mnist_bench.train import seeded_model
+from mnist_bench.training.trainer import seeded_model
 
 CPU = torch.device("cpu")
 GIB = 2**30

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_bench.artifacts.predict import MIN_CONTRAST, predict_files, read_image, to_mnist
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData, load_split
 from mnist_bench.model import ModelConfig
-from mnist_bench.predict import MIN_CONTRAST, predict_files, read_image, to_mnist
-from mnist_bench.train import train
+from mnist_bench.training.trainer import train
 
 
 def test_28x28_light_on_dark_passes_through() -> None:
@@ -63,7 +63,7 @@ def test_predict_files_classifies_pngs_and_reports_bad_ones(
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P"])
 def test_any_mode_is_read(tmp_path: Path, mode: str) -> None:
-    from mnist_bench.predict import read_image
+    from mnist_bench.artifacts.predict import read_image
 
     image = Image.new("L", (40, 60), 255)
     image.paste(0, (15, 10, 25, 50))

@@ -11,15 +11,15 @@ import pytest
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from mnist_bench.artifacts.final import EpochDone, TimeLeft
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
-from mnist_bench.evaluate import EpochDone, TimeLeft
-from mnist_bench.promote import PROMOTED_FROM, PromotedRow, Promotion
-from mnist_bench.render import duration_text
-from mnist_bench.search import trial_config
-from mnist_bench.storage import default_storage
-from mnist_bench.study import TrialEpoch
-from mnist_bench.train import train
+from mnist_bench.output.console import duration_text
+from mnist_bench.search.loop import trial_config
+from mnist_bench.search.promote import PROMOTED_FROM, PromotedRow, Promotion
+from mnist_bench.search.study import TrialEpoch
+from mnist_bench.storage.rdb import default_storage
+from mnist_bench.training.trainer import train
 from tests.test_cli import search_args
 
 runner = CliRunner()

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
-from mnist_bench.report import FIGURES, pareto_mask, write_comparison, write_study_report
-from mnist_bench.report_plots import INTERACTIVE
-from mnist_bench.search import run_search
-from mnist_bench.space import SearchSpace
-from mnist_bench.study import SearchSettings
+from mnist_bench.output.report import FIGURES, pareto_mask, write_comparison, write_study_report
+from mnist_bench.output.report_plots import INTERACTIVE
+from mnist_bench.search.loop import run_search
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.study import SearchSettings
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
 

@@ -15,11 +15,11 @@ from sqlalchemy import event
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search import open_study, run_search
-from mnist_bench.space import SearchSpace
-from mnist_bench.storage import load_study, open_storage
-from mnist_bench.study import SearchSettings, TrialEpoch, training_seed
-from mnist_bench.train import Training
+from mnist_bench.search.loop import open_study, run_search
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.study import SearchSettings, TrialEpoch, training_seed
+from mnist_bench.storage.rdb import load_study, open_storage
+from mnist_bench.training.trainer import Training
 
 # Small widths keep each tiny-data trial to a fraction of a second.
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
@@ -140,9 +140,9 @@ def test_training_seed_is_derived_and_spread() -> None:
 
 
 def test_multi_objective_search_has_a_pareto_front(tmp_path: Path, tiny_data: DeviceData) -> None:
-    from mnist_bench.leaderboard import leaderboard
-    from mnist_bench.search import pick_trial
-    from mnist_bench.study import best_accuracy
+    from mnist_bench.search.leaderboard import leaderboard
+    from mnist_bench.search.loop import pick_trial
+    from mnist_bench.search.study import best_accuracy
 
     outcome = run_search(settings(tmp_path, trials=5, objectives=("accuracy", "params")), SMALL, tiny_data)
     study = outcome.study

@@ -21,9 +21,9 @@ import pytest
 import torch
 
 from mnist_bench.data import DeviceData, load_split
-from mnist_bench.search import run_search
-from mnist_bench.space import SearchSpace
-from mnist_bench.study import SearchSettings
+from mnist_bench.search.loop import run_search
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.study import SearchSettings
 
 PIN = Path(__file__).with_name("pins") / "seeded_search.json"
 SPACES = {

@@ -8,10 +8,10 @@ import pytest
 
 from mnist_bench.augment import Deform
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.space import SearchSpace, load_space, sample_config, shipped_folder, shipped_spaces
+from mnist_bench.search.space import SearchSpace, load_space, sample_config, shipped_folder, shipped_spaces
 from tests.conftest import REPO
 
-SHIPPED = REPO / "mnist_bench" / "spaces"
+SHIPPED = REPO / "mnist_bench" / "search" / "spaces"
 
 
 def test_default_file_matches_builtin_defaults() -> None:

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.storage import open_storage
+from mnist_bench.storage.rdb import open_storage
 
 QUEUED = 200
 PROCESSES = 4

@@ -16,12 +16,12 @@ import torch
 from optuna.trial import TrialState
 
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.packing import auto_workers
-from mnist_bench.search import open_study
-from mnist_bench.space import SearchSpace
-from mnist_bench.storage import heartbeat_ages, open_storage
-from mnist_bench.study import SURPLUS, SearchSettings
-from mnist_bench.workers import WorkerJob, plan_devices, plan_workers, run_workers
+from mnist_bench.search.loop import open_study
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.study import SURPLUS, SearchSettings
+from mnist_bench.sharing.packing import auto_workers
+from mnist_bench.sharing.workers import WorkerJob, plan_devices, plan_workers, run_workers
+from mnist_bench.storage.rdb import heartbeat_ages, open_storage
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
 
@@ -294,7 +294,7 @@ def test_a_live_workers_trial_is_not_taken_by_a_second_run(tmp_path: Path, tiny_
         first.communicate(timeout=60)
 
 
-# One process, and two workers (--parallel 2 stops through the same flag: test_inflight's interrupt test).
+# One process, and two workers (--parallel 2 stops through the same flag: test_lanes' interrupt test).
 @pytest.mark.parametrize("workers, parallel", [("1", "1"), ("2", "1")])
 def test_sigint_stops_cleanly_and_the_study_resumes(
     tmp_path: Path, tiny_mnist: Path, workers: str, parallel: str

@@ -8,14 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mnist_bench.bench_suite import (
-    SECTIONS,
-    BenchSettings,
-    hand_written_search,
-    run_bench,
-    search_throughput,
-    write_results,
-)
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -30,11 +22,19 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.data import ensure_split
-from mnist_bench.device import resolve_device
-from mnist_bench.render import (
+from mnist_bench.measure.suite import (
+    SECTIONS,
+    BenchSettings,
+    hand_written_search,
+    run_bench,
+    search_throughput,
+    write_results,
+)
+from mnist_bench.output.console import (
     BENCH_COLUMNS,
     frame_table,
 )
+from mnist_bench.training.device import resolve_device
 
 
 @app.command()

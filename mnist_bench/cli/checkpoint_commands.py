@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
-from mnist_bench import checkpoint
+from mnist_bench.artifacts import checkpoint
+from mnist_bench.artifacts.final import TestData, evaluate
+from mnist_bench.artifacts.predict import predict_files
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     Background,
@@ -20,11 +22,9 @@ from mnist_bench.cli.common import (
     app,
     make_console,
 )
-from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import TestData, evaluate
-from mnist_bench.predict import predict_files
-from mnist_bench.render import predictions_table
+from mnist_bench.output.console import predictions_table
+from mnist_bench.training.device import resolve_device
 
 
 @app.command()
@@ -81,7 +81,7 @@ def demo(
     ] = None,
 ) -> None:
     """Write a self-contained page to draw a digit on and see the model's answer live, offline."""
-    from mnist_bench.demo import DEMO_FILE, write_demo  # noqa: PLC0415
+    from mnist_bench.artifacts.demo import DEMO_FILE, write_demo  # noqa: PLC0415
 
     loaded = checkpoint.load(checkpoint_path)
     path = write_demo(loaded, out or loaded.path.parent / DEMO_FILE)
@@ -101,7 +101,7 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Export a checkpoint for other runtimes: input raw pixels (N, 28, 28), output logits and probabilities."""
-    from mnist_bench.export import export  # noqa: PLC0415
+    from mnist_bench.artifacts.export import export  # noqa: PLC0415
 
     loaded = checkpoint.load(checkpoint_path)
     path = export(loaded, out or loaded.path.parent / f"model.{format.value}", format=format.value)

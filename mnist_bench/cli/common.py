@@ -17,10 +17,10 @@ from mnist_bench import __version__
 from mnist_bench.augment import DEFAULT_DEFORM, Deform, parse_deform
 from mnist_bench.config import Runtime
 from mnist_bench.data import default_data_dir
-from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import check_in_flight
-from mnist_bench.trust import trusted
+from mnist_bench.measure.selfcheck import trusted
+from mnist_bench.training.device import resolve_device
+from mnist_bench.training.lanes import check_in_flight
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (

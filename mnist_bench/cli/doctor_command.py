@@ -7,10 +7,10 @@ import time
 import typer
 
 from mnist_bench.cli.common import Device, app, make_console
-from mnist_bench.device import resolve_device, select_device
-from mnist_bench.doctor import run_doctor
-from mnist_bench.render import doctor_table, key_value_table
-from mnist_bench.trust import save_verdict, verdict_from_checks
+from mnist_bench.measure.doctor import run_doctor
+from mnist_bench.measure.selfcheck import save_verdict, verdict_from_checks
+from mnist_bench.output.console import doctor_table, key_value_table
+from mnist_bench.training.device import resolve_device, select_device
 
 
 @app.command()

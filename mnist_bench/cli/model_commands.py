@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_bench.baselines import BASELINES, Baseline, describe, run_baselines
+from mnist_bench.artifacts.final import EpochDone, TestData, TimeLeft, save_final, seeds_from, train_and_test
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     Augment,
@@ -38,12 +38,10 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.config import Runtime, TrainConfig
-from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.evaluate import EpochDone, TestData, TimeLeft, save_final, seeds_from, train_and_test
-from mnist_bench.leaderboard import leaderboard, study_dir
+from mnist_bench.measure.baselines import BASELINES, Baseline, describe, run_baselines
 from mnist_bench.model import ModelConfig
-from mnist_bench.render import (
+from mnist_bench.output.console import (
     baselines_table,
     confusion_table,
     duration_text,
@@ -53,9 +51,11 @@ from mnist_bench.render import (
     plural,
     seeds_line,
 )
-from mnist_bench.search import pick_trial, stored_space, trial_config
-from mnist_bench.storage import default_storage, load_study, open_storage
-from mnist_bench.study import DEFAULT_STUDY
+from mnist_bench.search.leaderboard import leaderboard, study_dir
+from mnist_bench.search.loop import pick_trial, stored_space, trial_config
+from mnist_bench.search.study import DEFAULT_STUDY
+from mnist_bench.storage.rdb import default_storage, load_study, open_storage
+from mnist_bench.training.device import resolve_device
 
 
 def _train_and_save(
@@ -329,9 +329,9 @@ def deformations(
     no_verify: NoVerify = False,
 ) -> None:
     """Draw training digits as the augmentation deforms them: check strengths by eye before a long run."""
+    from mnist_bench.artifacts.figures import deformations_png  # noqa: PLC0415
     from mnist_bench.augment import deformed_examples  # noqa: PLC0415
     from mnist_bench.data import ensure_split  # noqa: PLC0415
-    from mnist_bench.figures import deformations_png  # noqa: PLC0415
 
     require_positive("--count", count)
     require_positive("--variants", variants)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from mnist_bench.cli.common import app, make_console
-from mnist_bench.render import spaces_lines
-from mnist_bench.space import shipped_spaces
+from mnist_bench.output.console import spaces_lines
+from mnist_bench.search.space import shipped_spaces
 
 
 @app.command()

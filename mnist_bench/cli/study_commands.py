@@ -36,14 +36,9 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.data import DeviceData, ensure_split, validation_indices
-from mnist_bench.device import resolve_device
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.inflight import parse_parallel
 from mnist_bench.interrupt import sigint_as_event
-from mnist_bench.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
-from mnist_bench.packing import trial_bytes
-from mnist_bench.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
-from mnist_bench.render import (
+from mnist_bench.output.console import (
     counts_line,
     duration_text,
     leaderboard_table,
@@ -53,13 +48,19 @@ from mnist_bench.render import (
     stopped_line,
     trial_line,
 )
-from mnist_bench.report import write_comparison, write_study_report
-from mnist_bench.search import open_study, run_search, stored_space
-from mnist_bench.space import SearchSpace, load_space
-from mnist_bench.stale import StoppedWait
-from mnist_bench.storage import HEARTBEAT_S, default_storage, load_study, open_storage, redact
-from mnist_bench.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy, n_finished, state_counts
-from mnist_bench.workers import WorkerJob, plan_workers, run_workers
+from mnist_bench.output.report import write_comparison, write_study_report
+from mnist_bench.search.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
+from mnist_bench.search.loop import open_study, run_search, stored_space
+from mnist_bench.search.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
+from mnist_bench.search.space import SearchSpace, load_space
+from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy
+from mnist_bench.sharing.packing import trial_bytes
+from mnist_bench.sharing.workers import WorkerJob, plan_workers, run_workers
+from mnist_bench.storage.heartbeats import StoppedWait
+from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, load_study, open_storage, redact
+from mnist_bench.storage.trial_states import n_finished, state_counts
+from mnist_bench.training.device import resolve_device
+from mnist_bench.training.lanes import parse_parallel
 
 
 def parallel_option(value: str, device: str, space: SearchSpace) -> int:

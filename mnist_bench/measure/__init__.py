@@ -1,0 +1,11 @@
+"""Figures about a machine: benchmarks, the tutorial baselines, doctor and the self-check.
+
+- ``bench``: throughput of the trainer's step against the hardware floor, and the classic pipeline
+- ``suite``: what ``mnist-bench bench`` runs and writes
+- ``baselines``: the networks MNIST tutorials write by hand
+- ``doctor``: does this machine train right (fast paths against eager ones), and how fast
+- ``selfcheck``: the fast paths trusted on a GPU only after a one-time check there
+
+May import every library folder below it (``training``, ``storage``, ``search``,
+``sharing``, ``artifacts``); never ``output`` or ``cli``.
+"""

@@ -1,0 +1,314 @@
+"""Does this machine train right, and how fast? One short run of checks, before real work.
+
+On a GPU the fast paths (graphed steps, trainings in flight, resuming a graphed run) are
+checked against the plain eager path they must reproduce, and timed; on a CPU the
+graphed runner's static step, the very step a graph captures, stands in for the graph.
+Each check returns plain data; ``mnist-bench doctor`` renders it and exits 1 on a failure.
+The data is synthetic and seeded (no MNIST files needed), sized so the whole run takes
+well under a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import torch
+
+from mnist_bench.config import PRECISIONS, Runtime, TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.measure.bench import matmul_flops, trainer_throughput
+from mnist_bench.model import ModelConfig
+from mnist_bench.training.device import environment, give_back_memory
+from mnist_bench.training.lanes import MakeTraining, Slot, run_in_flight
+from mnist_bench.training.trainer import Training, set_matmul_precision
+
+N_TRAIN = 1_020  # batch 32 leaves a partial last batch of 28, which graphed runs step eagerly
+N_EVAL = 256
+# What a step can hold: momentum under one-cycle (which cycles it), max-norm, Adam, AdamW,
+# weight decay, schedules, dropout, label smoothing, augmentation.
+CONFIGS = {
+    "SGD momentum + one-cycle + max-norm": TrainConfig(
+        ModelConfig((128, 64)), "sgd", 0.05, momentum=0.9, batch_size=32, epochs=2, seed=1,
+        schedule="onecycle", max_norm=2.0,
+    ),
+    "Adam": TrainConfig(ModelConfig((128,)), "adam", 1e-3, batch_size=32, epochs=2, seed=2),
+    "AdamW + cosine + dropout + label smoothing": TrainConfig(
+        ModelConfig((128, 64), dropout=0.2), "adamw", 2e-3, batch_size=32, epochs=2, seed=3,
+        weight_decay=0.01, schedule="cosine", label_smoothing=0.1,
+    ),
+    "SGD + weight decay + elastic": TrainConfig(
+        ModelConfig((128,)), "sgd", 0.1, momentum=0.5, batch_size=32, epochs=2, seed=4,
+        weight_decay=1e-4, schedule="cosine", augment="elastic",
+    ),
+}  # fmt: skip
+# Graphed and eager steps launch different kernels (fused Adam, our SGD in place of
+# torch's), so they may round differently: equal within this, or bitwise where they are.
+RTOL, ATOL = 1e-4, 1e-5
+SPEED = TrainConfig(ModelConfig((128,)), "adam", 1e-3, batch_size=64, epochs=1)  # 784-128-10 at batch 64
+# A batch of 256 through a 2048-wide layer: the matmuls that dominate the frontier spaces' wide nets.
+PRECISION_ROWS, PRECISION_WIDTH = 256, 2048
+MEMORY_TRAININGS, MEMORY_IN_FLIGHT = 40, 8
+MEMORY_SLACK_MB = 64.0  # at most this growth between 8 and 40 trainings (a cuBLAS workspace is 32 MiB on Hopper)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    result: str  # what was found, in words and figures
+    ok: bool | None  # None: a figure to read, not a pass or fail
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    environment: dict[str, str | int | None]
+    steps: str  # what stands for "graphed" here: "CUDA graphs", or "static step (no graph on a CPU)"
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok is not False for check in self.checks)
+
+
+def synthetic_data(device: torch.device, *, n_train: int = N_TRAIN, n_eval: int = N_EVAL) -> DeviceData:
+    """Seeded stand-in digits, normalized like MNIST: enough to train on and compare."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n_train + n_eval, 784, generator=generator)
+    y = (x[:, :10].argmax(1) + torch.randint(0, 2, (n_train + n_eval,), generator=generator)) % 10  # learnable
+    x, y = x.to(device), y.to(device)
+    return DeviceData(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def fast_runtime(device: torch.device) -> Runtime:
+    """The runtime whose steps are graphed on CUDA; on a CPU, the static step stands in."""
+    return Runtime(graphs=True, static_on_cpu=device.type != "cuda")
+
+
+def run_to_end(training: Training) -> Training:
+    while not training.done:
+        training.run_epoch()
+    return training
+
+
+def compare(a: Training, b: Training, *, bitwise: bool) -> tuple[bool, str]:
+    """Whether ``a`` and ``b`` trained the same (losses and weights), and how close they came."""
+    pairs = [(torch.tensor(a.train_loss), torch.tensor(b.train_loss))]
+    pairs += [
+        (p.detach().cpu(), q.detach().cpu()) for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True)
+    ]
+    if all(torch.equal(p, q) for p, q in pairs):
+        return True, "equal bitwise"
+    worst = max(float((p - q).abs().max()) for p, q in pairs)
+    if bitwise:
+        return False, f"differ: largest difference {worst:.2e} (must be bitwise equal)"
+    close = all(torch.allclose(p, q, rtol=RTOL, atol=ATOL) for p, q in pairs)
+    return close, f"largest difference {worst:.2e} ({'within' if close else 'outside'} rtol {RTOL:g}, atol {ATOL:g})"
+
+
+def check_graphed_against_eager(
+    data: DeviceData, steps: str, *, fast_configs: dict[str, TrainConfig] | None = None
+) -> list[Check]:
+    """Each kind of step (``CONFIGS``) graphed against eager. ``fast_configs`` replaces what the
+    fast side trains (the self-check's rehearsal of a failure)."""
+    checks = []
+    for name, config in CONFIGS.items():
+        eager = run_to_end(Training(config, data, runtime=Runtime(graphs=False)))
+        fast = Training((fast_configs or CONFIGS)[name], data, runtime=fast_runtime(data.device))
+        if not fast.graphed:
+            checks.append(Check(f"{steps} = eager: {name}", f"not graphed: {fast.eager_reason}", False))
+            continue
+        ok, found = compare(eager, run_to_end(fast), bitwise=False)
+        fast.release()
+        checks.append(Check(f"{steps} = eager: {name}", found, ok))
+    return checks
+
+
+def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb: bool = False) -> Check:
+    """Four trainings side by side, on lanes of their own (threads, and streams on CUDA),
+    each against itself trained alone: bitwise. ``perturb`` trains one of them on another
+    seed in flight (the self-check's rehearsal of a failure)."""
+    configs = list(CONFIGS.values())
+    runtime = runtime or fast_runtime(data.device)
+    alone = [run_to_end(Training(c, data, runtime=runtime)) for c in configs]
+    together: dict[int, Training] = {}
+    todo = [(i, replace(c, seed=c.seed + 100) if perturb and i == 0 else c) for i, c in enumerate(configs)]
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        if not todo:
+            return None
+        i, config = todo.pop(0)
+        return i, lambda stream: Training(config, data, runtime=runtime, stream=stream)
+
+    def judge(slot: Slot[int]) -> bool:
+        if slot.error is not None:
+            raise RuntimeError(slot.error)
+        assert slot.training is not None
+        if slot.training.done:
+            together[slot.tag] = slot.training
+        return slot.training.done
+
+    run_in_flight(len(configs), start, judge, lambda slot, reason: None, device=data.device)
+    results = [compare(a, together[i], bitwise=True) for i, a in enumerate(alone)]
+    bad = [f"{name}: {found}" for (ok, found), name in zip(results, CONFIGS, strict=True) if not ok]
+    found = "; ".join(bad) if bad else "each equal bitwise to itself trained alone"
+    return Check(f"{len(configs)} trainings in flight = each alone", found, not bad)
+
+
+def check_resume(data: DeviceData, steps: str) -> Check:
+    config = replace(CONFIGS["SGD momentum + one-cycle + max-norm"], epochs=3)
+    runtime = fast_runtime(data.device)
+    whole = run_to_end(Training(config, data, runtime=runtime))
+    first = Training(config, data, runtime=runtime)
+    first.run_epoch()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.pt"
+        first.save_state(path)
+        first.release()
+        resumed = Training(config, data, runtime=runtime)
+        resumed.resume(path)
+    ok, found = compare(whole, run_to_end(resumed), bitwise=True)
+    return Check(f"{steps}: stopped after epoch 1 and resumed = unbroken", found, ok)
+
+
+def check_speed(data: DeviceData, steps: str) -> list[Check]:
+    kw = {"steps": 200, "repeats": 5, "warmup": 40}
+    eager = trainer_throughput(SPEED, data, Runtime(graphs=False), **kw)
+    fast = trainer_throughput(SPEED, data, fast_runtime(data.device), **kw)
+    rate = {name: row["samples_per_s"] / SPEED.batch_size for name, row in (("eager", eager), ("fast", fast))}
+    return [
+        Check("steps/s, 784-128-10 batch 64, eager", f"{rate['eager']:,.0f}", None),
+        Check(f"steps/s, 784-128-10 batch 64, {steps}", f"{rate['fast']:,.0f}", None),
+        Check(f"{steps} / eager", f"{rate['fast'] / rate['eager']:.2f}x", None),
+    ]
+
+
+def precision_rates(device: torch.device) -> dict[str, float]:
+    """Matmul FLOP/s at a wide net's shape in each precision ``device`` can train in."""
+    rates = {}
+    try:
+        for precision in PRECISIONS:
+            runtime = Runtime(precision=precision)
+            try:
+                runtime.check(device)
+            except ValueError:
+                continue  # tf32 off CUDA, bf16 on an old GPU
+            set_matmul_precision(runtime, device)
+            rates[precision] = matmul_flops(
+                device,
+                size=PRECISION_WIDTH,
+                rows=PRECISION_ROWS,
+                repeats=5,
+                inner=1 if device.type == "cpu" else 50,
+                dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
+            )
+    finally:
+        set_matmul_precision(Runtime(), device)
+    return rates
+
+
+def check_precision(device: torch.device) -> list[Check]:
+    """Which ``--precision`` trains a wide net fastest here. bf16 pays only where the hardware
+    multiplies bfloat16 faster than float32: GPUs with tensor cores, CPUs whose oneDNN kernels
+    use AMX or fast AVX-512 BF16. Elsewhere bf16 is slower, and a command that asks for it
+    (the frontier pipelines do) costs time instead of saving it."""
+    rates = precision_rates(device)
+    shape = f"{PRECISION_ROWS}x{PRECISION_WIDTH} @ {PRECISION_WIDTH}x{PRECISION_WIDTH}"
+    checks = [Check(f"matmul GFLOP/s, {p}, {shape}", f"{rate / 1e9:,.0f}", None) for p, rate in rates.items()]
+    fastest = max(rates, key=lambda precision: rates[precision])
+    found = ", ".join(f"{p} {rates[p] / rates['fp32']:.2f}x" for p in rates if p != "fp32")
+    checks.append(Check("against fp32", f"{found}: --precision {fastest} is fastest here", None))
+    return checks
+
+
+def used_memory_mb(device: torch.device) -> float:
+    """Device memory this process's caching allocator holds (graph pools, tensors, and the
+    cuBLAS workspaces it hands out), not the driver's device-wide figure, which another
+    process on a shared GPU would move; on a CPU, this process's resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.memory_reserved(device) / 2**20
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def graph_memory_mb(data: DeviceData, runtime: Runtime, config: TrainConfig) -> float:
+    """What one training's captured graph holds on the device (0 on a CPU: no graph)."""
+    if data.device.type != "cuda":
+        return 0.0
+    training = Training(config, data, runtime=runtime, score_epochs=False)
+    training.run_epoch()
+    give_back_memory(data.device)
+    held = used_memory_mb(data.device)
+    training.release()  # what this gives back is the graph's pool alone (not the stream's workspaces)
+    give_back_memory(data.device)
+    return max(0.0, held - used_memory_mb(data.device))
+
+
+def check_memory(data: DeviceData) -> Check:
+    """Memory after 40 short trainings with 8 in flight, against after the first 8: what
+    trainings leave behind (graphs, workspaces, streams) must not pile up. The margin is
+    less than half of what one graph left behind by each of the 32 later trainings would
+    add, so a leak of one graph per trial fails the check, not by a hair."""
+    runtime = fast_runtime(data.device)
+    config = replace(SPEED, epochs=1)
+    per_graph = graph_memory_mb(data, runtime, config)
+    leaked = (MEMORY_TRAININGS - MEMORY_IN_FLIGHT) * per_graph
+    slack = min(MEMORY_SLACK_MB, leaked / 2) if leaked else MEMORY_SLACK_MB
+    todo = list(range(MEMORY_TRAININGS))
+    finished = 0
+    after: dict[int, float] = {}
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        if not todo:
+            return None
+        seed = todo.pop(0)
+        return seed, partial(_make, replace(config, seed=seed), data, runtime)
+
+    def judge(slot: Slot[int]) -> bool:
+        nonlocal finished
+        if slot.error is not None:
+            raise RuntimeError(slot.error)
+        finished += 1
+        if finished in (MEMORY_IN_FLIGHT, MEMORY_TRAININGS):
+            after[finished] = used_memory_mb(data.device)
+        return True
+
+    run_in_flight(MEMORY_IN_FLIGHT, start, judge, lambda slot, reason: None, device=data.device)
+    growth = after[MEMORY_TRAININGS] - after[MEMORY_IN_FLIGHT]
+    found = (
+        f"{after[MEMORY_IN_FLIGHT]:,.0f} MB after {MEMORY_IN_FLIGHT}, {after[MEMORY_TRAININGS]:,.0f} MB after "
+        f"{MEMORY_TRAININGS} ({growth:+,.1f} MB; at most +{slack:.1f}"
+        + (f", where a graph leaked per training would add {leaked:,.0f})" if leaked else ")")
+    )
+    return Check(f"memory, {MEMORY_TRAININGS} trainings {MEMORY_IN_FLIGHT} in flight", found, growth <= slack)
+
+
+def _make(config: TrainConfig, data: DeviceData, runtime: Runtime, stream: torch.cuda.Stream | None) -> Training:
+    return Training(config, data, runtime=runtime, stream=stream, score_epochs=False)
+
+
+def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None = None) -> DoctorReport:
+    """Every check on ``device``; a check that raises is a failed check, never the end of the run."""
+    say = progress or (lambda _line: None)
+    data = synthetic_data(device)
+    steps = "graphed" if device.type == "cuda" else "static step"
+    checks: list[Check] = []
+    parts: list[tuple[str, Callable[[], list[Check]]]] = [
+        ("graphed against eager", lambda: check_graphed_against_eager(data, steps)),
+        ("in flight against alone", lambda: [check_in_flight(data)]),
+        ("resume", lambda: [check_resume(data, steps)]),
+        ("speed", lambda: check_speed(data, steps)),
+        ("precision", lambda: check_precision(device)),
+        ("memory", lambda: [check_memory(data)]),
+    ]
+    for name, part in parts:
+        say(name)
+        try:
+            checks += part()
+        except Exception as exc:  # a broken path is what doctor is for: report it, go on
+            checks.append(Check(name, f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", False))
+    what = "CUDA graphs" if device.type == "cuda" else "static step (no graph on a CPU; it stands in for one)"
+    return DoctorReport(environment(device), what, tuple(checks))

@@ -1,0 +1,297 @@
+"""Trust after proof: the fast paths run on a CUDA device only once they have proved themselves there.
+
+Graphed steps and trainings in flight are right by construction and tested on the CPU,
+where the static step stands in for the graph and lanes run on threads. What no CPU test
+can show (a driver, a GPU model, a torch build that captures differently) is checked on
+the machine itself, before a command first trains that way: a short run of doctor's
+comparisons (graphed = eager on each kind of step; K in flight = each alone, bitwise) in
+a child process, so that a device fault there cannot poison the command's own CUDA
+context, under a time limit, so that a hang cannot stall it.
+
+The verdict is kept in the user's cache folder, keyed by GPU model, driver, CUDA, torch
+and mnist-bench versions: it runs once per machine and version. A pass leaves the fast
+paths as designed; a failure, a crash or a hang turns off what failed (graphed steps,
+trainings in flight, or both), and the command says so in one line. ``--steps graphed``
+or ``--steps eager`` overrides; ``mnist-bench doctor`` writes the same verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from mnist_bench import __version__
+from mnist_bench.config import Runtime
+from mnist_bench.training.device import device_name
+
+if TYPE_CHECKING:
+    from mnist_bench.measure.doctor import Check
+
+CHECK_TIMEOUT_S = 180.0  # a healthy GPU checks in seconds; CUDA's first start can take a minute
+# A check that crashed or hung may have met a passing trouble (a GPU busy with another job, a
+# first start compiling kernels): its verdict is kept this long, then the check runs again.
+INCONCLUSIVE_KEEP_S = 24 * 3600.0
+STEPS = ("auto", "graphed", "eager")
+# Set in the child's environment to rehearse what it must survive: "graphed" or "in-flight"
+# (that check fails for real), "die" (the child kills itself), "hang" (it never answers).
+INJECT_ENV = "MNIST_BENCH_SELFCHECK_INJECT"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    graphed: bool  # graphed steps train as eager ones do on this machine
+    in_flight: bool  # trainings in flight train as each does alone on this machine
+    reason: str | None  # what failed, in one line; None when both passed
+    machine: dict[str, str]  # what the verdict holds for (machine_key)
+    checked_s: float  # when it was reached (Unix time)
+    conclusive: bool = True  # the comparisons ran; False when the check crashed or hung
+
+    @property
+    def ok(self) -> bool:
+        return self.graphed and self.in_flight
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Verdict:
+        values = json.loads(text)
+        return cls(
+            graphed=bool(values["graphed"]),
+            in_flight=bool(values["in_flight"]),
+            reason=values.get("reason"),
+            machine={str(k): str(v) for k, v in values["machine"].items()},
+            checked_s=float(values["checked_s"]),
+            conclusive=bool(values.get("conclusive", True)),
+        )
+
+
+def driver_version() -> str:
+    """The NVIDIA driver's version, where Linux tells it."""
+    try:
+        with open("/proc/driver/nvidia/version") as lines:
+            for word in lines.readline().split():
+                if word[:1].isdigit() and "." in word:
+                    return word
+    except OSError:
+        pass
+    return "unknown"
+
+
+def machine_key(device: torch.device) -> dict[str, str]:
+    """What a verdict holds for: the device's model, its driver and the software that drives it."""
+    cuda = device.type == "cuda"
+    return {
+        "device": device_name(device),
+        "driver": driver_version() if cuda else "none",
+        "cuda": str(torch.version.cuda) if cuda else "none",
+        "torch": torch.__version__,
+        "mnist_bench": __version__,
+    }
+
+
+def cache_dir() -> Path:
+    """``$MNIST_BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/mnist-bench``, else ``~/.cache/mnist-bench``."""
+    if os.environ.get("MNIST_BENCH_CACHE_DIR"):
+        return Path(os.environ["MNIST_BENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnist-bench"
+
+
+def verdict_path(key: dict[str, str]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_dir() / f"selfcheck-{digest}.json"
+
+
+def load_verdict(key: dict[str, str]) -> Verdict | None:
+    """The kept verdict for ``key``; None if there is none, or it cannot be read."""
+    try:
+        verdict = Verdict.from_json(verdict_path(key).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if verdict.machine != key:
+        return None
+    if not verdict.conclusive and time.time() - verdict.checked_s > INCONCLUSIVE_KEEP_S:
+        return None  # a crash or hang a day ago: check again
+    return verdict
+
+
+def save_verdict(verdict: Verdict) -> Path:
+    """Kept whole or not at all; a folder that cannot be written only costs a check next time."""
+    path = verdict_path(verdict.machine)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(verdict.to_json() + "\n")
+        partial.replace(path)
+    except OSError:
+        pass
+    return path
+
+
+# -- the check, in the child ---------------------------------------------------------------------
+def check_here(device: torch.device, *, inject: str | None = None) -> Verdict:
+    """Doctor's two comparisons of the fast paths, run in this process (the child's)."""
+    from mnist_bench.measure import doctor  # noqa: PLC0415  (the child alone trains)
+
+    data = doctor.synthetic_data(device)
+    steps = "graphed" if device.type == "cuda" else "static step"
+    configs = dict(doctor.CONFIGS)
+    if inject == "graphed":  # a real failing comparison: the fast side trains another seed
+        configs = {name: replace(c, seed=c.seed + 100) for name, c in configs.items()}
+    try:
+        checks = doctor.check_graphed_against_eager(data, steps, fast_configs=configs)
+    except Exception as exc:  # a path that raises has failed its check; the other is still checked
+        checks = [doctor.Check(f"{steps} = eager", f"raised {type(exc).__name__}: {exc}".splitlines()[0], False)]
+    failed = [c for c in checks if c.ok is False]
+    graphed = not failed
+    # In flight with the steps the command would use: graphed where they passed.
+    runtime = doctor.fast_runtime(device) if graphed else Runtime(graphs=False)
+    try:
+        in_flight = doctor.check_in_flight(data, runtime=runtime, perturb=inject == "in-flight")
+    except Exception as exc:
+        found = f"raised {type(exc).__name__}: {exc}".splitlines()[0]
+        in_flight = doctor.Check("trainings in flight = each alone", found, False)
+    reasons = [f"{c.name}: {c.result}" for c in failed]
+    if not in_flight.ok:
+        reasons.append(f"{in_flight.name}: {in_flight.result}")
+    reason = "; ".join(reasons)[:300] if reasons else None
+    return Verdict(graphed, bool(in_flight.ok), reason, machine_key(device), time.time())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mnist_bench.measure.selfcheck --device cuda:0``: the child. Prints its verdict as one JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m mnist_bench.measure.selfcheck")
+    parser.add_argument("--device", required=True)
+    device = torch.device(parser.parse_args(argv).device)
+    inject = os.environ.get(INJECT_ENV) or None
+    if inject == "die":
+        os.kill(os.getpid(), 9)  # as a process killed by a device fault's abort would
+    if inject == "hang":
+        while True:
+            time.sleep(60)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    print(check_here(device, inject=inject).to_json(), flush=True)
+
+
+# -- the parent ---------------------------------------------------------------------------------------
+def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
+    """Run the check in a child process; a crash or a hang is a verdict too (both paths off)."""
+    key = machine_key(device)
+    command = [sys.executable, "-m", "mnist_bench.measure.selfcheck", "--device", str(device)]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        try:
+            code = child.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)  # a child stuck in the driver may not even die: not waited for
+            said = f"the self-check did not finish in {timeout_s:.0f} s"
+            return Verdict(False, False, said, key, time.time(), conclusive=False)
+        out.seek(0)
+        err.seek(0)
+        lines, errors = out.read().strip().splitlines(), err.read().strip().splitlines()
+    if code == 0 and lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return replace(Verdict.from_json(lines[-1]), machine=key)
+    said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:160]})"
+    return Verdict(False, False, said, key, time.time(), conclusive=False)
+
+
+def verdict_from_checks(device: torch.device, checks: Sequence[Check]) -> Verdict:
+    """Doctor's findings as the machine's verdict: what the self-check would have found."""
+    graphed = [c for c in checks if " = eager" in c.name or c.name == "graphed against eager"]
+    in_flight = [c for c in checks if "in flight" in c.name and not c.name.startswith("memory")]
+    failed = [f"{c.name}: {c.result}" for c in graphed + in_flight if c.ok is False]
+    return Verdict(
+        graphed=bool(graphed) and all(c.ok is not False for c in graphed),
+        in_flight=bool(in_flight) and all(c.ok is not False for c in in_flight),
+        reason="; ".join(failed)[:300] or None,
+        machine=machine_key(device),
+        checked_s=time.time(),
+    )
+
+
+def needs_check(device: torch.device, runtime: Runtime, parallel: int) -> bool:
+    """Whether a command would train on a CUDA device with graphed steps or trainings in flight
+    (a search's ``--parallel``, or a retrain's seeds side by side)."""
+    graphed = runtime.graphs and not runtime.compile
+    side_by_side = runtime.side_by_side and not runtime.compile  # evaluate trains compiled seeds one at a time
+    return device.type == "cuda" and (graphed or parallel > 1 or side_by_side)
+
+
+def verdict_for(
+    device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S, say: Callable[[str], None] = lambda _line: None
+) -> tuple[Verdict, bool]:
+    """The kept verdict for this machine, or a fresh one (then kept); and whether it was fresh.
+    ``say`` hears, before a check runs, why the command pauses."""
+    key = machine_key(device)
+    kept = load_verdict(key)
+    if kept is not None:
+        return kept, False
+    say(f"checking the fast paths on {key['device']}, once for this machine and version (seconds)...")
+    verdict = run_check(device, timeout_s=timeout_s)
+    save_verdict(verdict)
+    return verdict, True
+
+
+def trusted(
+    device: torch.device,
+    runtime: Runtime,
+    parallel: int,
+    *,
+    steps: str = "auto",
+    say: Callable[[str], None] = lambda _line: None,
+    check: Callable[[torch.device], tuple[Verdict, bool]] | None = None,
+) -> tuple[Runtime, int]:
+    """The runtime and count in flight a command may use on ``device``.
+
+    ``steps``: auto (the machine's verdict decides), graphed (the fast paths as asked,
+    unchecked) or eager (steps launched op by op). ``check`` gives the verdict (default:
+    ``verdict_for``; a test passes its own); ``say`` gets the lines a user reads: that a check
+    runs, and what a failed verdict turns off.
+    """
+    if steps not in STEPS:
+        raise ValueError(f"steps={steps!r} must be one of {STEPS}")
+    if steps == "eager":
+        return replace(runtime, graphs=False), parallel
+    if steps == "graphed" or not needs_check(device, runtime, parallel):
+        return runtime, parallel
+    verdict, fresh = check(device) if check is not None else verdict_for(device, say=say)
+    if fresh and verdict.ok:
+        say("the fast paths passed: graphed steps and trainings in flight, as designed")
+    if verdict.ok:
+        return runtime, parallel
+    off = []
+    if not verdict.graphed and runtime.graphs:
+        runtime = replace(runtime, graphs=False)
+        off.append("graphed steps")
+    if not verdict.in_flight and (parallel > 1 or runtime.side_by_side):
+        parallel = 1
+        runtime = replace(runtime, side_by_side=False)
+        off.append("trainings in flight")
+    if off:
+        say(
+            f"the GPU self-check failed ({verdict.reason}): training without {' and '.join(off)}, "
+            "slower but right; run `mnist-bench doctor` for details (--steps graphed overrides)"
+        )
+    return runtime, parallel
+
+
+if __name__ == "__main__":
+    main()

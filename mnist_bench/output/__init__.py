@@ -1,0 +1,8 @@
+"""What a person reads: console tables and a study's HTML report.
+
+- ``console``: rich tables and lines for the CLI (a Console is passed in)
+- ``report``: a study's HTML page and PNG figures
+- ``report_plots``: the report's interactive figures
+
+May import every library folder but ``cli``.
+"""

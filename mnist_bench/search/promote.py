@@ -1,0 +1,167 @@
+"""Multi-fidelity search, second stage: the best few trials of a short search, trained longer.
+
+A search ranks recipes by what they reach in a few epochs; deformations and regularizers
+may pay only in long training, so short trials can rank them wrongly. ``promote_trials``
+trains the ``top`` complete trials of a finished study again, each with its own
+parameters and training seed but ``epochs`` epochs (a whole learning-rate schedule of
+that length, not a continuation), as trials of a second study with the same space and
+validation split. Its winner is what ``best --retrain`` should reproduce; the table of
+both ranks, with their Spearman correlation, shows whether the short search ranked the
+way long training does.
+
+The second study is an ordinary one: resumable (run the same command again), on any
+storage, with its own leaderboard. Each of its trials records the short trial it
+promotes (``promoted_from``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.interrupt import StopFlag
+from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_search, stored_space
+from mnist_bench.search.study import SearchSettings, TrialEpoch
+from mnist_bench.storage.heartbeats import StoppedWait
+
+PROMOTED_FROM = "promoted_from"  # user attribute: the short study's trial number
+# A promoted trial already stands for its short trial once it is finished, queued or running.
+_STANDING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class PromotedRow:
+    short_trial: int
+    short_value: float  # best validation accuracy in the short search
+    short_rank: int  # 1 for the short study's best
+    long_trial: int | None  # the trial in the long study (None if it did not finish)
+    long_value: float | None  # its best validation accuracy over the long training
+    long_rank: int | None  # among the promoted trials, 1 for the best
+
+
+@dataclass(frozen=True)
+class Promotion:
+    study: optuna.Study  # the long study
+    rows: tuple[PromotedRow, ...]  # in the short study's order
+
+    @property
+    def spearman(self) -> float | None:
+        """Rank correlation of short and long validation accuracy (None below 3 finished rows)."""
+        pairs = [(r.short_value, r.long_value) for r in self.rows if r.long_value is not None]
+        if len(pairs) < 3:
+            return None
+        short, long = (np.argsort(np.argsort(column)).astype(float) for column in zip(*pairs, strict=True))
+        if short.std() == 0 or long.std() == 0:
+            return None
+        return float(np.corrcoef(short, long)[0, 1])
+
+    @property
+    def winner(self) -> PromotedRow | None:
+        finished = [r for r in self.rows if r.long_rank is not None]
+        return min(finished, key=lambda r: r.long_rank) if finished else None  # type: ignore[arg-type, return-value]
+
+
+def top_trials(short: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The ``top`` best complete trials of ``short``, best first (ranked as ``best`` ranks them)."""
+    if top < 1:
+        raise MnistBenchError(f"--top {top}: must be at least 1")
+    pick_trial(short)  # the one-line error of a study with no complete trial yet
+    return ranked_complete(short)[:top]
+
+
+def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> SearchSettings:
+    """The long study's settings: ``top`` trials, no pruning, the short study's validation split."""
+    if settings.study == short.study_name:
+        raise MnistBenchError(f"--into {settings.study!r}: the longer trials need a study of their own")
+    val_size = short.user_attrs.get("val_size", settings.val_size)
+    return replace(settings, trials=top, pruner="none", val_size=val_size, objectives=("accuracy",))
+
+
+def queue_promotions(long: optuna.Study, chosen: list[FrozenTrial]) -> int:
+    """Enqueue each chosen trial not yet standing in ``long``; how many were queued."""
+    standing = {t.user_attrs.get(PROMOTED_FROM) for t in long.get_trials(deepcopy=False, states=_STANDING)}
+    queued = 0
+    for trial in chosen:
+        if trial.number in standing:
+            continue
+        attrs = {PROMOTED_FROM: trial.number}
+        if "train_seed" in trial.user_attrs:  # the same seed: the same recipe, trained longer
+            attrs["train_seed"] = trial.user_attrs["train_seed"]
+        long.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+        queued += 1
+    return queued
+
+
+def promotion_rows(long: optuna.Study, chosen: list[FrozenTrial]) -> tuple[PromotedRow, ...]:
+    """One row per chosen short trial, with its promoted trial's result where it finished."""
+    wanted = {t.number for t in chosen}
+    done = {
+        t.user_attrs[PROMOTED_FROM]: t
+        for t in long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and t.user_attrs.get(PROMOTED_FROM) in wanted
+    }
+    numbers = {t.number for t in done.values()}
+    ranked = [t for t in ranked_complete(long) if t.number in numbers]
+    long_rank = {t.number: rank for rank, t in enumerate(ranked, start=1)}
+    rows = []
+    for rank, trial in enumerate(chosen, start=1):
+        promoted = done.get(trial.number)
+        rows.append(
+            PromotedRow(
+                short_trial=trial.number,
+                short_value=float(trial.values[0]),
+                short_rank=rank,
+                long_trial=None if promoted is None else promoted.number,
+                long_value=None if promoted is None else float(promoted.values[0]),
+                long_rank=None if promoted is None else long_rank[promoted.number],
+            )
+        )
+    return tuple(rows)
+
+
+def promote_trials(
+    short: optuna.Study,
+    settings: SearchSettings,
+    top: int,
+    data: DeviceData,
+    *,
+    storage: optuna.storages.BaseStorage,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    stop: StopFlag | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    on_epoch: Callable[[TrialEpoch], None] | None = None,
+    on_wait: Callable[[StoppedWait], None] | None = None,
+) -> Promotion:
+    """Train the ``top`` trials of ``short`` for ``settings.epochs`` epochs in study ``settings.study``.
+
+    ``settings`` come from ``long_settings``. Trials finished by an earlier, interrupted
+    call are kept; only the missing ones train.
+    """
+    chosen = top_trials(short, top)
+    space = stored_space(short)
+    long = open_study(settings, space, storage)
+    if long.user_attrs.get(PROMOTED_FROM, short.study_name) != short.study_name:
+        raise MnistBenchError(
+            f"study {settings.study!r} holds trials promoted from study {long.user_attrs[PROMOTED_FROM]!r}; "
+            "choose another name with --into"
+        )
+    long.set_user_attr(PROMOTED_FROM, short.study_name)
+    queue_promotions(long, chosen)
+    run_search(
+        settings,
+        space,
+        data,
+        on_trial=on_trial,
+        study=long,
+        stop=stop,
+        on_notice=on_notice,
+        on_epoch=on_epoch,
+        on_wait=on_wait,
+    )
+    return Promotion(study=long, rows=promotion_rows(long, chosen))

@@ -1,0 +1,332 @@
+"""The search space: what a trial may choose, read from a TOML file.
+
+The spaces that ship with the package live in ``mnist_bench/search/spaces/NAME.toml`` (package
+data, so a plain install finds them from any folder) and are named by NAME; a user's own
+file is given by its path and may start from a shipped one with ``base = "NAME"``.
+
+``sample_config`` is the only place where Optuna meets a config. The search calls it
+with a live trial; retraining calls it with ``optuna.trial.FixedTrial(params)`` on a
+stored trial's parameters, so the space is written once and the winner is rebuilt
+by the very code that chose it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import math
+import tomllib
+from dataclasses import dataclass
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Protocol
+
+from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
+from mnist_bench.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.model import MAX_DEPTH, ModelConfig
+
+DEFORM_KEYS = tuple(f.name for f in dataclasses.fields(Deform))
+SHIPPED_DIR = "spaces"  # the package folder of the spaces that ship with it (package data)
+# Keys a space file may hold besides the ranges: the space it starts from, and one line about it.
+FILE_KEYS = ("base", "description")
+
+
+class Suggester(Protocol):
+    """The part of ``optuna.trial.Trial`` (and ``FixedTrial``) the space uses."""
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int: ...
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ranges are inclusive [low, high]; every key may be set in a space's TOML file."""
+
+    depth: tuple[int, int] = (1, 4)  # number of hidden layers
+    width: tuple[int, int] = (32, 1024)  # units per hidden layer, log-uniform, each layer its own
+    # Whole hidden-layer shapes to choose among instead, e.g. "2500-2000-1500-1000-500"
+    # (the tapered nets of the record's table); when set, depth and width are not searched.
+    shapes: tuple[str, ...] = ()
+    optimizers: tuple[str, ...] = ("sgd", "adam")
+    sgd_lr: tuple[float, float] = (1e-3, 0.3)  # log-uniform
+    sgd_momentum: tuple[float, float] = (0.5, 0.99)  # uniform
+    # L2 weight decay with SGD, log-uniform when open; [0, 0] (the default) means none.
+    sgd_weight_decay: tuple[float, float] = (0.0, 0.0)
+    adam_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
+    batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    # The extended space's regularizers. A range whose ends are equal, or a single
+    # choice, is fixed rather than searched, so the default space asks none of them.
+    adamw_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform, when "adamw" is among optimizers
+    adamw_weight_decay: tuple[float, float] = (1e-5, 1e-1)  # log-uniform
+    dropout: tuple[float, float] = (0.0, 0.0)  # uniform, one rate for every hidden layer
+    label_smoothing: tuple[float, float] = (0.0, 0.0)  # uniform
+    schedules: tuple[str, ...] = ("constant",)  # constant, cosine, onecycle
+    augments: tuple[str, ...] = ("none",)  # none, affine, elastic
+    max_norms: tuple[float, ...] = (0.0,)  # cap on hidden units' weight norms; 0 means none
+    # Deformation strengths (augment.Deform), sampled only for trials that augment.
+    rotate_deg: tuple[float, float] = (DEFAULT_DEFORM.rotate_deg,) * 2  # type: ignore[assignment]
+    scale: tuple[float, float] = (DEFAULT_DEFORM.scale,) * 2  # type: ignore[assignment]
+    shear_deg: tuple[float, float] = (DEFAULT_DEFORM.shear_deg,) * 2  # type: ignore[assignment]
+    shift_px: tuple[float, float] = (DEFAULT_DEFORM.shift_px,) * 2  # type: ignore[assignment]
+    elastic_alpha_px: tuple[float, float] = (DEFAULT_DEFORM.elastic_alpha_px,) * 2  # type: ignore[assignment]
+    elastic_sigma_px: tuple[float, float] = (DEFAULT_DEFORM.elastic_sigma_px,) * 2  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        def check_range(name: str, lo: float, hi: float, *, floor: float, ceil: float = math.inf) -> None:
+            if not floor <= lo <= hi <= ceil:
+                raise MnistBenchError(
+                    f"search space: {name} = [{lo}, {hi}] must satisfy {floor} <= low <= high <= {ceil}"
+                )
+
+        check_range("depth", *self.depth, floor=1, ceil=MAX_DEPTH)
+        check_range("width", *self.width, floor=1)
+        for shape in self.shapes:
+            parse_shape(shape)
+        check_range("sgd_lr", *self.sgd_lr, floor=1e-12)
+        check_range("sgd_momentum", *self.sgd_momentum, floor=0, ceil=0.999)
+        check_range("sgd_weight_decay", *self.sgd_weight_decay, floor=0)
+        low, high = self.sgd_weight_decay
+        if high > low and low <= 0:
+            raise MnistBenchError(
+                f"search space: sgd_weight_decay = [{low}, {high}] is searched log-uniform, so low must be > 0"
+            )
+        check_range("adam_lr", *self.adam_lr, floor=1e-12)
+        check_range("adamw_lr", *self.adamw_lr, floor=1e-12)
+        check_range("adamw_weight_decay", *self.adamw_weight_decay, floor=1e-12)
+        check_range("dropout", *self.dropout, floor=0, ceil=0.95)
+        check_range("label_smoothing", *self.label_smoothing, floor=0, ceil=0.5)
+        for name in DEFORM_KEYS:
+            low, high = getattr(self, name)
+            check_range(name, low, high, floor=0)
+            for value in (low, high):
+                try:
+                    Deform(**{name: value})
+                except ValueError as exc:
+                    raise MnistBenchError(f"search space: {exc}") from None
+        for name, values, allowed in (("schedules", self.schedules, SCHEDULES), ("augments", self.augments, AUGMENTS)):
+            if not values or set(values) - set(allowed):
+                raise MnistBenchError(
+                    f"search space: {name} = {list(values)} must be a non-empty subset of {list(allowed)}"
+                )
+        if not self.max_norms or min(self.max_norms) < 0:
+            raise MnistBenchError(f"search space: max_norms = {list(self.max_norms)} must be numbers >= 0 (0: no cap)")
+        unknown = set(self.optimizers) - set(OPTIMIZERS)
+        if not self.optimizers or unknown:
+            raise MnistBenchError(
+                f"search space: optimizers = {list(self.optimizers)} must be a non-empty subset of {list(OPTIMIZERS)}"
+            )
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise MnistBenchError(f"search space: batch_sizes = {list(self.batch_sizes)} must be positive integers")
+
+    @property
+    def largest_hidden(self) -> tuple[int, ...]:
+        """The hidden layers of the biggest net the space can sample (for memory planning)."""
+        if self.shapes:
+            return max((parse_shape(s) for s in self.shapes), key=lambda h: ModelConfig(h).n_params)
+        return (self.width[1],) * self.depth[1]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "search space") -> SearchSpace:
+        _check_known_keys(values, source)
+        fields = {}
+        for key, value in values.items():
+            if not isinstance(value, list | tuple):
+                raise MnistBenchError(f"{source}: {key} must be a list, got {value!r}")
+            fields[key] = tuple(value)
+        ranges = (
+            "depth",
+            "width",
+            "sgd_lr",
+            "sgd_momentum",
+            "sgd_weight_decay",
+            "adam_lr",
+            "adamw_lr",
+            "adamw_weight_decay",
+            *DEFORM_KEYS,
+        )
+        for key in (*ranges, "dropout", "label_smoothing"):
+            if key in fields and len(fields[key]) != 2:
+                raise MnistBenchError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
+        try:
+            return cls(**fields)
+        except TypeError as exc:  # e.g. a string where a number belongs
+            raise MnistBenchError(f"{source}: {exc}") from None
+
+
+def _check_known_keys(values: dict[str, Any], source: str, *, also: tuple[str, ...] = ()) -> None:
+    names = {f.name for f in dataclasses.fields(SearchSpace)} | set(also)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise MnistBenchError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+
+
+def parse_shape(shape: str) -> tuple[int, ...]:
+    """``"2500-2000-500"`` -> ``(2500, 2000, 500)``, as ``train --layers`` reads it."""
+    try:
+        return ModelConfig.parse(str(shape)).hidden
+    except ValueError as exc:
+        raise MnistBenchError(f"search space: shape {shape!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ShippedSpace:
+    """A search space that comes with the package (``mnist_bench/search/spaces/NAME.toml``)."""
+
+    name: str  # what --space and a file's base = "NAME" take
+    description: str  # one line, the file's ``description`` key
+    base: str | None  # the space it starts from, if any
+
+
+def shipped_folder() -> Traversable:
+    """Where the shipped spaces live: package data, found wherever the package is installed."""
+    return importlib.resources.files("mnist_bench.search") / SHIPPED_DIR
+
+
+def shipped_names() -> list[str]:
+    return sorted(item.name.removesuffix(".toml") for item in shipped_folder().iterdir() if item.name.endswith(".toml"))
+
+
+def shipped_spaces() -> tuple[ShippedSpace, ...]:
+    """Every shipped space, by name, with its one-line description."""
+    spaces = []
+    for name in shipped_names():
+        item = shipped_folder() / f"{name}.toml"
+        values = _read_toml(item, str(item))
+        description = values.get("description", "")
+        base = values.get("base")
+        spaces.append(ShippedSpace(name, str(description), base if isinstance(base, str) else None))
+    return tuple(spaces)
+
+
+def load_space(spec: str) -> SearchSpace:
+    """``spec`` is the name of a shipped space (``mnist-bench spaces``) or a path to a TOML file.
+
+    A name has no suffix; anything ending in ``.toml`` is a file of the user's, read from
+    wherever it is. A file may start from another with ``base = "NAME"`` (a shipped space)
+    or ``base = "PATH.toml"`` (relative to the file): it then holds only the keys it
+    changes, and the search stores the resolved space, not the chain.
+    """
+    source = _locate(spec, None)
+    return SearchSpace.from_dict(_space_values(spec, source, ()), source=str(source))
+
+
+def _locate(spec: str, folder: Traversable | None) -> Traversable:
+    """The file ``spec`` names; ``folder`` holds the file whose base it is, if any."""
+    path = Path(spec)
+    if not path.suffix:
+        return shipped_folder() / f"{spec}.toml"
+    if folder is not None and not path.is_absolute():
+        return folder / spec
+    return path
+
+
+def _identity(item: Traversable) -> str:
+    """What two spellings of one file have in common, for finding loops of bases."""
+    return str(item.resolve()) if isinstance(item, Path) else str(item)
+
+
+def _read_toml(item: Traversable, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(item.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MnistBenchError(f"{label} is not valid TOML: {exc}") from None
+
+
+def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The TOML file's keys over those of its ``base`` chain (built-in defaults at the end).
+
+    ``chain`` holds (identity, label) of the files that led here, the first one first.
+    """
+    label = str(item)
+    if not item.is_file():
+        where = f" (the base of {chain[-1][1]})" if chain else ""
+        if not Path(spec).suffix:
+            names = ", ".join(shipped_names())
+            raise MnistBenchError(
+                f"search space {spec!r} is not a shipped space ({names}); pass a file of your own by its path, "
+                f"ending in .toml{where}"
+            )
+        raise MnistBenchError(f"search space file {label} not found{where}")
+    identity = _identity(item)
+    if identity in (seen for seen, _ in chain):
+        loop = " -> ".join(seen_label for _, seen_label in (*chain, (identity, label)))
+        raise MnistBenchError(f"search space: base files loop: {loop}")
+    values = _read_toml(item, label)
+    base = values.pop("base", None)
+    values.pop("description", None)  # describes this file alone: not inherited, not a range
+    _check_known_keys(values, label, also=FILE_KEYS)  # here, so a base's typo is not blamed on its child
+    if base is None:
+        return values
+    if not isinstance(base, str) or not base:
+        raise MnistBenchError(f"{label}: base must be a space name or path, got {base!r}")
+    folder = item.parent if isinstance(item, Path) else shipped_folder()
+    return {**_space_values(base, _locate(base, folder), (*chain, (identity, label))), **values}
+
+
+def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: int) -> TrainConfig:
+    """Ask ``trial`` for one configuration from ``space``.
+
+    Learning-rate and momentum parameters carry the optimizer's name (``sgd_lr``,
+    ``adam_lr``) because their ranges differ: one name per distribution keeps
+    Optuna's samplers from mixing them.
+    """
+    if space.shapes:
+        hidden = parse_shape(_choice(trial, "shape", space.shapes))
+    else:
+        depth = trial.suggest_int("n_layers", *space.depth)
+        hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
+    optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    momentum, weight_decay = 0.0, 0.0
+    if optimizer == "sgd":
+        lr = trial.suggest_float("sgd_lr", *space.sgd_lr, log=True)
+        momentum = trial.suggest_float("sgd_momentum", *space.sgd_momentum)
+        weight_decay = _float(trial, "sgd_weight_decay", space.sgd_weight_decay, log=True)
+    elif optimizer == "adamw":
+        lr = trial.suggest_float("adamw_lr", *space.adamw_lr, log=True)
+        weight_decay = _float(trial, "adamw_weight_decay", space.adamw_weight_decay, log=True)
+    else:
+        lr = trial.suggest_float("adam_lr", *space.adam_lr, log=True)
+    batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
+    max_norm = _choice(trial, "max_norm", space.max_norms)
+    # Asked for in the order earlier versions asked, so a seeded study repeats them.
+    dropout = _float(trial, "dropout", space.dropout)
+    schedule = _choice(trial, "schedule", space.schedules)
+    label_smoothing = _float(trial, "label_smoothing", space.label_smoothing)
+    augment = _choice(trial, "augment", space.augments)
+    deform = DEFAULT_DEFORM
+    if augment != "none":
+        deform = Deform(**{name: _float(trial, name, getattr(space, name)) for name in DEFORM_KEYS})
+    return TrainConfig(
+        model=ModelConfig(hidden=hidden, dropout=dropout),
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        label_smoothing=label_smoothing,
+        augment=augment,
+        max_norm=max_norm or None,
+        deform=deform,
+    )
+
+
+def _float(trial: Suggester, name: str, bounds: tuple[float, float], *, log: bool = False) -> float:
+    """Suggested when the range is open, else its fixed value (and no parameter is stored)."""
+    low, high = bounds
+    return trial.suggest_float(name, low, high, log=log) if high > low else low
+
+
+def _choice(trial: Suggester, name: str, choices: tuple[Any, ...]) -> Any:
+    return trial.suggest_categorical(name, list(choices)) if len(choices) > 1 else choices[0]

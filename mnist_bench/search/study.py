@@ -1,0 +1,233 @@
+"""A study's settings and the bookkeeping of its trials, shared by the loops that run them.
+
+``search.run_search`` (one trial at a time, through ``study.optimize``) and
+``search_inflight`` (K trials side by side, through ask and tell) both prepare a trial
+here (its config, its training seed, its place among --trials) and record its outcome
+here (attributes, pruned or diverged, its objective values), so the two loops cannot
+drift apart. Nothing here runs a trial.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from mnist_bench.config import Runtime, TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
+from mnist_bench.storage.trial_states import UNDERWAY
+from mnist_bench.training.timing import latency_ms
+from mnist_bench.training.trainer import TrainResult
+
+PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = ("tpe", "random", "nsga2")
+# What a search can optimize: validation accuracy (up), and optionally, down, the time to
+# classify one image (ms, measured after training) or the parameter count.
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "latency": "minimize",
+    "params": "minimize",
+}
+DEFAULT_STUDY = "mnist-mlp"
+SURPLUS = "surplus: another worker took the last place at the same moment; it did not train"
+# Study names become folder names under studies/.
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    study: str  # study name in the storage
+    storage: str  # Optuna storage URL
+    trials: int  # finished (complete or pruned) trials the study should hold in total
+    epochs: int  # most epochs one trial may train
+    pruner: str = "median"  # one of PRUNERS
+    sampler: str = "tpe"  # one of SAMPLERS
+    seed: int | None = None  # sampler seed, and root of every trial's training seed
+    timeout: float | None = None  # seconds after which no new trial starts
+    val_size: int = 5000  # training images held out for validation
+    heartbeat_s: int = HEARTBEAT_S  # a running trial's heartbeat; 3 missed and it is retried
+    storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
+    worker: int = 0  # index among workers sharing the study: offsets the sampler seed
+    runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
+    objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
+    parallel: int = 1  # trials in flight side by side in this process (inflight.py); 1: one at a time
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study)
+        if self.trials < 1:
+            raise MnistBenchError(f"--trials {self.trials}: must be at least 1")
+        if self.epochs < 1:
+            raise MnistBenchError(f"--epochs {self.epochs}: must be at least 1")
+        if self.pruner not in PRUNERS:
+            raise MnistBenchError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
+        if self.sampler not in SAMPLERS:
+            raise MnistBenchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if self.timeout is not None and not self.timeout > 0:
+            raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
+        if self.parallel < 1:
+            raise MnistBenchError(f"--parallel {self.parallel}: must be at least 1")
+        if self.heartbeat_s < 1:
+            raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if (
+            unknown
+            or not self.objectives
+            or self.objectives[0] != "accuracy"
+            or len(set(self.objectives)) != len(self.objectives)
+        ):
+            raise MnistBenchError(
+                f"--objective {','.join(self.objectives)}: accuracy first, then any of latency, params"
+            )
+
+    @property
+    def multi_objective(self) -> bool:
+        """Optuna cannot prune such studies: every trial then trains all its epochs."""
+        return len(self.objectives) > 1
+
+
+def check_study_name(name: str) -> None:
+    if not _STUDY_NAME.fullmatch(name):
+        raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+
+
+def training_seed(study_seed: int | None, trial_number: int) -> int:
+    """A trial's training seed: derived from (study seed, trial number), or fresh entropy.
+
+    Either way it is stored with the trial, so any trial can be retrained exactly.
+    """
+    entropy = None if study_seed is None else [study_seed, trial_number]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+
+def _record(trial: optuna.Trial, result: TrainResult) -> None:
+    attrs: dict[str, Any] = {
+        "epochs_run": result.epochs_run,
+        "train_time_s": round(result.train_time_s, 4),
+        "samples_per_s": round(result.samples_per_s, 1),
+        "final_val_acc": result.final_acc,
+        "best_val_acc": result.best_acc,
+        "best_epoch": result.best_epoch,
+        "val_acc": list(result.eval_acc),
+        "train_loss": [x if math.isfinite(x) else None for x in result.train_loss],
+        "n_params": result.config.model.n_params,
+        "step": "graphed" if result.graphed else "eager",
+    }
+    if result.eager_reason is not None:
+        attrs["eager_reason"] = result.eager_reason  # on CUDA: why this trial was not graphed
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def finished_elsewhere(exc: BaseException) -> bool:
+    """Whether ``exc`` says the trial was already finished by someone else.
+
+    Another worker that took this trial for a crashed one's (its heartbeats stopped while
+    this process was stalled) marks it failed and queues a retry; the storage then refuses
+    this process's writes to it. Optuna raises UpdateFinishedTrialError from the storage,
+    or ValueError("Cannot tell a COMPLETE trial.") from ``tell``.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, optuna.exceptions.UpdateFinishedTrialError):
+            return True
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a "):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def elsewhere_notice(exc: BaseException) -> str:
+    return f"{one_line(exc)}: another worker finished that trial first; its result stays as stored, the search goes on"
+
+
+class TrialFailed(Exception):
+    """A trial's training raised; the message is its one-line reason."""
+
+
+class SurplusTrial(Exception):
+    """A trial asked for after the study had --trials finished or under way (a race between workers)."""
+
+
+def has_slot(study: optuna.Study, number: int, target: int) -> bool:
+    ahead = sum(1 for t in study.get_trials(deepcopy=False, states=UNDERWAY) if t.number < number)
+    return ahead < target
+
+
+def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
+    """A new trial's config, with its training seed and device stored; SurplusTrial if the study is full."""
+    if not has_slot(trial.study, trial.number, settings.trials):
+        trial.set_user_attr("reason", SURPLUS)
+        raise SurplusTrial(SURPLUS)
+    # A retry of a stale trial comes with that trial's attributes, its seed among them.
+    if "train_seed" in trial.user_attrs:
+        seed = int(trial.user_attrs["train_seed"])
+    else:
+        seed = training_seed(settings.seed, trial.number)
+        trial.set_user_attr("train_seed", seed)
+    trial.set_user_attr("device", str(data.device))
+    return sample_config(trial, space, epochs=settings.epochs, seed=seed)
+
+
+def failure_reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
+    """Record a finished training on its trial; its objective value(s), or TrialPruned."""
+    _record(trial, result)
+    if result.diverged:
+        trial.set_user_attr("reason", f"diverged: {result.diverged}")
+        raise optuna.TrialPruned(result.diverged)
+    if result.stopped_early:
+        trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
+        raise optuna.TrialPruned()
+    latency = latency_ms(result.model, data.device)
+    trial.set_user_attr("latency_ms", latency)
+    values = {"accuracy": result.best_acc, "latency": latency, "params": float(result.config.model.n_params)}
+    if not settings.multi_objective:
+        return result.best_acc
+    return tuple(values[o] for o in settings.objectives)  # type: ignore[return-value]
+
+
+def best_accuracy(study: optuna.Study) -> float | None:
+    """The best validation accuracy of the complete trials (any number of objectives)."""
+    values = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    return max(values) if values else None
+
+
+@dataclass(frozen=True)
+class TrialEpoch:
+    """One epoch of a trial in training, for progress on screen (long promotions)."""
+
+    number: int  # the trial's number in its study
+    epoch: int
+    epochs: int  # the most it will run (pruning may stop it sooner)
+    acc: float  # validation accuracy after this epoch
+    wall_s: float  # wall time since the trial started, evaluation included
+
+    @property
+    def left_s(self) -> float:
+        """Wall time the rest of its epochs need at the rate so far."""
+        return self.wall_s / self.epoch * (self.epochs - self.epoch)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    study: optuna.Study
+    ran: int  # trials started by this call
+    finished: int  # finished trials the study holds now
+    target: int  # settings.trials
+    counts: Counter[str]  # trials per state, whole study
+
+    @property
+    def best_value(self) -> float | None:
+        return best_accuracy(self.study)

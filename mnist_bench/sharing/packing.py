@@ -1,0 +1,247 @@
+"""Packing several trials onto one device: how many, and which way.
+
+Two ways were measured (``mnist-bench bench --section packing``, figures and the
+reasoning in docs/benchmarks.md):
+
+- **processes**: K worker processes per device, each training its own trial and
+  sharing the study through the storage (``mnist_bench.sharing.workers``). Any trials can run
+  side by side (every TPE trial has its own widths, batch size, optimizer and schedule),
+  each is pruned on its own, and an out-of-memory or NaN trial fails alone.
+- **stacked**: K same-shaped models trained as one, their weights stacked along a
+  leading dimension and every layer a batched matmul (``StackedMLP``). It needs the K
+  trials to share widths, batch size and optimizer kind, which a search over per-layer
+  widths almost never samples, so it is kept here as the measured upper bound that the
+  processes are compared with, not as a search mode.
+
+``auto_workers`` picks K for ``--workers auto`` from the device's free memory, the
+largest trial the space can sample, and the CPU cores that feed the workers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_bench.config import Runtime
+from mnist_bench.data import N_CLASSES, DeviceData
+from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.training.timing import adam_config, timed
+from mnist_bench.training.trainer import make_optimizer, make_step, seeded_model, sync
+
+MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
+CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU
+MEMORY_HEADROOM = 0.8  # share of the free memory the workers may plan to use
+
+
+def trial_bytes(space: SearchSpace, n_train: int, n_eval: int) -> int:
+    """Device memory one worker needs, at most, for a trial the space can sample.
+
+    The data (float32 images and int64 labels), the widest and deepest model with its
+    gradients and two optimizer moments, and the activations of the largest batch
+    (kept for backward, plus the evaluation chunk), twice over for the allocator.
+    """
+    hidden = space.largest_hidden
+    sizes = (INPUT_SIZE, *hidden, N_CLASSES)
+    params = ModelConfig(hidden).n_params
+    data = (n_train + n_eval) * (INPUT_SIZE * 4 + 8)
+    activations = max(space.batch_sizes) * sum(sizes) * 4 * 3
+    evaluation = 8192 * max(sizes) * 4 * 2
+    return data + 2 * (params * 4 * 4 + activations + evaluation)
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    workers: int
+    reason: str  # one line for the user: what bound the number
+
+
+def auto_workers(
+    device: torch.device,
+    space: SearchSpace,
+    *,
+    n_train: int = 55_000,
+    n_eval: int = 5_000,
+    free_bytes: int | None = None,
+    cpu_count: int | None = None,
+) -> WorkerPlan:
+    """How many trials to train at once on ``device``.
+
+    Bounded by memory (free bytes over one trial's worst case), by CPU cores (each
+    worker process needs one to launch its kernels or, on the CPU, to compute) and by
+    ``MAX_AUTO_WORKERS``. ``free_bytes`` and ``cpu_count`` default to what the machine
+    reports; tests pass their own.
+    """
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    per_trial = trial_bytes(space, n_train, n_eval)
+    if device.type == "cuda":
+        per_trial += CUDA_CONTEXT_BYTES
+        if free_bytes is None:
+            free_bytes, _ = torch.cuda.mem_get_info(device)
+    elif free_bytes is None:
+        free_bytes = _available_ram()
+    by_memory = int(free_bytes * MEMORY_HEADROOM // per_trial)
+    bounds = {
+        f"{free_bytes / 2**30:.1f} GiB free / {per_trial / 2**20:.0f} MiB per trial": by_memory,
+        f"{cores} CPU core(s)": cores,
+        f"at most {MAX_AUTO_WORKERS}": MAX_AUTO_WORKERS,
+    }
+    why, workers = min(bounds.items(), key=lambda item: item[1])
+    return WorkerPlan(max(1, workers), f"{max(1, workers)} worker(s) on {device}, bound by {why}")
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class StackedMLP(nn.Module):
+    """K MLPs of one shape as a single module: layer weights (K, in, out), inputs (K, B, in).
+
+    Model k starts from exactly the weights ``build_mlp`` gives under seed ``seeds[k]``,
+    so its training can be checked against the same model trained alone.
+    """
+
+    def __init__(self, config: ModelConfig, seeds: list[int]) -> None:
+        super().__init__()
+        if config.dropout:
+            raise ValueError("StackedMLP has no dropout")
+        singles = []
+        for seed in seeds:
+            model = build_mlp(config, generator=torch.Generator().manual_seed(seed))
+            singles.append([m for m in model if isinstance(m, nn.Linear)])
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layers[i].weight.detach().t() for layers in singles]))
+            for i in range(len(singles[0]))
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layers[i].bias.detach().unsqueeze(0) for layers in singles]))
+            for i in range(len(singles[0]))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(bias, x, weight)
+            if i < last:
+                x = F.relu(x)
+        return x
+
+
+def stacked_step(model: StackedMLP, optimizer: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """One step of all K models: the sum of their mean losses, so each gets its own gradient."""
+    k, b = yb.shape
+    losses = F.cross_entropy(model(xb).reshape(k * b, -1), yb.reshape(-1), reduction="none").view(k, b)
+    optimizer.zero_grad(set_to_none=True)
+    losses.mean(dim=1).sum().backward()
+    optimizer.step()
+
+
+def stacked_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam is elementwise, so one Adam over stacked weights is K independent Adams."""
+    if device.type == "cuda":
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+
+
+def stacked_throughput(
+    layers: str, batch_size: int, k: int, data: DeviceData, *, steps: int, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Aggregate samples/s of K stacked 784-...-10 models, Adam lr 1e-3, each on its own batches."""
+    device = data.device
+    model = StackedMLP(ModelConfig.parse(layers), list(range(k))).to(device)
+    optimizer = stacked_optimizer(model, 1e-3, device)
+    n = data.x_train.shape[0]
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run() -> None:
+        for _ in range(steps):
+            idx = torch.randint(n, (k, batch_size), device=device, generator=generator)
+            stacked_step(model, optimizer, data.x_train[idx], data.y_train[idx])
+
+    timing = timed(run, device, warmup=max(1, warmup // steps), repeats=repeats)
+    return {"samples_per_s": timing.rate(k * steps * batch_size)["median"]}
+
+
+@dataclass(frozen=True)
+class _ProcessJob:
+    layers: str
+    batch_size: int
+    device: str
+    threads: int
+    steps: int
+    repeats: int
+    warmup: int
+
+
+def _process_worker(job: _ProcessJob, x: torch.Tensor, y: torch.Tensor, barrier: Any, results: Any) -> None:
+    torch.set_num_threads(job.threads)
+    device = torch.device(job.device)
+    x, y = x.to(device), y.to(device)
+    config = adam_config(job.layers, job.batch_size)
+    model = seeded_model(config, device)
+    step = make_step(model, make_optimizer(config, model, device), Runtime(), device)
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            idx = torch.randint(x.shape[0], (job.batch_size,), device=device, generator=generator)
+            step(x[idx], y[idx])
+        sync(device)
+
+    run(job.warmup)
+    barrier.wait()  # all K start timing together
+    start = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
+    run(job.steps * job.repeats)
+    results.put((start, time.monotonic(), job.steps * job.repeats * job.batch_size))
+
+
+def process_throughput(
+    layers: str, batch_size: int, k: int, data: DeviceData, *, steps: int, repeats: int, warmup: int
+) -> dict[str, Any]:
+    """Aggregate samples/s of K processes training one model each, side by side, on one device.
+
+    Timed from the first process's start to the last one's end, after every process
+    has loaded its data and warmed up; on the CPU the cores are split between them as
+    the search's workers split them.
+    """
+    device = data.device
+    context = mp.get_context("spawn")
+    barrier = context.Barrier(k)
+    results = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // k)
+    job = _ProcessJob(layers, batch_size, str(device), threads, steps, repeats, warmup)
+    x, y = data.x_train.cpu(), data.y_train.cpu()
+    processes = [
+        context.Process(target=_process_worker, args=(job, x, y, barrier, results), name=f"mnist-bench-pack-{i}")
+        for i in range(k)
+    ]
+    for process in processes:
+        process.start()
+    spans = [results.get(timeout=600) for _ in range(k)]
+    for process in processes:
+        process.join()
+    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return {"samples_per_s": sum(samples for *_, samples in spans) / wall}
+
+
+def packing_gain(rows: list[dict[str, Any]]) -> None:
+    """Add each row's speedup over one trial at a time (the K=1 row of the same method)."""
+    base = {row["method"]: row["samples_per_s"] for row in rows if row["trials"] == 1}
+    for row in rows:
+        one = base.get(row["method"], math.nan)
+        row["vs_one_trial"] = row["samples_per_s"] / one

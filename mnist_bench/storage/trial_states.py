@@ -1,0 +1,41 @@
+"""Which of a study's trials count: finished ones, and those that will count once done.
+
+Read by the search loops (--trials is a count of finished trials), the heartbeat
+recovery and the report; trials of crashed workers are failed first, so they do not
+hold a place for ever.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import optuna
+from optuna.trial import TrialState
+
+# Finished trials count towards --trials; FAIL ones do not (they are retried by design).
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# Trials that will count once done: a new trial runs only while fewer than --trials of
+# these come before it, so concurrent workers stop at exactly --trials. (WAITING trials,
+# queued parameters, are what the next ask picks up: they hold no place of their own.)
+UNDERWAY = (*FINISHED, TrialState.RUNNING)
+
+
+def state_counts(study: optuna.Study) -> Counter[str]:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def n_underway(study: optuna.Study) -> int:
+    """Finished trials plus running ones: what --trials will count once they are done.
+
+    Trials of crashed workers that missed their heartbeats are failed (and queued
+    again) first, so they do not hold a place for ever.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return len(study.get_trials(deepcopy=False, states=UNDERWAY))

@@ -1,0 +1,256 @@
+"""K trainings in flight in one process: each trains an epoch per round, side by side.
+
+Each of the K places is a ``Lane``: one thread and, on CUDA, one stream bound to it, both
+kept for the whole run (a search, the seeds of a retraining, a bench row). Everything a
+training in that place does runs on that thread and stream, in order: building it,
+warming up its step and undoing the warm-up, capturing the graph, every epoch. That is
+a matter of correctness, not tidiness. torch hands out streams from a pool (32 per
+priority, round-robin) and cuBLAS keeps one workspace per (thread's handle, stream)
+whose address a captured graph keeps: trainings that each took a fresh stream would, past
+the pool's size, share one with another live graph and race in its workspace, and every
+(thread, stream) pair that ever ran a GEMM would hold a workspace of its own. With K
+lanes there are K workspaces, never shared. A training's graph is released before its
+lane builds the next one, and the memory of released graphs is given back to the device
+between rounds, when no lane is capturing.
+
+Lanes are threads on a CPU too, two or more of them: whatever threads can break (a
+training that draws from process-wide state while another is built) shows on every
+machine, CI's included. So trainings built here must own all they use (see
+``train.Training``). A lone lane on a CPU (every CPU command but the tests and bench rows
+that ask for more) runs in the calling thread: torch's OpenMP kernels called from another
+thread ran small networks' steps up to 3.7x slower there (docs/benchmarks.md).
+
+A sticky device fault (an illegal address) poisons the process's CUDA context: every
+later training would fail at once. The first one ends the run: the trainings in flight
+are abandoned with the fault as their reason and ``DeviceFault`` is raised.
+
+The schedule is deterministic whatever the timing: in every round each training in
+flight runs one epoch; then, in lane order, each is judged (``judge``: report, prune,
+complete) and finished lanes are refilled (``start``) in lane order. So with the same
+seed the same trainings start, stop and are judged in the same order, and each trains
+exactly what it would train alone.
+
+Nothing here knows Optuna: ``search_inflight`` passes in what starts a trial and what judges it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, TypeVar
+
+import torch
+
+from mnist_bench.config import Runtime
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
+from mnist_bench.training.trainer import Training
+
+T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
+R = TypeVar("R")
+MAX_AUTO = 16  # --parallel auto never goes past this
+# torch's stream pool holds 32 streams per priority: a 33rd lane would share a stream.
+MAX_LANES = 32
+
+# Builds a training on the stream of the lane it was given to (None on a CPU).
+MakeTraining = Callable[[torch.cuda.Stream | None], Training]
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: our own errors as they read, others with their type."""
+    text = str(exc) if isinstance(exc, MnistBenchError) else f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0][:200] if text.strip() else type(exc).__name__
+
+
+@dataclass
+class Slot(Generic[T]):
+    tag: T
+    make: MakeTraining | None = None  # how to build its training, until its lane has done so
+    training: Training | None = None
+    # What its last epoch (or its building) raised, as one line. Never the exception itself:
+    # its traceback holds the frames, and so the model and the graph, alive until a full
+    # garbage collection, and one out-of-memory failure would make the next ones likelier.
+    error: str | None = None
+    last_acc: float | None = None  # evaluation accuracy of its last epoch
+    fault: str | None = None  # a sticky device fault its last epoch raised: the run ends
+
+
+class Lane:
+    """One place for a training: one thread and (on CUDA) one stream, for the lane's life.
+    ``inline``: the calling thread instead of a thread of its own (a lone lane on a CPU)."""
+
+    def __init__(self, index: int, device: torch.device, *, inline: bool = False) -> None:
+        self.index, self.device = index, device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # The thread selects the device first: CUDA's current device is per thread.
+        self._thread = (
+            None if inline else ThreadPoolExecutor(1, f"lane-{index}", initializer=select_device, initargs=(device,))
+        )
+
+    def submit(self, fn: Callable[[], R]) -> Future[R]:
+        """Run ``fn`` on this lane's thread (inline: now, and return it done)."""
+        if self._thread is not None:
+            return self._thread.submit(fn)
+        future: Future[R] = Future()
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # as a thread's future holds it, KeyboardInterrupt included
+            future.set_exception(exc)
+        return future
+
+    def run(self, fn: Callable[[], R]) -> R:
+        return self.submit(fn).result()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+
+def check_in_flight(runtime: Runtime, k: int) -> None:
+    """Refuse what cannot run with ``k`` trainings in flight, before any starts."""
+    if runtime.compile and k > 1:
+        # torch.compile's CUDA graphs capture through torch.cuda.graph, whose entry
+        # synchronizes the device and empties its cache: during another lane's capture
+        # that frees memory the capture records into, and torch's allocator asserts.
+        raise MnistBenchError(f"--compile trains one trial at a time: use --parallel 1, not {k}")
+
+
+@contextlib.contextmanager
+def open_lanes(k: int, device: torch.device) -> Iterator[list[Lane]]:
+    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has;
+    closed on exit. One lane on a CPU runs in the calling thread."""
+    if not 1 <= k <= MAX_LANES:
+        raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
+    lanes = [Lane(i, device, inline=k == 1 and device.type == "cpu") for i in range(k)]
+    try:
+        pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
+        if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
+            raise MnistBenchError(f"{k} lanes on {device} did not get {k} distinct CUDA streams")
+        yield lanes
+    finally:
+        for lane in lanes:
+            lane.close()
+
+
+def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int | None = None) -> int:
+    """``--parallel``: a count, or auto (1 on a CPU; on a GPU, bounded by free memory and MAX_AUTO)."""
+    if value != "auto":
+        try:
+            k = int(value)
+        except ValueError:
+            raise MnistBenchError(f"--parallel {value!r}: a number of trials, or auto") from None
+        if not 1 <= k <= MAX_LANES:
+            raise MnistBenchError(f"--parallel {value!r}: {k} trials in flight; must be between 1 and {MAX_LANES}")
+        return k
+    if device.type != "cuda":
+        return 1  # one thread already keeps the CPU's cores busy: more only contend
+    free, _ = torch.cuda.mem_get_info(device)
+    by_memory = MAX_AUTO if not largest_trial_bytes else max(1, math.floor(0.8 * free / largest_trial_bytes))
+    return min(MAX_AUTO, by_memory)
+
+
+def _build(slot: Slot[T], lane: Lane) -> None:
+    """Build the slot's training on the lane's thread and stream: warm-up and capture included."""
+    assert slot.make is not None
+    make, slot.make = slot.make, None
+    try:
+        slot.training = make(lane.stream)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # this training fails alone (judged as failed); unless the device is gone
+        slot.error = one_line(exc)
+        slot.fault = device_fault(exc, lane.device)
+
+
+def _epoch(slot: Slot[T], lane: Lane) -> None:
+    """Train the slot's training one epoch, on the lane's thread."""
+    if slot.training is None:
+        return  # its building failed: slot.error says why
+    try:
+        if not slot.training.done:  # done already: a finished training resumed from its saved state
+            slot.last_acc = slot.training.run_epoch()
+        slot.error = None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # this training fails alone, the others go on; unless the device is gone
+        slot.error = one_line(exc)
+        slot.fault = device_fault(exc, lane.device)
+
+
+def run_in_flight(
+    k: int,
+    start: Callable[[int], tuple[T, MakeTraining] | None],
+    judge: Callable[[Slot[T]], bool],
+    abandon: Callable[[Slot[T], str], None],
+    *,
+    device: torch.device,
+) -> int:
+    """Keep up to ``k`` trainings in flight until ``start`` has no more; returns how many ran.
+
+    ``start(lane_index)`` names the next training, its tag and how to build it (or None:
+    no more); its lane builds it, one at a time while no lane trains. ``judge(slot)`` is
+    called after each of its epochs, in lane order, and says whether it is finished
+    (completed, pruned, failed); a finished training's graph is released then, and its
+    memory given back before the next round.
+    ``abandon(slot, reason)`` is called on every training in flight when the run ends
+    early: a KeyboardInterrupt (Ctrl-C, raised inside an epoch by the trainer's stop flag),
+    after the round's other epochs, propagates; a sticky device fault raises ``DeviceFault``.
+    """
+    slots: list[Slot[T] | None] = [None] * k
+    ran = 0
+    exhausted = False
+
+    def refill() -> None:
+        nonlocal ran, exhausted
+        for i in range(k):
+            if slots[i] is None and not exhausted:
+                made = start(i)
+                if made is None:
+                    exhausted = True
+                else:
+                    slots[i] = Slot(made[0], make=made[1])
+                    ran += 1
+
+    def abandon_all(reason: str) -> None:
+        for left in slots:
+            if left is not None:
+                abandon(left, reason)
+
+    with open_lanes(k, device) as lanes:
+        try:
+            refill()
+            while any(slots):
+                # New trainings are built one at a time, while no lane trains: a capture never
+                # overlaps another lane's replay (before torch 2.12 the default generator had
+                # one process-wide capture state, and a replay during a capture raised).
+                for i, slot in enumerate(slots):
+                    if slot is not None and slot.make is not None:
+                        lanes[i].run(partial(_build, slot, lanes[i]))
+                futures = [lanes[i].submit(partial(_epoch, slot, lanes[i])) for i, slot in enumerate(slots) if slot]
+                raised = [f.exception() for f in futures]  # waits for every epoch of the round
+                for exc in raised:
+                    if exc is not None:
+                        raise exc
+                fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
+                if fault is not None:
+                    in_flight = sum(slot is not None for slot in slots)
+                    abandon_all(f"device fault: {fault}")
+                    raise DeviceFault(fault_message(device, fault, in_flight))
+                released = False
+                for i, maybe in enumerate(slots):
+                    if maybe is not None and judge(maybe):
+                        if maybe.training is not None:
+                            maybe.training.release()  # before this lane builds its next training
+                            released = True
+                        slots[i] = None
+                if released:
+                    give_back_memory(device)  # between rounds: no lane is capturing now
+                refill()
+        except KeyboardInterrupt:
+            abandon_all("interrupted (SIGINT) during training")
+            raise
+    return ran

@@ -1,0 +1,432 @@
+"""Train one MLP configuration on device-resident data.
+
+The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
+trial: the search reaches it only through the ``on_epoch`` callback, which gets the
+epoch's evaluation accuracy and answers whether to stop (pruning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_bench.augment import Augmenter
+from mnist_bench.config import EXPONENTIAL_FINAL, Runtime, TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.interrupt import StopFlag
+from mnist_bench.model import build_mlp, use_generator
+from mnist_bench.training.device import give_back_memory
+from mnist_bench.training.runners import EagerRunner, GraphedRunner, make_optimizer
+
+EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
+
+# Called after every epoch with (epoch, evaluation accuracy); True means stop now.
+EpochCallback = Callable[[int, float], bool]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    config: TrainConfig
+    eval_acc: tuple[float, ...]  # evaluation accuracy after each epoch run
+    train_loss: tuple[float, ...]  # mean training loss of each epoch run
+    train_time_s: float  # optimizer steps only; evaluation excluded
+    samples_seen: int  # training images processed
+    stopped_early: bool  # on_epoch asked to stop before config.epochs
+    diverged: str | None  # why training was abandoned (non-finite loss), else None
+    model: nn.Module = field(repr=False, compare=False)
+    graphed: bool = False  # steps replayed as a CUDA graph
+    eager_reason: str | None = None  # on CUDA, why the steps ran eagerly
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.train_loss)
+
+    @property
+    def final_acc(self) -> float:
+        return self.eval_acc[-1] if self.eval_acc else float("nan")
+
+    @property
+    def best_acc(self) -> float:
+        return max(self.eval_acc) if self.eval_acc else float("nan")
+
+    @property
+    def best_epoch(self) -> int:
+        return 1 + self.eval_acc.index(self.best_acc) if self.eval_acc else 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples_seen / self.train_time_s if self.train_time_s > 0 else float("nan")
+
+
+def make_schedule(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per batch; None for a constant rate."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "exponential":  # a constant factor per step, down to EXPONENTIAL_FINAL of lr
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=EXPONENTIAL_FINAL ** (1 / max(total, 1)))
+    return None
+
+
+def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
+    """The config's initial weights, drawn on the CPU from a generator of its own seeded with
+    ``config.seed`` (the numbers ``torch.manual_seed`` gave), then moved to ``device``."""
+    return build_mlp(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + EVAL_CHUNK]) for i in range(0, x.shape[0], EVAL_CHUNK)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    for i in range(0, x.shape[0], EVAL_CHUNK):
+        correct += (model(x[i : i + EVAL_CHUNK]).argmax(1) == y[i : i + EVAL_CHUNK]).sum()
+    return correct.item() / x.shape[0]  # one sync per evaluation
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def set_matmul_precision(runtime: Runtime, device: torch.device) -> None:
+    if runtime.precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
+    elif device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def schedule_tables(config: TrainConfig, steps_per_epoch: int) -> dict[str, torch.Tensor]:
+    """The learning rate (and one-cycle's momentum) of every step, as ``make_schedule`` sets them.
+
+    Read from a stand-in optimizer stepped through the schedule, so a graphed step follows
+    exactly what the eager one does. Empty for a constant rate.
+    """
+    if config.schedule == "constant":
+        return {}
+    stand_in = nn.Linear(1, 1, device="meta")  # never stepped with a gradient: its values are never made
+    optimizer = make_optimizer(config, stand_in, torch.device("cpu"))
+    schedule = make_schedule(config, optimizer, steps_per_epoch)
+    assert schedule is not None
+    group = optimizer.param_groups[0]
+    momentum_key = "momentum" if config.optimizer == "sgd" else "betas"
+    rates, momenta = [], []
+    for _ in range(config.epochs * steps_per_epoch):
+        rates.append(float(group["lr"]))
+        value = group[momentum_key]
+        momenta.append(float(value if config.optimizer == "sgd" else value[0]))
+        optimizer.step()  # no gradients: the weights stay, the schedule moves on without a warning
+        schedule.step()
+    tables = {"lr": torch.tensor(rates, dtype=torch.float32)}
+    if config.schedule == "onecycle":
+        tables["momentum"] = torch.tensor(momenta, dtype=torch.float32)
+    return tables
+
+
+def make_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    runtime: Runtime,
+    device: torch.device,
+    config: TrainConfig | None = None,
+) -> Step:
+    """One optimizer step on a batch; returns the (device-resident) loss. Shared with bench."""
+    smoothing = config.label_smoothing if config else 0.0
+    max_norm = config.max_norm if config else None
+    # Max-norm applies to the hidden layers' weights; the output layer is left free.
+    capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if max_norm else []
+    set_matmul_precision(runtime, device)
+    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    if runtime.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead
+        forward = torch.compile(model, mode=mode)  # type: ignore[assignment]
+    autocast = runtime.precision == "bf16"
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(forward(xb), yb, label_smoothing=smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if max_norm is not None:
+            with torch.no_grad():
+                for weight in capped:
+                    weight.copy_(torch.renorm(weight, p=2, dim=0, maxnorm=max_norm))
+        return loss.detach()
+
+    return step
+
+
+_SOLO_STREAMS: dict[tuple[int, torch.device], torch.cuda.Stream] = {}
+_SOLO_LOCK = threading.Lock()
+
+
+def solo_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream of the trainings this thread runs alone (not in a lane), kept for the process.
+
+    cuBLAS keeps a workspace per (thread's handle, stream) until the process ends: a fresh
+    stream per training would leave one behind for each. Trainings alone on one thread run
+    one after the other, so sharing their stream shares nothing at the same time.
+    """
+    key = (threading.get_ident(), device)
+    with _SOLO_LOCK:
+        if key not in _SOLO_STREAMS:
+            _SOLO_STREAMS[key] = torch.cuda.Stream(device)
+        return _SOLO_STREAMS[key]
+
+
+class Training:
+    """One configuration being trained, an epoch at a time.
+
+    ``train`` drives it to the end; the scheduler of trials in flight (``inflight``)
+    drives several side by side, one epoch each per round. On CUDA it may be given its
+    own stream, so that the kernels of several trainings overlap.
+
+    Invariant: a training owns all it uses. Its random numbers (initial weights, batch
+    order, dropout masks, deformations) come from generators of its own, seeded from its
+    config; building or training it reads and writes no process-wide random state, since
+    lanes build and train trainings on several threads at once. Every device tensor its
+    steps read (a captured graph keeps their addresses) is held by it or its runner.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: DeviceData,
+        *,
+        score_epochs: bool = True,
+        stop: StopFlag | None = None,
+        runtime: Runtime | None = None,
+        stream: torch.cuda.Stream | None = None,
+    ) -> None:
+        self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
+        runtime = runtime or Runtime()
+        cuda = data.device.type == "cuda"
+        # On CUDA a training runs on a stream of its own, given (a lane's, see inflight) or
+        # its own, from building to its last epoch: a graph cannot be captured on the
+        # default stream, and one stream keeps warm-up, undo, capture and replay in order.
+        self.stream = stream if stream is not None or not cuda else solo_stream(data.device)
+        self.steps_per_epoch = math.ceil(data.x_train.shape[0] / config.batch_size)
+        self.eager_reason: str | None = None  # why a CUDA training runs eagerly, when it does
+        with self.on_stream():
+            if self.stream is not None:  # the data was made on the default stream
+                self.stream.wait_stream(torch.cuda.default_stream(data.device))
+            self.runner: EagerRunner | GraphedRunner = self._graphed(runtime) or self._eager(runtime)
+        self.eval_acc: list[float] = []
+        self.train_loss: list[float] = []
+        self.train_time = 0.0
+        self.samples = 0
+        self.stopped = False  # stop_early() was called before the last epoch
+        self.diverged: str | None = None
+
+    def _fresh(self) -> None:
+        """The training's own model, generator and augmentation, made on its stream."""
+        self.model = seeded_model(self.config, self.data.device)
+        self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
+        use_generator(self.model, self.generator)  # dropout masks from the training's own stream
+        self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
+
+    def _eager(self, runtime: Runtime) -> EagerRunner:
+        """Steps launched op by op, from a fresh start (whatever a failed capture left)."""
+        self._fresh()
+        optimizer = make_optimizer(self.config, self.model, self.data.device)
+        step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
+        schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
+        return EagerRunner(step, optimizer, schedule, self.config, self.generator, self.augment)
+
+    def _graphed(self, runtime: Runtime) -> GraphedRunner | None:
+        """The graphed runner where the runtime asks for it and capture works; else None, and why."""
+        cuda = self.data.device.type == "cuda"
+        if not (runtime.graphs and not runtime.compile and (cuda or runtime.static_on_cpu)):
+            if cuda:
+                self.eager_reason = "--compile" if runtime.compile else "--steps eager"
+            return None
+        self._fresh()
+        set_matmul_precision(runtime, self.data.device)
+        try:
+            return GraphedRunner(
+                self.model,
+                self.config,
+                self.data.x_train,
+                self.data.y_train,
+                generator=self.generator,
+                augment=self.augment,
+                schedule=schedule_tables(self.config, self.steps_per_epoch),
+                precision=runtime.precision,
+                capture=cuda,
+                stream=self.stream,
+            )
+        except Exception as exc:
+            # NotCapturable, or anything the warm-up or capture raised: never the trial's
+            # end. It trains eagerly from the state it started with and says why.
+            self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            return None
+
+    def on_stream(self) -> contextlib.AbstractContextManager[object]:
+        return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    @property
+    def epoch(self) -> int:
+        """Epochs run so far."""
+        return len(self.train_loss)
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.diverged is not None or self.epoch >= self.config.epochs
+
+    def run_epoch(self) -> float | None:
+        """Train one epoch; returns its evaluation accuracy (None when not scoring). One host sync."""
+        device = self.data.device
+        x, y = self.data.x_train, self.data.y_train
+        n = x.shape[0]
+        with self.on_stream():
+            if self.stream is not None:
+                self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
+            self.model.train()
+            self._sync()
+            start = time.perf_counter()
+            perm = torch.randperm(n, device=device, generator=self.generator)
+            # Summed on the device and read once per epoch: no .item() per batch.
+            loss_sum = self.runner.epoch(x, y, perm, self._stopping)
+            self._sync()
+            self.train_time += time.perf_counter() - start
+            self.samples += n
+            mean_loss = loss_sum.item() / self.steps_per_epoch
+            self.train_loss.append(mean_loss)
+            acc = accuracy(self.model, self.data.x_eval, self.data.y_eval) if self.score_epochs else None
+        if acc is not None:
+            self.eval_acc.append(acc)
+        if not math.isfinite(mean_loss):
+            self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
+        return acc
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    @property
+    def graphed(self) -> bool:
+        return self.runner.graphed
+
+    def _sync(self) -> None:
+        if self.stream is not None:
+            self.stream.synchronize()
+        else:
+            sync(self.data.device)
+
+    def save_state(self, path: Path) -> None:
+        """Everything needed to go on from the last epoch: written whole or not at all."""
+        with self.on_stream():  # read after the training's last kernel
+            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        state = {
+            "config": dataclasses.asdict(self.config),
+            "model": weights,
+            "generator": self.generator.get_state(),
+            "runner": self.runner.state(),
+            "runner_graphed": self.graphed,
+            "train_loss": self.train_loss,
+            "eval_acc": self.eval_acc,
+            "train_time": self.train_time,
+            "samples": self.samples,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        torch.save(state, partial)
+        partial.replace(path)  # atomic: an interrupted save leaves the previous state
+
+    def resume(self, path: Path) -> int:
+        """Go on from a state ``save_state`` wrote for this very configuration; returns its epoch."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
+        if state.get("config") != dataclasses.asdict(self.config):
+            raise ValueError(f"{path} is the state of another configuration")
+        if state.get("runner_graphed") != self.graphed:
+            raise ValueError(f"{path} was saved by {'graphed' if state.get('runner_graphed') else 'eager'} steps")
+        with self.on_stream(), torch.no_grad():  # ordered with the training's own work
+            for name, tensor in self.model.state_dict().items():
+                tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
+        self.generator.set_state(state["generator"])
+        self.runner.restore(state["runner"])
+        self.train_loss, self.eval_acc = list(state["train_loss"]), list(state["eval_acc"])
+        self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
+        return self.epoch
+
+    def release(self) -> None:
+        """Free what only training needs (a captured graph and its memory pool); the model stays.
+
+        After the training's last queued kernel: an epoch stopped by an error or Ctrl-C may
+        have left replays queued that still read the graph's memory."""
+        if self.stream is not None:
+            with contextlib.suppress(Exception):  # a faulted device: nothing more will run anyway
+                self.stream.synchronize()
+        if isinstance(self.runner, GraphedRunner):
+            self.runner.release()
+
+    def stop_early(self) -> None:
+        """Pruned: no more epochs."""
+        if self.epoch < self.config.epochs:
+            self.stopped = True
+
+    def result(self) -> TrainResult:
+        return TrainResult(
+            config=self.config,
+            eval_acc=tuple(self.eval_acc),
+            train_loss=tuple(self.train_loss),
+            train_time_s=self.train_time,
+            samples_seen=self.samples,
+            stopped_early=self.stopped,
+            diverged=self.diverged,
+            model=self.model,
+            graphed=self.graphed,
+            eager_reason=self.eager_reason,
+        )
+
+
+def train(
+    config: TrainConfig,
+    data: DeviceData,
+    *,
+    on_epoch: EpochCallback | None = None,
+    score_epochs: bool = True,
+    stop: StopFlag | None = None,
+    runtime: Runtime | None = None,
+) -> TrainResult:
+    """Train ``config`` on ``data.x_train``, scoring every epoch on ``data.x_eval``.
+
+    ``score_epochs=False`` skips the per-epoch scores (and ``on_epoch``): final training
+    on the full training set does not look at the test images until it is done.
+    ``stop``, once set (by Ctrl-C), raises KeyboardInterrupt at the next batch boundary.
+    """
+    run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
+    try:
+        while not run.done:
+            acc = run.run_epoch()
+            if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
+                run.stop_early()
+    finally:
+        run.release()
+        give_back_memory(data.device)  # a training run alone: nothing else here is capturing
+    return run.result()

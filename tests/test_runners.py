@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_bench.config import Runtime, TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.measure.doctor import CONFIGS as DOCTOR_CONFIGS
+from mnist_bench.model import ModelConfig
+from mnist_bench.training import runners
+from mnist_bench.training.runners import GraphedRunner, NotCapturable, sgd_step
+from mnist_bench.training.trainer import Training, schedule_tables
+
+# Every option a step has, as doctor checks them: momentum under one-cycle (which cycles
+# it), max-norm, weight decay, schedules, dropout, label smoothing, augmentation. Six
+# epochs of batch 32 over 500 images (about 100 steps) leave a partial last batch (20
+# images), which the graphed runner steps eagerly.
+CONFIGS = {name: replace(config, epochs=6) for name, config in DOCTOR_CONFIGS.items()}
+SGD_ONECYCLE, ADAM = "SGD momentum + one-cycle + max-norm", "Adam"
+
+
+def run(training: Training) -> list[float]:
+    while not training.done:
+        training.run_epoch()
+    return training.train_loss
+
+
+def assert_same_training(a: Training, b: Training, *, rtol: float, atol: float) -> None:
+    torch.testing.assert_close(torch.tensor(run(a)), torch.tensor(run(b)), rtol=rtol, atol=atol)
+    for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
+
+
+def static(config: TrainConfig, data: DeviceData) -> Training:
+    """A training whose steps run through the graphed runner's static step (no graph: CPU)."""
+    training = Training(config, data)
+    training.runner = GraphedRunner(
+        training.model, config, data.x_train, data.y_train, generator=training.generator, augment=training.augment,
+        schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
+    )  # fmt: skip
+    return training
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_static_step_trains_as_the_eager_step(name: str, tiny_data: DeviceData) -> None:
+    """The step a graph captures, run without the graph on the CPU, against the eager runner (~100 steps)."""
+    config = CONFIGS[name]
+    assert_same_training(Training(config, tiny_data), static(config, tiny_data), rtol=1e-5, atol=1e-6)
+
+
+def test_schedule_tables_follow_the_schedulers() -> None:
+    config = CONFIGS[SGD_ONECYCLE]
+    tables = schedule_tables(config, 10)
+    assert set(tables) == {"lr", "momentum"} and tables["lr"].shape == (60,)
+    assert tables["lr"].max() == pytest.approx(config.lr, rel=1e-6)  # one-cycle peaks at lr
+    assert tables["momentum"].min() == pytest.approx(0.85) and tables["momentum"][0] == pytest.approx(0.95)
+    assert schedule_tables(CONFIGS[ADAM], 10) == {}
+
+
+def test_adam_under_one_cycle_is_not_captured(tiny_data: DeviceData) -> None:
+    config = TrainConfig(ModelConfig((16,)), "adam", 1e-3, batch_size=32, epochs=1, schedule="onecycle")
+    training = Training(config, tiny_data)
+    with pytest.raises(NotCapturable, match="beta1"):
+        GraphedRunner(
+            training.model, config, tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            augment=training.augment,
+            schedule=schedule_tables(config, training.steps_per_epoch), precision="fp32", capture=False,
+        )  # fmt: skip
+
+
+def test_sgd_step_matches_torch_sgd() -> None:
+    """The graphed step's SGD (CUDA captures it; a CPU trains with torch's fused SGD, eager
+    and static alike) against the SGD a CUDA eager step uses, rates as floats or tensors."""
+    torch.manual_seed(0)
+    ours = [torch.randn(5, 3), torch.randn(3)]
+    theirs = [p.clone().requires_grad_() for p in ours]
+    buffers = [torch.zeros_like(p) for p in ours]
+    optimizer = torch.optim.SGD(theirs, lr=0.1, momentum=0.9, weight_decay=0.01, foreach=True)
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in ours]
+        for p, g in zip(ours, grads, strict=True):
+            p.grad = g
+        for p, g in zip(theirs, grads, strict=True):
+            p.grad = g.clone()
+        sgd_step(
+            ours,
+            buffers,
+            0.1 if step % 2 else torch.tensor(0.1),
+            0.9 if step % 3 else torch.tensor(0.9),
+            weight_decay=0.01,
+        )
+        optimizer.step()
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b.detach())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData) -> None:
+    cuda = torch.device("cuda")
+    data = DeviceData(*(t.to(cuda) for t in (tiny_data.x_train, tiny_data.y_train, tiny_data.x_eval, tiny_data.y_eval)))
+    eager = Training(CONFIGS[name], data, runtime=Runtime(graphs=False))
+    graphed = Training(CONFIGS[name], data, runtime=Runtime(graphs=True))
+    assert graphed.graphed, graphed.eager_reason
+    assert_same_training(eager, graphed, rtol=1e-4, atol=1e-5)
+
+
+def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceData) -> None:
+    config = CONFIGS[SGD_ONECYCLE]
+    whole = static(config, tiny_data)
+    run(whole)
+    first = static(config, tiny_data)
+    for _ in range(2):
+        first.run_epoch()
+    first.save_state(tmp_path / "state.pt")
+    resumed = static(config, tiny_data)
+    assert resumed.resume(tmp_path / "state.pt") == 2
+    assert run(resumed) == whole.train_loss
+    for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("name", [SGD_ONECYCLE, "AdamW + cosine + dropout + label smoothing"])
+def test_a_failing_capture_trains_eagerly_from_the_start(
+    name: str, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the warm-up or capture raises (here: after one warm-up step had already
+    changed the weights, optimizer and generator), the training goes on eagerly from the
+    state it started with, and says why."""
+    config = replace(CONFIGS[name], epochs=2)
+    real_step = GraphedRunner._static_step
+    calls = 0
+
+    def second_step_fails(self: GraphedRunner) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("operation not permitted when stream is capturing (stand-in)")
+        real_step(self)
+
+    monkeypatch.setattr(GraphedRunner, "_static_step", second_step_fails)
+    fallen = Training(config, tiny_data, runtime=Runtime(static_on_cpu=True))
+    assert calls == 2 and not fallen.graphed
+    assert fallen.eager_reason == "RuntimeError: operation not permitted when stream is capturing (stand-in)"
+    assert_same_training(Training(config, tiny_data), fallen, rtol=0, atol=0)  # bitwise: the eager training
+
+
+def test_the_static_step_stands_in_for_the_graph_on_the_cpu(tiny_data: DeviceData) -> None:
+    config = replace(CONFIGS[ADAM], epochs=2)
+    training = Training(config, tiny_data, runtime=Runtime(static_on_cpu=True))
+    assert isinstance(training.runner, GraphedRunner) and training.runner.graph is None
+    assert_same_training(Training(config, tiny_data), training, rtol=1e-5, atol=1e-6)
+
+
+def test_a_captured_step_needs_its_own_stream(tiny_data: DeviceData) -> None:
+    training = Training(CONFIGS[ADAM], tiny_data)
+    with pytest.raises(ValueError, match="own stream"):
+        GraphedRunner(
+            training.model, CONFIGS[ADAM], tiny_data.x_train, tiny_data.y_train, generator=training.generator,
+            augment=training.augment,
+            schedule={}, precision="fp32", capture=True, stream=None,
+        )  # fmt: skip
+
+
+class StandInGraph:
+    """Records a capture instead of making one (the CPU has no graphs); ``capture_end`` may fail."""
+
+    end_fails = False
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def register_generator_state(self, generator: torch.Generator) -> None:
+        self.events.append("register")
+
+    def capture_begin(self, **_: object) -> None:
+        self.events.append("begin")
+
+    def capture_end(self) -> None:
+        self.events.append("end")
+        if self.end_fails:
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+
+def test_a_capture_whose_end_fails_leaves_later_trainings_eager(
+    tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch skips its own bookkeeping when capture_end raises, so no later capture in the
+    process can be trusted: they train eagerly and say why."""
+    monkeypatch.setattr(runners, "BROKEN_CAPTURE", [])
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
+    config = replace(CONFIGS["AdamW + cosine + dropout + label smoothing"], epochs=1)
+    runner = static(config, tiny_data).runner
+    assert isinstance(runner, GraphedRunner)
+    runner._capture()  # a capture that ends well: registered the training's generator, begun, ended
+    assert isinstance(runner.graph, StandInGraph) and runner.graph.events == ["register", "begin", "end"]
+    monkeypatch.setattr(StandInGraph, "end_fails", True)
+    with pytest.raises(RuntimeError, match="previous error during capture"):
+        runner._capture()
+    assert runners.BROKEN_CAPTURE == [
+        "RuntimeError: CUDA error: operation failed due to a previous error during capture"
+    ]
+    with pytest.raises(NotCapturable, match="an earlier capture failed in this process"):
+        static(config, tiny_data).runner._capture()  # type: ignore[union-attr]

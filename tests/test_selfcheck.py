@@ -1,0 +1,110 @@
+"""The self-check's mechanism on the CPU: the static step stands in for the graph and lanes
+run on threads, in a real child process, with the faults it must survive injected."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_bench.config import Runtime
+from mnist_bench.measure import doctor, selfcheck
+from mnist_bench.measure.doctor import Check
+from mnist_bench.measure.selfcheck import INJECT_ENV, Verdict
+
+CPU = torch.device("cpu")
+CUDA = torch.device("cuda")  # only its type is read: what a command on a GPU would ask
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("MNIST_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(INJECT_ENV, raising=False)
+    return tmp_path / "cache"
+
+
+def verdict(graphed: bool, in_flight: bool) -> Verdict:
+    return Verdict(graphed, in_flight, None if graphed and in_flight else "stand-in", selfcheck.machine_key(CPU), 0.0)
+
+
+def test_a_passing_check_is_kept_and_not_run_again(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    said: list[str] = []
+    first, fresh = selfcheck.verdict_for(CPU, say=said.append)
+    assert fresh and first.ok and first.reason is None and first.machine == selfcheck.machine_key(CPU)
+    assert len(said) == 1 and said[0].startswith("checking the fast paths on ")  # before the pause, not after
+    assert list(cache.glob("selfcheck-*.json")) == [selfcheck.verdict_path(first.machine)]
+
+    def no_second_run(*_: object, **__: object) -> Verdict:
+        raise AssertionError("the kept verdict was not used")
+
+    monkeypatch.setattr(selfcheck, "run_check", no_second_run)
+    assert selfcheck.verdict_for(CPU, say=said.append) == (first, False) and len(said) == 1
+    # Another version (or driver, or GPU) is another machine: its own check.
+    assert selfcheck.load_verdict({**first.machine, "torch": "0.0.0"}) is None
+
+
+def test_a_check_that_fails_turns_off_only_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(INJECT_ENV, "graphed")
+    found = selfcheck.run_check(CPU)
+    assert not found.graphed and found.in_flight  # trainings in flight, eagerly, still equal alone
+    assert found.reason is not None and "static step = eager" in found.reason
+    lines: list[str] = []
+    runtime, parallel = selfcheck.trusted(CUDA, Runtime(), 4, say=lines.append, check=lambda d: (found, True))
+    assert not runtime.graphs and parallel == 4 and runtime.side_by_side
+    assert len(lines) == 1 and "self-check failed" in lines[0] and "without graphed steps" in lines[0]
+    assert "mnist-bench doctor" in lines[0]
+
+
+def test_trainings_in_flight_that_differ_from_alone_fail_the_check() -> None:
+    data = doctor.synthetic_data(CPU, n_train=200, n_eval=50)
+    assert doctor.check_in_flight(data).ok
+    assert doctor.check_in_flight(data, perturb=True).ok is False
+    lines: list[str] = []
+    runtime, parallel = selfcheck.trusted(
+        CUDA, Runtime(), 4, say=lines.append, check=lambda d: (verdict(True, False), False)
+    )
+    assert runtime.graphs and parallel == 1 and not runtime.side_by_side
+    assert lines == [lines[0]] and "without trainings in flight" in lines[0]
+
+
+@pytest.mark.parametrize(("inject", "said"), [("die", "died (exit -9"), ("hang", "did not finish in 3 s")])
+def test_a_child_that_dies_or_hangs_turns_both_paths_off(
+    monkeypatch: pytest.MonkeyPatch, inject: str, said: str
+) -> None:
+    monkeypatch.setenv(INJECT_ENV, inject)
+    found = selfcheck.run_check(CPU, timeout_s=3)
+    assert not found.graphed and not found.in_flight and found.reason is not None and said in found.reason
+    assert not found.conclusive  # kept a day, then checked again: the trouble may have passed
+    selfcheck.save_verdict(found)
+    assert selfcheck.load_verdict(found.machine) == found
+    selfcheck.save_verdict(replace(found, checked_s=found.checked_s - 2 * selfcheck.INCONCLUSIVE_KEEP_S))
+    assert selfcheck.load_verdict(found.machine) is None
+    runtime, parallel = selfcheck.trusted(CUDA, Runtime(), 8, check=lambda d: (found, True))
+    assert not runtime.graphs and parallel == 1 and not runtime.side_by_side
+
+
+def test_steps_override_the_verdict_and_the_cpu_needs_none() -> None:
+    def never(_device: torch.device) -> tuple[Verdict, bool]:
+        raise AssertionError("no check was needed")
+
+    assert selfcheck.trusted(CUDA, Runtime(), 4, steps="graphed", check=never) == (Runtime(), 4)
+    assert selfcheck.trusted(CUDA, Runtime(), 4, steps="eager", check=never) == (Runtime(graphs=False), 4)
+    assert selfcheck.trusted(CPU, Runtime(), 4, check=never) == (Runtime(), 4)
+    assert selfcheck.trusted(CUDA, Runtime(), 4, check=lambda d: (verdict(True, True), False)) == (Runtime(), 4)
+    with pytest.raises(ValueError, match="steps='fast'"):
+        selfcheck.trusted(CUDA, Runtime(), 1, steps="fast", check=never)
+
+
+def test_doctor_keeps_its_findings_as_the_verdict() -> None:
+    checks = [
+        Check("static step = eager: Adam", "equal bitwise", True),
+        Check("4 trainings in flight = each alone", "Adam: differ", False),
+        Check("memory, 40 trainings 8 in flight", "+0 MB", True),
+    ]
+    selfcheck.save_verdict(selfcheck.verdict_from_checks(CPU, checks))
+    found = selfcheck.load_verdict(selfcheck.machine_key(CPU))
+    assert found is not None and found.graphed and not found.in_flight
+    assert found.reason == "4 trainings in flight = each alone: Adam: differ"
+    assert replace(found, checked_s=0.0) == Verdict(True, False, found.reason, selfcheck.machine_key(CPU), 0.0)

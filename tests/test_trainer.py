@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from torch import nn
+
+from mnist_bench.config import TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.model import ModelConfig, build_mlp
+from mnist_bench.training.trainer import Training, accuracy, train
+
+
+def config(**overrides: object) -> TrainConfig:
+    values: dict[str, object] = dict(model=ModelConfig((32,)), optimizer="adam", lr=3e-3, batch_size=32, epochs=3)
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_learns_the_synthetic_digits(tiny_data: DeviceData) -> None:
+    result = train(config(), tiny_data)
+    assert result.epochs_run == 3 and not result.stopped_early and result.diverged is None
+    assert result.best_acc > 0.8  # chance is 0.1
+    assert result.samples_seen == 3 * 500 and result.samples_per_s > 0
+    assert accuracy(result.model, tiny_data.x_eval, tiny_data.y_eval) == result.final_acc
+
+
+def test_same_seed_same_result_other_seed_other_weights(tiny_data: DeviceData) -> None:
+    a, b = train(config(seed=7), tiny_data), train(config(seed=7), tiny_data)
+    c = train(config(seed=8), tiny_data)
+    assert a.eval_acc == b.eval_acc and a.train_loss == b.train_loss
+    assert a.train_loss != c.train_loss
+
+
+def test_sgd_with_momentum_learns(tiny_data: DeviceData) -> None:
+    result = train(config(optimizer="sgd", lr=0.05, momentum=0.9), tiny_data)
+    assert result.best_acc > 0.8
+
+
+def test_divergence_is_detected_not_raised(tiny_data: DeviceData) -> None:
+    result = train(config(optimizer="sgd", lr=1e6, momentum=0.9, epochs=5), tiny_data)
+    assert result.diverged is not None and "loss became" in result.diverged
+    assert result.epochs_run < 5 and not math.isfinite(result.train_loss[-1])
+
+
+def test_on_epoch_can_stop_training(tiny_data: DeviceData) -> None:
+    seen: list[tuple[int, float]] = []
+
+    def stop_after_two(epoch: int, acc: float) -> bool:
+        seen.append((epoch, acc))
+        return epoch == 2
+
+    result = train(config(epochs=5), tiny_data, on_epoch=stop_after_two)
+    assert result.stopped_early and result.epochs_run == 2
+    assert [e for e, _ in seen] == [1, 2] and tuple(a for _, a in seen) == result.eval_acc
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(optimizer="rmsprop"), "optimizer="),
+        (dict(lr=0.0), "lr=0.0"),
+        (dict(lr=float("nan")), "lr=nan"),
+        (dict(optimizer="sgd", momentum=1.0), "momentum=1.0"),
+        (dict(momentum=0.9), "SGD only"),
+        (dict(batch_size=0), "batch_size=0"),
+        (dict(epochs=0), "epochs=0"),
+    ],
+)
+def test_bad_configs_are_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)
+
+
+def test_model_is_on_the_data_device(tiny_data: DeviceData) -> None:
+    result = train(config(epochs=1), tiny_data)
+    assert next(result.model.parameters()).device == tiny_data.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"optimizer": "adamw", "weight_decay": 0.01},
+        {"schedule": "cosine"},
+        {"schedule": "onecycle"},
+        {"label_smoothing": 0.1},
+        {"model": ModelConfig((64,), dropout=0.3)},
+        {"max_norm": 2.0},
+        {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4},
+    ],
+)
+def test_regularized_training_learns(tiny_data: DeviceData, overrides: dict[str, object]) -> None:
+    result = train(config(**overrides), tiny_data)
+    assert result.diverged is None and result.best_acc > 0.7
+
+
+def test_max_norm_caps_hidden_weights(tiny_data: DeviceData) -> None:
+    result = train(config(max_norm=0.5, lr=3e-2), tiny_data)
+    hidden = result.model[0].weight
+    assert hidden.norm(dim=1).max() <= 0.5 + 1e-5
+
+
+def test_cosine_schedule_ends_near_zero(tiny_data: DeviceData) -> None:
+    from mnist_bench.training.trainer import make_optimizer, make_schedule, seeded_model
+
+    cfg = config(schedule="cosine", epochs=2)
+    model = seeded_model(cfg, torch.device("cpu"))
+    optimizer = make_optimizer(cfg, model, torch.device("cpu"))
+    schedule = make_schedule(cfg, optimizer, steps_per_epoch=10)
+    assert schedule is not None
+    for _ in range(20):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(schedule="warmup"), "schedule='warmup'"),
+        (dict(label_smoothing=-0.1), "label_smoothing=-0.1"),
+        (dict(augment="rotate"), "augment='rotate'"),
+        (dict(weight_decay=0.01), "use adamw"),
+        (dict(max_norm=0.0), "max_norm=0.0"),
+    ],
+)
+def test_bad_regularizers_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config(**overrides)
+
+
+@pytest.mark.parametrize("dropout", [-0.1, 1.0])
+def test_bad_dropout_rejected(dropout: float) -> None:
+    with pytest.raises(ValueError, match="dropout="):
+        ModelConfig((64,), dropout=dropout)
+
+
+# -- a training owns all it uses ---------------------------------------------------------------
+def _initial_weights(config: TrainConfig, data: DeviceData) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in Training(config, data).model.parameters()]
+
+
+def test_trainings_built_at_once_on_threads_get_their_seeds_weights(tiny_data: DeviceData) -> None:
+    """Lanes build their trainings on threads of their own, at the same time, and torch lets
+    go of the GIL inside ops: a training that drew from (or reseeded) the process-wide
+    generator would get another's numbers. Each must get what its seed gives alone."""
+    configs = [config(model=ModelConfig((384, 256)), seed=s, schedule="cosine") for s in range(6)]
+    alone = [_initial_weights(c, tiny_data) for c in configs]
+    for _ in range(4):
+        barrier = threading.Barrier(len(configs))
+
+        def build(c: TrainConfig, barrier: threading.Barrier = barrier) -> list[torch.Tensor]:
+            barrier.wait()  # all at once
+            return _initial_weights(c, tiny_data)
+
+        with ThreadPoolExecutor(len(configs)) as pool:
+            together = list(pool.map(build, configs))
+        for a, b in zip(alone, together, strict=True):
+            assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+def test_building_and_training_touch_no_process_wide_random_state(
+    tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("a training reseeded or forked the process-wide generator")
+
+    monkeypatch.setattr(torch, "manual_seed", forbidden)
+    monkeypatch.setattr(torch.random, "manual_seed", forbidden)
+    monkeypatch.setattr(torch.random, "fork_rng", forbidden)
+    before = torch.get_rng_state()
+    train(config(model=ModelConfig((32,), dropout=0.2), schedule="onecycle", augment="elastic", epochs=1), tiny_data)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_private_generator_draws_the_weights_the_global_one_did() -> None:
+    """Figures measured before trainings owned their generators still hold: the same seed
+    gives the same initial weights as torch.manual_seed(seed) then nn.Linear did."""
+    model_config = ModelConfig((64, 32), dropout=0.1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        reference = [nn.Linear(784, 64), nn.Linear(64, 32), nn.Linear(32, 10)]
+    built = [
+        m for m in build_mlp(model_config, generator=torch.Generator().manual_seed(11)) if isinstance(m, nn.Linear)
+    ]
+    for a, b in zip(reference, built, strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
