@@ -17,7 +17,33 @@ import torch.nn.functional as F
 
 from mnist_bench.data import IMAGE_SIDE, MNIST_MEAN, MNIST_STD
 
-AUGMENTS = ("none", "affine", "elastic")
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """One augmentation: everything that names one (config, space, CLI) derives from ``AUGMENTS``."""
+
+    name: str  # what configs, space files, checkpoints and the CLI say
+    description: str  # one line, for help and docs
+    deforms: bool  # draws an affine deformation per image (rotation, scale, shear, shift)
+    elastic: bool  # adds a smooth random displacement field on top
+
+
+AUGMENTS: dict[str, AugmentSpec] = {
+    spec.name: spec
+    for spec in (
+        AugmentSpec("none", "the images as they are", deforms=False, elastic=False),
+        AugmentSpec("affine", "a random rotation, scale, shear and shift per image", deforms=True, elastic=False),
+        AugmentSpec("elastic", "affine plus a smooth random displacement field", deforms=True, elastic=True),
+    )
+}
+
+
+def augment_spec(name: str) -> AugmentSpec:
+    """The registered augmentation ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return AUGMENTS[name]
+    except KeyError:
+        raise ValueError(f"augment={name!r} must be one of {tuple(AUGMENTS)}") from None
 
 
 @dataclass(frozen=True)
@@ -120,18 +146,22 @@ class Augmenter:
     """
 
     def __init__(self, kind: str, deform: Deform, device: torch.device) -> None:
-        if kind not in AUGMENTS:
-            raise ValueError(f"augment={kind!r} must be one of {AUGMENTS}")
+        self.spec = augment_spec(kind)
         self.kind, self.deform = kind, deform
-        self.blur = blur_matrix(deform.elastic_sigma_px, IMAGE_SIDE, device) if kind == "elastic" else None
+        self.blur = blur_matrix(deform.elastic_sigma_px, IMAGE_SIDE, device) if self.spec.elastic else None
         self.half = torch.tensor(0.5, device=device)  # centres the elastic noise (``_elastic_field``)
         # The pixel centres in grid units (-1 to 1 across the image), as affine_grid places them.
         centres = (torch.arange(IMAGE_SIDE, dtype=torch.float32, device=device) * 2 + 1) / IMAGE_SIDE - 1
         self.xs, self.ys = centres.view(1, 1, 1, IMAGE_SIDE), centres.view(1, 1, IMAGE_SIDE, 1)
 
+    @property
+    def draws(self) -> bool:
+        """Whether it draws random numbers (from the training's generator)."""
+        return self.spec.deforms
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Flat normalized images (B, 784) -> augmented images of the same shape, dtype, device."""
-        if self.kind == "none":
+        if not self.spec.deforms:
             return x
         deform, b, device = self.deform, x.shape[0], x.device
         images = x.view(b, 1, IMAGE_SIDE, IMAGE_SIDE) - _BACKGROUND  # background 0: grid_sample pads with 0

@@ -13,51 +13,49 @@ from typing import Any
 
 import torch
 
-from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
+from mnist_bench.augment import DEFAULT_DEFORM, Deform, augment_spec
 from mnist_bench.model import ModelConfig
+from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
+from mnist_bench.schedules import schedule_spec
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "onecycle", "exponential")
-EXPONENTIAL_FINAL = 0.01  # the exponential schedule ends at this fraction of lr
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig  # layer widths
-    optimizer: str  # "sgd" or "adam"
+    optimizer: str  # a name of optimizers.OPTIMIZERS
     lr: float  # learning rate
-    momentum: float = 0.0  # SGD momentum; must stay 0 for Adam
+    momentum: float = 0.0  # momentum, for an optimizer that takes one (SGD); else 0
     batch_size: int = 64  # images per optimizer step
     epochs: int = 10  # passes over the training images (at most, when pruned)
     seed: int = 0  # weight init, batch order and augmentation
     # The extended space's regularizers; the defaults leave training plain.
-    weight_decay: float = 0.0  # decoupled weight decay (AdamW) or L2 (SGD); not with plain Adam
-    schedule: str = "constant"  # learning rate per step: constant, cosine (to 0), onecycle, exponential (to 1%)
+    weight_decay: float = 0.0  # L2 (SGD) or decoupled (AdamW), for an optimizer that takes it; else 0
+    schedule: str = "constant"  # learning rate per step: a name of schedules.SCHEDULES
     label_smoothing: float = 0.0  # cross-entropy label smoothing
-    augment: str = "none"  # none, affine, elastic (see augment.py); training batches only
+    augment: str = "none"  # a name of augment.AUGMENTS; training batches only
     max_norm: float | None = None  # cap on each hidden unit's incoming weight norm (Srivastava et al.)
     deform: Deform = DEFAULT_DEFORM  # strengths of the augmentation's deformations
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} must be one of {OPTIMIZERS}")
+        spec = optimizer_spec(self.optimizer)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr={self.lr} must be a positive number")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum={self.momentum} must be in [0, 1)")
-        if self.optimizer != "sgd" and self.momentum:
-            raise ValueError(f"momentum={self.momentum} applies to SGD only")
+        if not spec.momentum and self.momentum:
+            takes = ", ".join(s.name for s in OPTIMIZERS.values() if s.momentum)
+            raise ValueError(f"momentum={self.momentum} applies to {takes} only, not {self.optimizer}")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise ValueError(f"weight_decay={self.weight_decay} must be >= 0")
-        if self.optimizer == "adam" and self.weight_decay:
-            raise ValueError(f"weight_decay={self.weight_decay}: use adamw (decoupled decay), not adam")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} must be one of {SCHEDULES}")
+        if not spec.weight_decay and self.weight_decay:
+            takes = ", ".join(f"{s.name} ({s.weight_decay})" for s in OPTIMIZERS.values() if s.weight_decay)
+            raise ValueError(f"weight_decay={self.weight_decay}: {self.optimizer} takes none; use {takes}")
+        schedule_spec(self.schedule)
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"augment={self.augment!r} must be one of {AUGMENTS}")
+        augment_spec(self.augment)
         if self.max_norm is not None and not self.max_norm > 0:
             raise ValueError(f"max_norm={self.max_norm} must be > 0")
         if self.batch_size < 1:
@@ -71,7 +69,7 @@ class TrainConfig:
             "layers": self.model.layers,
             "optimizer": self.optimizer,
             "lr": self.lr,
-            "momentum": self.momentum if self.optimizer == "sgd" else None,
+            "momentum": self.momentum if optimizer_spec(self.optimizer).momentum else None,
             "batch_size": self.batch_size,
             "dropout": self.model.dropout,
             "weight_decay": self.weight_decay,

@@ -149,8 +149,8 @@ def test_a_training_owns_the_blur_matrix_its_steps_read(tiny_data: DeviceData) -
     elastic = TrainConfig(ModelConfig((16,)), "sgd", 0.05, batch_size=32, epochs=1, augment="elastic",
                           deform=Deform(elastic_sigma_px=5.0))  # fmt: skip
     run = Training(elastic, tiny_data, runtime=Runtime(graphs=True, static_on_cpu=True))
-    assert run.runner is not None and run.runner.augment.blur is not None
-    reads = weakref.ref(run.runner.augment.blur)
+    assert run.runner is not None and run.runner.step.augment.blur is not None
+    reads = weakref.ref(run.runner.step.augment.blur)
     x = tiny_data.x_train[:8]
     for sigma in torch.linspace(0.5, 9, 20).tolist():  # more strengths than any cache of 16 would keep
         augment_batch(x, "elastic", torch.Generator().manual_seed(0), Deform(elastic_sigma_px=sigma))

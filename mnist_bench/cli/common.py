@@ -14,11 +14,13 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from mnist_bench import __version__
-from mnist_bench.augment import DEFAULT_DEFORM, Deform, parse_deform
+from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, parse_deform
 from mnist_bench.config import Runtime
 from mnist_bench.data import default_data_dir
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.measure.selfcheck import trusted
+from mnist_bench.optimizers import OPTIMIZERS
+from mnist_bench.schedules import SCHEDULES
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import check_in_flight
 
@@ -94,23 +96,10 @@ class Background(StrEnum):
     light = "light"
 
 
-class Optimizer(StrEnum):
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
-
-
-class Schedule(StrEnum):
-    constant = "constant"
-    cosine = "cosine"
-    onecycle = "onecycle"
-    exponential = "exponential"
-
-
-class Augment(StrEnum):
-    none = "none"
-    affine = "affine"
-    elastic = "elastic"
+# The choices of a registry, as Typer reads them: written from the registries, never by hand.
+Optimizer = StrEnum("Optimizer", [(name, name) for name in OPTIMIZERS])  # type: ignore[misc]
+Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])  # type: ignore[misc]
+Augment = StrEnum("Augment", [(name, name) for name in AUGMENTS])  # type: ignore[misc]
 
 
 class Precision(StrEnum):

@@ -220,7 +220,7 @@ def train_cmd(
     layers: Annotated[
         str, typer.Option(help="Architecture, e.g. 784-1024-1024-10 (or just the hidden widths, 1024-1024).")
     ],
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer.adam,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer.")] = Optimizer["adam"],
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     momentum: Annotated[float, typer.Option(help="Momentum (SGD only).")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step.")] = 128,
@@ -229,7 +229,7 @@ def train_cmd(
     seeds: Seeds = 1,
     dropout: Annotated[float, typer.Option(help="Dropout after every hidden ReLU.")] = 0.0,
     weight_decay: Annotated[float, typer.Option(help="Weight decay (adamw: decoupled; sgd: L2).")] = 0.0,
-    schedule: Annotated[Schedule, typer.Option(help="Learning rate per step.")] = Schedule.constant,
+    schedule: Annotated[Schedule, typer.Option(help="Learning rate per step.")] = Schedule["constant"],
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
@@ -261,7 +261,7 @@ def train_cmd(
             weight_decay=weight_decay,
             schedule=schedule.value,
             label_smoothing=label_smoothing,
-            augment=(augment or Augment.none).value,
+            augment=(augment or Augment["none"]).value,
             deform=deform_from(deform),
             max_norm=max_norm,
         )
@@ -319,7 +319,7 @@ def baselines(
 
 @app.command()
 def deformations(
-    augment: Annotated[Augment, typer.Option(help="The augmentation to draw.")] = Augment.elastic,
+    augment: Annotated[Augment, typer.Option(help="The augmentation to draw.")] = Augment["elastic"],
     deform: DeformOpt = None,
     count: Annotated[int, typer.Option(help="Training digits shown (one column each).")] = 10,
     variants: Annotated[int, typer.Option(help="Deformed draws of each digit (one row each).")] = 5,

@@ -12,6 +12,7 @@ from mnist_bench.artifacts.final import train_and_test
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
+from mnist_bench.optimizers import optimizer_spec
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,11 @@ BASELINES: tuple[Baseline, ...] = (
 
 
 def describe(config: TrainConfig) -> str:
-    momentum = f" momentum {config.momentum:g}" if config.optimizer == "sgd" else ""
-    name = {"sgd": "SGD", "adam": "Adam"}[config.optimizer]
-    return f"{name} lr {config.lr:g}{momentum}, batch {config.batch_size}, {config.epochs} epochs"
+    """One line of the recipe: the registry's name for the optimizer, its rates, batch and epochs."""
+    spec = optimizer_spec(config.optimizer)
+    momentum = f" momentum {config.momentum:g}" if spec.momentum else ""
+    decay = f" weight decay {config.weight_decay:g}" if config.weight_decay else ""
+    return f"{spec.display} lr {config.lr:g}{momentum}{decay}, batch {config.batch_size}, {config.epochs} epochs"
 
 
 def run_baselines(baselines: Sequence[Baseline], data: DeviceData, seeds: list[int]) -> pd.DataFrame:

@@ -26,10 +26,11 @@ from torch.utils.data import DataLoader, Dataset
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.model import ModelConfig
+from mnist_bench.optimizers import optimizer_spec
 from mnist_bench.training.device import environment
 from mnist_bench.training.lanes import open_lanes
 from mnist_bench.training.timing import adam_config, timed
-from mnist_bench.training.trainer import Training, make_optimizer, seeded_model, sync
+from mnist_bench.training.trainer import Training, seeded_model, sync
 
 # The networks MNIST tutorials use, plus the wide one of the accuracy issue.
 NETWORKS = ("784-128-64-10", "784-128-10", "784-500-10", "784-256-128-64-32-10", "784-1024-1024-10")
@@ -152,7 +153,7 @@ def classic_throughput(
 ) -> dict[str, Any]:
     """Samples/s of the tutorial loop: DataLoader, per-batch host-to-device copy, loss.item()."""
     model = seeded_model(config, device)
-    optimizer = make_optimizer(config, model, device)
+    update = optimizer_spec(config.optimizer).make(model.parameters(), config, device)
     loader = DataLoader(ClassicDataset(split), batch_size=config.batch_size, shuffle=True)
     batches = iter(loader)
 
@@ -166,10 +167,10 @@ def classic_throughput(
                 batches = iter(loader)
                 images, labels = next(batches)
             images, labels = images.to(device).view(images.shape[0], -1), labels.to(device)
-            optimizer.zero_grad()
+            model.zero_grad()
             loss = F.cross_entropy(model(images), labels)
             loss.backward()
-            optimizer.step()
+            update.step()
             running_loss += loss.item()  # the tutorials' per-batch sync
 
     timing = timed(run, device, warmup=max(1, warmup // steps), repeats=repeats)

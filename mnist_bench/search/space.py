@@ -21,10 +21,12 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 
-from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform
-from mnist_bench.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, augment_spec
+from mnist_bench.config import TrainConfig
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
+from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
+from mnist_bench.schedules import SCHEDULES
 
 DEFORM_KEYS = tuple(f.name for f in dataclasses.fields(Deform))
 SHIPPED_DIR = "spaces"  # the package folder of the spaces that ship with it (package data)
@@ -275,9 +277,9 @@ def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ..
 def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: int) -> TrainConfig:
     """Ask ``trial`` for one configuration from ``space``.
 
-    Learning-rate and momentum parameters carry the optimizer's name (``sgd_lr``,
-    ``adam_lr``) because their ranges differ: one name per distribution keeps
-    Optuna's samplers from mixing them.
+    Learning-rate, momentum and weight-decay parameters carry the optimizer's name
+    (``sgd_lr``, ``adam_lr``: the fields its registry entry names) because their ranges
+    differ: one name per distribution keeps Optuna's samplers from mixing them.
     """
     if space.shapes:
         hidden = parse_shape(_choice(trial, "shape", space.shapes))
@@ -285,16 +287,13 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
         depth = trial.suggest_int("n_layers", *space.depth)
         hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    spec = optimizer_spec(optimizer)
+    lr = trial.suggest_float(spec.lr_field, *getattr(space, spec.lr_field), log=True)
     momentum, weight_decay = 0.0, 0.0
-    if optimizer == "sgd":
-        lr = trial.suggest_float("sgd_lr", *space.sgd_lr, log=True)
-        momentum = trial.suggest_float("sgd_momentum", *space.sgd_momentum)
-        weight_decay = _float(trial, "sgd_weight_decay", space.sgd_weight_decay, log=True)
-    elif optimizer == "adamw":
-        lr = trial.suggest_float("adamw_lr", *space.adamw_lr, log=True)
-        weight_decay = _float(trial, "adamw_weight_decay", space.adamw_weight_decay, log=True)
-    else:
-        lr = trial.suggest_float("adam_lr", *space.adam_lr, log=True)
+    if spec.momentum_field is not None:
+        momentum = trial.suggest_float(spec.momentum_field, *getattr(space, spec.momentum_field))
+    if spec.weight_decay_field is not None:
+        weight_decay = _float(trial, spec.weight_decay_field, getattr(space, spec.weight_decay_field), log=True)
     batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
     max_norm = _choice(trial, "max_norm", space.max_norms)
     # Asked for in the order earlier versions asked, so a seeded study repeats them.
@@ -303,7 +302,7 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
     label_smoothing = _float(trial, "label_smoothing", space.label_smoothing)
     augment = _choice(trial, "augment", space.augments)
     deform = DEFAULT_DEFORM
-    if augment != "none":
+    if augment_spec(augment).deforms:
         deform = Deform(**{name: _float(trial, name, getattr(space, name)) for name in DEFORM_KEYS})
     return TrainConfig(
         model=ModelConfig(hidden=hidden, dropout=dropout),

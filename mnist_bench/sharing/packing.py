@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnist_bench.augment import DEFAULT_DEFORM, Augmenter
 from mnist_bench.config import Runtime
 from mnist_bench.data import N_CLASSES, DeviceData
 from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.training.timing import adam_config, timed
-from mnist_bench.training.trainer import make_optimizer, make_step, seeded_model, sync
+from mnist_bench.training.trainer import make_step, seeded_model, sync
 
 MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU
@@ -194,13 +195,14 @@ def _process_worker(job: _ProcessJob, x: torch.Tensor, y: torch.Tensor, barrier:
     x, y = x.to(device), y.to(device)
     config = adam_config(job.layers, job.batch_size)
     model = seeded_model(config, device)
-    step = make_step(model, make_optimizer(config, model, device), Runtime(), device)
     generator = torch.Generator(device=device).manual_seed(0)
+    augment = Augmenter("none", DEFAULT_DEFORM, device)
+    step = make_step(model, config, DeviceData(x, y, x[:1], y[:1]), Runtime(), generator=generator, augment=augment)
 
     def run(steps: int) -> None:
         for _ in range(steps):
             idx = torch.randint(x.shape[0], (job.batch_size,), device=device, generator=generator)
-            step(x[idx], y[idx])
+            step(idx)
         sync(device)
 
     run(job.warmup)

@@ -15,18 +15,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mnist_bench.augment import Augmenter
-from mnist_bench.config import EXPONENTIAL_FINAL, Runtime, TrainConfig
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import build_mlp, use_generator
+from mnist_bench.optimizers import optimizer_spec
+from mnist_bench.schedules import rate_table
 from mnist_bench.training.device import give_back_memory
-from mnist_bench.training.runners import EagerRunner, GraphedRunner, make_optimizer
+from mnist_bench.training.runners import EagerRunner, GraphedRunner
+from mnist_bench.training.step import Rates, TrainStep
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -68,20 +71,6 @@ class TrainResult:
         return self.samples_seen / self.train_time_s if self.train_time_s > 0 else float("nan")
 
 
-def make_schedule(
-    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Stepped once per batch; None for a constant rate."""
-    total = config.epochs * steps_per_epoch
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
-    if config.schedule == "exponential":  # a constant factor per step, down to EXPONENTIAL_FINAL of lr
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=EXPONENTIAL_FINAL ** (1 / max(total, 1)))
-    return None
-
-
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The config's initial weights, drawn on the CPU from a generator of its own seeded with
     ``config.seed`` (the numbers ``torch.manual_seed`` gave), then moved to ``device``."""
@@ -108,9 +97,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
 def set_matmul_precision(runtime: Runtime, device: torch.device) -> None:
     if runtime.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
@@ -118,65 +104,38 @@ def set_matmul_precision(runtime: Runtime, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def schedule_tables(config: TrainConfig, steps_per_epoch: int) -> dict[str, torch.Tensor]:
-    """The learning rate (and one-cycle's momentum) of every step, as ``make_schedule`` sets them.
-
-    Read from a stand-in optimizer stepped through the schedule, so a graphed step follows
-    exactly what the eager one does. Empty for a constant rate.
-    """
-    if config.schedule == "constant":
-        return {}
-    stand_in = nn.Linear(1, 1, device="meta")  # never stepped with a gradient: its values are never made
-    optimizer = make_optimizer(config, stand_in, torch.device("cpu"))
-    schedule = make_schedule(config, optimizer, steps_per_epoch)
-    assert schedule is not None
-    group = optimizer.param_groups[0]
-    momentum_key = "momentum" if config.optimizer == "sgd" else "betas"
-    rates, momenta = [], []
-    for _ in range(config.epochs * steps_per_epoch):
-        rates.append(float(group["lr"]))
-        value = group[momentum_key]
-        momenta.append(float(value if config.optimizer == "sgd" else value[0]))
-        optimizer.step()  # no gradients: the weights stay, the schedule moves on without a warning
-        schedule.step()
-    tables = {"lr": torch.tensor(rates, dtype=torch.float32)}
-    if config.schedule == "onecycle":
-        tables["momentum"] = torch.tensor(momenta, dtype=torch.float32)
-    return tables
-
-
 def make_step(
     model: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    data: DeviceData,
     runtime: Runtime,
-    device: torch.device,
-    config: TrainConfig | None = None,
-) -> Step:
-    """One optimizer step on a batch; returns the (device-resident) loss. Shared with bench."""
-    smoothing = config.label_smoothing if config else 0.0
-    max_norm = config.max_norm if config else None
-    # Max-norm applies to the hidden layers' weights; the output layer is left free.
-    capped = [m.weight for m in model.modules() if isinstance(m, nn.Linear)][:-1] if max_norm else []
+    *,
+    generator: torch.Generator,
+    augment: Augmenter,
+) -> TrainStep:
+    """The training step for ``config`` over ``data``'s training images: its update (the
+    registry's optimizer) and the schedule's rates, computed once as a table."""
+    device = data.device
     set_matmul_precision(runtime, device)
-    forward: Callable[[torch.Tensor], torch.Tensor] = model
+    update = optimizer_spec(config.optimizer).make(model.parameters(), config, device)
+    steps = math.ceil(data.x_train.shape[0] / config.batch_size)
+    rates = Rates(rate_table(config.schedule, config.lr, config.epochs * steps), update, device)
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None
     if runtime.compile:
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead
         forward = torch.compile(model, mode=mode)  # type: ignore[assignment]
-    autocast = runtime.precision == "bf16"
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = F.cross_entropy(forward(xb), yb, label_smoothing=smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if max_norm is not None:
-            with torch.no_grad():
-                for weight in capped:
-                    weight.copy_(torch.renorm(weight, p=2, dim=0, maxnorm=max_norm))
-        return loss.detach()
-
-    return step
+    return TrainStep(
+        model,
+        config,
+        update,
+        rates,
+        data.x_train,
+        data.y_train,
+        generator=generator,
+        augment=augment,
+        precision=runtime.precision,
+        forward=forward,
+    )
 
 
 _SOLO_STREAMS: dict[tuple[int, torch.device], torch.cuda.Stream] = {}
@@ -248,13 +207,17 @@ class Training:
         use_generator(self.model, self.generator)  # dropout masks from the training's own stream
         self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
 
+    def _step(self, runtime: Runtime) -> TrainStep:
+        """The training's own model, generator, augmentation and step, made fresh on its stream."""
+        self.model = seeded_model(self.config, self.data.device)
+        self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
+        use_generator(self.model, self.generator)  # dropout masks from the training's own stream
+        self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
+        return make_step(self.model, self.config, self.data, runtime, generator=self.generator, augment=self.augment)
+
     def _eager(self, runtime: Runtime) -> EagerRunner:
         """Steps launched op by op, from a fresh start (whatever a failed capture left)."""
-        self._fresh()
-        optimizer = make_optimizer(self.config, self.model, self.data.device)
-        step = make_step(self.model, optimizer, runtime, self.data.device, self.config)
-        schedule = make_schedule(self.config, optimizer, self.steps_per_epoch)
-        return EagerRunner(step, optimizer, schedule, self.config, self.generator, self.augment)
+        return EagerRunner(self._step(runtime))
 
     def _graphed(self, runtime: Runtime) -> GraphedRunner | None:
         """The graphed runner where the runtime asks for it and capture works; else None, and why."""
@@ -263,21 +226,8 @@ class Training:
             if cuda:
                 self.eager_reason = "--compile" if runtime.compile else "--steps eager"
             return None
-        self._fresh()
-        set_matmul_precision(runtime, self.data.device)
         try:
-            return GraphedRunner(
-                self.model,
-                self.config,
-                self.data.x_train,
-                self.data.y_train,
-                generator=self.generator,
-                augment=self.augment,
-                schedule=schedule_tables(self.config, self.steps_per_epoch),
-                precision=runtime.precision,
-                capture=cuda,
-                stream=self.stream,
-            )
+            return GraphedRunner(self._step(runtime), capture=cuda, stream=self.stream)
         except Exception as exc:
             # NotCapturable, or anything the warm-up or capture raised: never the trial's
             # end. It trains eagerly from the state it started with and says why.
@@ -363,13 +313,11 @@ class Training:
             raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
         if state.get("config") != dataclasses.asdict(self.config):
             raise ValueError(f"{path} is the state of another configuration")
-        if state.get("runner_graphed") != self.graphed:
-            raise ValueError(f"{path} was saved by {'graphed' if state.get('runner_graphed') else 'eager'} steps")
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
         self.generator.set_state(state["generator"])
-        self.runner.restore(state["runner"])
+        self.runner.restore(_current_runner_state(state["runner"], len(list(self.model.parameters()))))
         self.train_loss, self.eval_acc = list(state["train_loss"]), list(state["eval_acc"])
         self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
         return self.epoch
@@ -403,6 +351,22 @@ class Training:
             graphed=self.graphed,
             eager_reason=self.eager_reason,
         )
+
+
+def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
+    """A runner's state in today's form, from what 0.2.0 wrote too: its eager runner saved
+    torch's optimizer and scheduler state dicts, its graphed one per-parameter state, SGD
+    buffers and step counters. The numbers are the same; only the layout moved."""
+    if "update" in saved:
+        return saved
+    if "schedule" in saved:  # 0.2.0's eager runner
+        per_param = saved["optimizer"]["state"]
+        schedule = saved["schedule"]
+        update = [dict(per_param.get(i, {})) for i in range(n_params)]
+        return {"update": update, "rates": {"step": schedule["last_epoch"] if schedule else 0}}
+    buffers = saved["sgd_buffers"]  # 0.2.0's graphed runner
+    update = [{"momentum_buffer": b} for b in buffers] if buffers else saved["optimizer"] or [{}] * n_params
+    return {"update": update, "rates": {"step": max(int(saved["step_no"]), int(saved["host_step"]))}}
 
 
 def train(

@@ -1,0 +1,218 @@
+"""The optimizers a training may use: one registry entry each, and the update it makes.
+
+Everything that names an optimizer derives from ``OPTIMIZERS``: the config's validation,
+the search space's sampling (each entry names its space fields), the CLI's choices,
+checkpoints, ``describe`` and the docs. An unknown name is an error naming the known
+ones, never a fallback to another optimizer.
+
+An entry's ``build`` makes the ``Update`` both step runners call (``training.step``), so
+an eager step and a captured one make the very same update:
+
+- with rates as Python floats (a CPU): torch's fused optimizer, one pass over each tensor
+  (foreach took 2 to 4 times as long);
+- with rates in device tensors (CUDA, where a captured graph reads the step's rate from
+  the device, and so the eager CUDA step too): Adam(W) fused and capturable, SGD our own
+  ``sgd_step``, since torch's SGD cannot be captured with a tensor rate.
+
+Adding an optimizer: one ``OptimizerSpec`` below (its builder, its space fields, which
+must exist on ``search.space.SearchSpace``), then its test in tests/test_optimizers.py,
+which drives every registered name through the whole user path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mnist_bench.schedules import schedule_spec
+
+
+def sgd_step(
+    params: Sequence[torch.Tensor],
+    buffers: Sequence[torch.Tensor],
+    lr: float | torch.Tensor,
+    momentum: float | torch.Tensor,
+    *,
+    weight_decay: float,
+) -> None:
+    """torch.optim.SGD's update (dampening 0, not Nesterov), rate and momentum as floats or device tensors.
+
+    SGD itself cannot be captured with a tensor rate; this can, so a schedule runs inside
+    the graph. ``buffers`` empty: no momentum. Buffers start at zero, so the first update
+    is the gradient, as SGD's.
+    """
+    params, buffers = list(params), list(buffers)
+    direction = [p.grad for p in params]
+    assert all(g is not None for g in direction)
+    with torch.no_grad():
+        if weight_decay:
+            direction = list(torch._foreach_add(direction, params, alpha=weight_decay))  # type: ignore[arg-type]
+        if buffers:
+            torch._foreach_mul_(buffers, momentum)  # type: ignore[call-overload]
+            torch._foreach_add_(buffers, direction)  # type: ignore[arg-type]
+            direction = buffers  # type: ignore[assignment]
+        torch._foreach_sub_(params, torch._foreach_mul(direction, lr))  # type: ignore[arg-type, call-overload]
+
+
+class Update:
+    """One optimizer update of a training's parameters, at the rates its schedule sets.
+
+    ``rates`` holds the step's learning rate and momentum: Python floats, or device scalars
+    (``tensor_rates``) that a schedule fills on the device and a graph reads on replay.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor],
+        *,
+        optimizer: torch.optim.Optimizer | None,
+        rates: dict[str, Any],
+        buffers: list[torch.Tensor] | None = None,
+        weight_decay: float = 0.0,
+    ) -> None:
+        self.params = list(params)
+        self.optimizer, self.rates, self.weight_decay = optimizer, rates, weight_decay
+        self.buffers = buffers or []  # our own SGD's momentum buffers (tensor rates only)
+
+    @property
+    def tensor_rates(self) -> bool:
+        return isinstance(self.rates["lr"], torch.Tensor)
+
+    def momentum_on_device(self) -> bool:
+        """Whether a schedule's momentum can be set on the device (inside a graph)."""
+        return isinstance(self.rates.get("momentum"), torch.Tensor)
+
+    def set_rates(self, *, lr: float | None = None, momentum: float | None = None) -> None:
+        """Set the next step's rates from the host (float rates)."""
+        group = self.optimizer.param_groups[0] if self.optimizer is not None else None
+        if lr is not None:
+            self.rates["lr"] = lr
+            if group is not None:
+                group["lr"] = lr
+        if momentum is not None:
+            self.rates["momentum"] = momentum
+            if group is not None and "betas" in group:  # one-cycle cycles Adam's beta1
+                group["betas"] = (momentum, *group["betas"][1:])
+            elif group is not None:
+                group["momentum"] = momentum
+
+    def step(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+        else:
+            sgd_step(
+                self.params, self.buffers, self.rates["lr"], self.rates["momentum"], weight_decay=self.weight_decay
+            )
+
+    def state_tensors(self) -> list[dict[str, torch.Tensor]]:
+        """Per parameter, the update's state (moments, momentum buffers, step counts)."""
+        if self.optimizer is None:
+            return [{"momentum_buffer": b} for b in self.buffers] if self.buffers else [{} for _ in self.params]
+        return [dict(self.optimizer.state[p]) for p in self.params]
+
+    def state(self) -> list[dict[str, torch.Tensor]]:
+        return [
+            {k: v.detach().cpu() for k, v in s.items() if isinstance(v, torch.Tensor)} for s in self.state_tensors()
+        ]
+
+    def restore(self, saved: list[dict[str, torch.Tensor]]) -> None:
+        """Copy ``saved`` into the update's state in place (a captured graph holds its addresses)."""
+        with torch.no_grad():
+            for i, (p, values) in enumerate(zip(self.params, saved, strict=True)):
+                for key, value in values.items():
+                    if not isinstance(value, torch.Tensor):  # torch's SGD keeps None without momentum
+                        continue
+                    if self.optimizer is None:
+                        if self.buffers:
+                            self.buffers[i].copy_(value)
+                    elif key in self.optimizer.state[p]:
+                        self.optimizer.state[p][key].copy_(value)
+                    else:  # an eager optimizer makes its state at its first step
+                        self.optimizer.state[p][key] = value.to(p.device).clone()
+
+    def reset(self) -> None:
+        """Back to a fresh update's state (after a warm-up): moments, buffers and step counts zero."""
+        with torch.no_grad():
+            for state in self.state_tensors():
+                for value in state.values():
+                    value.zero_()
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer: its names, what it takes, its space fields and how its update is built."""
+
+    name: str  # what configs, space files, checkpoints and the CLI say
+    display: str  # how tables and descriptions name it
+    momentum: bool  # takes SGD's momentum; others leave TrainConfig.momentum at 0
+    weight_decay: str  # "L2", "decoupled", or "" (none: TrainConfig.weight_decay must stay 0)
+    lr_field: str  # the search space's learning-rate range (log-uniform)
+    momentum_field: str | None  # its momentum range (uniform), if it takes one
+    weight_decay_field: str | None  # its weight-decay range (log-uniform when open), if it takes one
+    kind: Any  # torch's optimizer class
+    build: Callable[[OptimizerSpec, list[torch.Tensor], Any, torch.device], Update]  # (spec, params, config, device)
+
+    def make(self, params: Iterable[torch.Tensor], config: Any, device: torch.device) -> Update:
+        """The update for ``config`` (a ``TrainConfig``) over ``params`` on ``device``."""
+        return self.build(self, list(params), config, device)
+
+
+def _rates(config: Any, device: torch.device, *, tensor: bool) -> dict[str, Any]:
+    lr, momentum = float(config.lr), float(config.momentum)
+    if not tensor:
+        return {"lr": lr, "momentum": momentum}
+    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in (("lr", lr), ("momentum", momentum))}
+
+
+def _build_sgd(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, device: torch.device) -> Update:
+    if device.type == "cuda":  # tensor rates: our own SGD, which a graph can capture
+        # A schedule that cycles momentum (one-cycle) sets it whatever the config says: buffers then too.
+        cycles = schedule_spec(config.schedule).cycles_momentum
+        buffers = [torch.zeros_like(p) for p in params] if config.momentum or cycles else []
+        return Update(
+            params,
+            optimizer=None,
+            rates=_rates(config, device, tensor=True),
+            buffers=buffers,
+            weight_decay=config.weight_decay,
+        )
+    fused = True if device.type == "cpu" else None
+    optimizer = spec.kind(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused)
+    return Update(params, optimizer=optimizer, rates=_rates(config, device, tensor=False))
+
+
+def _build_adam(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, device: torch.device) -> Update:
+    kind = spec.kind
+    if device.type == "cuda":  # a tensor rate: fused and capturable, eager or captured alike
+        rates = _rates(config, device, tensor=True)
+        optimizer = kind(params, lr=rates["lr"], weight_decay=config.weight_decay, capturable=True, fused=True)
+        rates["momentum"] = config.momentum  # Adam has no momentum rate; one-cycle's beta1 is set from the host
+        return Update(params, optimizer=optimizer, rates=rates)
+    fused = True if device.type == "cpu" else None
+    optimizer = kind(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return Update(params, optimizer=optimizer, rates=_rates(config, device, tensor=False))
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    spec.name: spec
+    for spec in (
+        OptimizerSpec(
+            "sgd", "SGD", True, "L2", "sgd_lr", "sgd_momentum", "sgd_weight_decay", torch.optim.SGD, _build_sgd
+        ),
+        OptimizerSpec("adam", "Adam", False, "", "adam_lr", None, None, torch.optim.Adam, _build_adam),
+        OptimizerSpec(
+            "adamw", "AdamW", False, "decoupled", "adamw_lr", None, "adamw_weight_decay", torch.optim.AdamW, _build_adam
+        ),
+    )
+}
+
+
+def optimizer_spec(name: str) -> OptimizerSpec:
+    """The registered optimizer ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"optimizer={name!r} must be one of {tuple(OPTIMIZERS)}") from None
