@@ -14,9 +14,10 @@ an eager step and a captured one make the very same update:
   the device, and so the eager CUDA step too): Adam(W) fused and capturable, SGD our own
   ``sgd_step``, since torch's SGD cannot be captured with a tensor rate.
 
-Adding an optimizer: one ``OptimizerSpec`` below (its builder, its space fields, which
-must exist on ``search.space.SearchSpace``), then its test in tests/test_optimizers.py,
-which drives every registered name through the whole user path.
+Adding an optimizer: one ``OptimizerSpec`` below (its names, its default search ranges,
+from which the search space gets its fields, and its builder), and its test: the
+registry's tests (tests/test_choices.py, tests/test_optimizers.py) drive every
+registered name through the whole user path without a line changed.
 """
 
 from __future__ import annotations
@@ -143,17 +144,44 @@ class Update:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """One optimizer: its names, what it takes, its space fields and how its update is built."""
+    """One optimizer: its names, what it takes, its search ranges and how its update is built."""
 
     name: str  # what configs, space files, checkpoints and the CLI say
     display: str  # how tables and descriptions name it
-    momentum: bool  # takes SGD's momentum; others leave TrainConfig.momentum at 0
-    weight_decay: str  # "L2", "decoupled", or "" (none: TrainConfig.weight_decay must stay 0)
-    lr_field: str  # the search space's learning-rate range (log-uniform)
-    momentum_field: str | None  # its momentum range (uniform), if it takes one
-    weight_decay_field: str | None  # its weight-decay range (log-uniform when open), if it takes one
+    weight_decay: str  # what its weight decay is: "L2", "decoupled", or "" (none: TrainConfig.weight_decay stays 0)
+    # The search space's default ranges for it: the space gets a field for each, named after
+    # the optimizer (``sgd_lr``), so Optuna never mixes two optimizers' distributions.
+    lr_range: tuple[float, float]  # learning rate, log-uniform
+    momentum_range: tuple[float, float] | None  # momentum, uniform; None: takes no momentum
+    weight_decay_range: tuple[float, float] | None  # log-uniform when open; [0, 0]: none; None: takes none
     kind: Any  # torch's optimizer class
     build: Callable[[OptimizerSpec, list[torch.Tensor], Any, torch.device], Update]  # (spec, params, config, device)
+
+    @property
+    def momentum(self) -> bool:
+        """Takes a momentum (TrainConfig.momentum); others leave it at 0."""
+        return self.momentum_range is not None
+
+    @property
+    def lr_field(self) -> str:
+        return f"{self.name}_lr"
+
+    @property
+    def momentum_field(self) -> str | None:
+        return f"{self.name}_momentum" if self.momentum_range is not None else None
+
+    @property
+    def weight_decay_field(self) -> str | None:
+        return f"{self.name}_weight_decay" if self.weight_decay_range is not None else None
+
+    def space_ranges(self) -> dict[str, tuple[float, float]]:
+        """The search space's fields for this optimizer, with their default ranges."""
+        fields = {self.lr_field: self.lr_range}
+        if self.momentum_field is not None and self.momentum_range is not None:
+            fields[self.momentum_field] = self.momentum_range
+        if self.weight_decay_field is not None and self.weight_decay_range is not None:
+            fields[self.weight_decay_field] = self.weight_decay_range
+        return fields
 
     def make(self, params: Iterable[torch.Tensor], config: Any, device: torch.device) -> Update:
         """The update for ``config`` (a ``TrainConfig``) over ``params`` on ``device``."""
@@ -199,13 +227,9 @@ def _build_adam(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, de
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     spec.name: spec
     for spec in (
-        OptimizerSpec(
-            "sgd", "SGD", True, "L2", "sgd_lr", "sgd_momentum", "sgd_weight_decay", torch.optim.SGD, _build_sgd
-        ),
-        OptimizerSpec("adam", "Adam", False, "", "adam_lr", None, None, torch.optim.Adam, _build_adam),
-        OptimizerSpec(
-            "adamw", "AdamW", False, "decoupled", "adamw_lr", None, "adamw_weight_decay", torch.optim.AdamW, _build_adam
-        ),
+        OptimizerSpec("sgd", "SGD", "L2", (1e-3, 0.3), (0.5, 0.99), (0.0, 0.0), torch.optim.SGD, _build_sgd),
+        OptimizerSpec("adam", "Adam", "", (1e-4, 1e-2), None, None, torch.optim.Adam, _build_adam),
+        OptimizerSpec("adamw", "AdamW", "decoupled", (1e-4, 1e-2), None, (1e-5, 1e-1), torch.optim.AdamW, _build_adam),
     )
 }
 

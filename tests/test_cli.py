@@ -229,7 +229,7 @@ def test_best_without_complete_trials_says_so(tmp_path: Path, tiny_mnist: Path) 
         (["train", "--layers", "784-64-10", "--epochs", "0"], "epochs=0"),
         (["train", "--layers", "784-64-10", "--seeds", "0"], "--seeds 0"),
         (["train", "--layers", "big"], "layers 'big'"),
-        (["train", "--layers", "64", "--optimizer", "adam", "--momentum", "0.9"], "SGD only"),
+        (["train", "--layers", "64", "--optimizer", "adam", "--momentum", "0.9"], "applies to sgd only"),
         (["baselines", "--seeds", "0"], "--seeds 0"),
     ],
 )

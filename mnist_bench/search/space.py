@@ -46,7 +46,21 @@ class Suggester(Protocol):
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
 
+# Every optimizer's search ranges, as its registry entry declares them: fields of SearchSpace.
+OPTIMIZER_RANGES = {field: rng for spec in OPTIMIZERS.values() for field, rng in spec.space_ranges().items()}
+
+
+def _with_optimizer_ranges(cls: type) -> type:
+    """Adds a field per optimizer range before ``dataclass`` reads the class, so an optimizer
+    added to the registry is searchable, stored and checked with no line written here."""
+    for field, default in OPTIMIZER_RANGES.items():
+        cls.__annotations__[field] = "tuple[float, float]"
+        setattr(cls, field, default)
+    return cls
+
+
 @dataclass(frozen=True)
+@_with_optimizer_ranges
 class SearchSpace:
     """Ranges are inclusive [low, high]; every key may be set in a space's TOML file."""
 
@@ -56,16 +70,11 @@ class SearchSpace:
     # (the tapered nets of the record's table); when set, depth and width are not searched.
     shapes: tuple[str, ...] = ()
     optimizers: tuple[str, ...] = ("sgd", "adam")
-    sgd_lr: tuple[float, float] = (1e-3, 0.3)  # log-uniform
-    sgd_momentum: tuple[float, float] = (0.5, 0.99)  # uniform
-    # L2 weight decay with SGD, log-uniform when open; [0, 0] (the default) means none.
-    sgd_weight_decay: tuple[float, float] = (0.0, 0.0)
-    adam_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform
+    # Each optimizer's ranges (``sgd_lr``, ``sgd_momentum``, ``adamw_weight_decay``...) are
+    # fields too, added from its registry entry (``optimizers.OPTIMIZERS``) below.
     batch_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
     # The extended space's regularizers. A range whose ends are equal, or a single
     # choice, is fixed rather than searched, so the default space asks none of them.
-    adamw_lr: tuple[float, float] = (1e-4, 1e-2)  # log-uniform, when "adamw" is among optimizers
-    adamw_weight_decay: tuple[float, float] = (1e-5, 1e-1)  # log-uniform
     dropout: tuple[float, float] = (0.0, 0.0)  # uniform, one rate for every hidden layer
     label_smoothing: tuple[float, float] = (0.0, 0.0)  # uniform
     schedules: tuple[str, ...] = ("constant",)  # constant, cosine, onecycle
@@ -90,17 +99,18 @@ class SearchSpace:
         check_range("width", *self.width, floor=1)
         for shape in self.shapes:
             parse_shape(shape)
-        check_range("sgd_lr", *self.sgd_lr, floor=1e-12)
-        check_range("sgd_momentum", *self.sgd_momentum, floor=0, ceil=0.999)
-        check_range("sgd_weight_decay", *self.sgd_weight_decay, floor=0)
-        low, high = self.sgd_weight_decay
-        if high > low and low <= 0:
-            raise MnistBenchError(
-                f"search space: sgd_weight_decay = [{low}, {high}] is searched log-uniform, so low must be > 0"
-            )
-        check_range("adam_lr", *self.adam_lr, floor=1e-12)
-        check_range("adamw_lr", *self.adamw_lr, floor=1e-12)
-        check_range("adamw_weight_decay", *self.adamw_weight_decay, floor=1e-12)
+        for spec in OPTIMIZERS.values():
+            check_range(spec.lr_field, *getattr(self, spec.lr_field), floor=1e-12)
+            if spec.momentum_field is not None:
+                check_range(spec.momentum_field, *getattr(self, spec.momentum_field), floor=0, ceil=0.999)
+            if spec.weight_decay_field is not None:
+                check_range(spec.weight_decay_field, *getattr(self, spec.weight_decay_field), floor=0)
+                low, high = getattr(self, spec.weight_decay_field)
+                if high > low and low <= 0:
+                    raise MnistBenchError(
+                        f"search space: {spec.weight_decay_field} = [{low}, {high}] is searched log-uniform, "
+                        "so low must be > 0"
+                    )
         check_range("dropout", *self.dropout, floor=0, ceil=0.95)
         check_range("label_smoothing", *self.label_smoothing, floor=0, ceil=0.5)
         for name in DEFORM_KEYS:
@@ -144,17 +154,7 @@ class SearchSpace:
             if not isinstance(value, list | tuple):
                 raise MnistBenchError(f"{source}: {key} must be a list, got {value!r}")
             fields[key] = tuple(value)
-        ranges = (
-            "depth",
-            "width",
-            "sgd_lr",
-            "sgd_momentum",
-            "sgd_weight_decay",
-            "adam_lr",
-            "adamw_lr",
-            "adamw_weight_decay",
-            *DEFORM_KEYS,
-        )
+        ranges = ("depth", "width", *OPTIMIZER_RANGES, *DEFORM_KEYS)
         for key in (*ranges, "dropout", "label_smoothing"):
             if key in fields and len(fields[key]) != 2:
                 raise MnistBenchError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
