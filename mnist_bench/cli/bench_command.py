@@ -22,14 +22,8 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.data import ensure_split
-from mnist_bench.measure.suite import (
-    SECTIONS,
-    BenchSettings,
-    hand_written_search,
-    run_bench,
-    search_throughput,
-    write_results,
-)
+from mnist_bench.measure.reference import hand_written_search
+from mnist_bench.measure.suite import SECTIONS, BenchSettings, run_bench, search_throughput, write_results
 from mnist_bench.output.console import (
     BENCH_COLUMNS,
     frame_table,
