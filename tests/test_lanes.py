@@ -160,6 +160,55 @@ def test_lanes_refuse_more_than_the_stream_pool() -> None:
         assert all(lane.stream is None for lane in lanes)  # streams on CUDA only
 
 
+def test_every_run_trains_on_the_devices_own_lanes(tiny_data: DeviceData) -> None:
+    """Lane i of a device is one thread for the process's life: a second run (a retrain
+    after a search, bench's next round) trains on the same threads, and makes none."""
+
+    def one_run(k: int) -> set[threading.Thread]:
+        todo, threads = configs(k), set()
+
+        def start(_lane: int) -> tuple[int, MakeTraining] | None:
+            if not todo:
+                return None
+            config = todo.pop(0)
+
+            def make(stream: torch.cuda.Stream | None) -> Training:
+                threads.add(threading.current_thread())  # the object: an ident is reused
+                return Training(config, tiny_data, stream=stream)
+
+            return config.seed, make
+
+        run_in_flight(k, start, lambda slot: slot.training is not None and slot.training.done, lambda *_: None,
+                      device=CPU)  # fmt: skip
+        return threads
+
+    first = one_run(3)
+    alive = threading.active_count()
+    assert one_run(3) == first and len(first) == 3
+    assert threading.active_count() == alive
+
+
+def test_cuda_lanes_take_one_stream_per_slot_across_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuBLAS keeps a workspace per (handle, stream) until the process ends: streams are taken
+    once per lane, however many runs open lanes (the CPU has none: a stand-in counts them)."""
+    from mnist_bench.training import lanes as lanes_module
+
+    taken: list[int] = []
+
+    class StandInStream:
+        def __init__(self, device: torch.device) -> None:
+            taken.append(len(taken))
+            self.cuda_stream = len(taken)
+
+    monkeypatch.setattr(torch.cuda, "Stream", StandInStream)
+    monkeypatch.setattr(lanes_module, "_LANES", {})
+    cuda = torch.device("cuda", 0)
+    for k in (3, 3, 2, 5, 3):
+        with open_lanes(k, cuda) as lanes:
+            assert [lane.index for lane in lanes] == list(range(k))
+    assert len(taken) == 5  # the most lanes any run had
+
+
 def test_parallel_option_values() -> None:
     assert parse_parallel("4", CPU) == 4 and parse_parallel("auto", CPU) == 1
     for bad in ("0", "-1", "many", "33"):

@@ -1,15 +1,18 @@
 """K trainings in flight in one process: each trains an epoch per round, side by side.
 
 Each of the K places is a ``Lane``: one thread and, on CUDA, one stream bound to it, both
-kept for the whole run (a search, the seeds of a retraining, a bench row). Everything a
+belonging to the device for the process's life: lane i of a device is the same thread and
+stream in every run (a search, then the seeds of its retraining, bench's and doctor's
+repeated rounds). Everything a
 training in that place does runs on that thread and stream, in order: building it,
 warming up its step and undoing the warm-up, capturing the graph, every epoch. That is
 a matter of correctness, not tidiness. torch hands out streams from a pool (32 per
 priority, round-robin) and cuBLAS keeps one workspace per (thread's handle, stream)
 whose address a captured graph keeps: trainings that each took a fresh stream would, past
 the pool's size, share one with another live graph and race in its workspace, and every
-(thread, stream) pair that ever ran a GEMM would hold a workspace of its own. With K
-lanes there are K workspaces, never shared. A training's graph is released before its
+(thread, stream) pair that ever ran a GEMM would hold a workspace of its own, never freed
+(torch 2.11: ~32 MiB each). With K lanes there are K workspaces, never shared, however
+many runs the process makes. A training's graph is released before its
 lane builds the next one, and the memory of released graphs is given back to the device
 between rounds, when no lane is capturing.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,7 +84,7 @@ class Slot(Generic[T]):
 
 
 class Lane:
-    """One place for a training: one thread and (on CUDA) one stream, for the lane's life.
+    """One place for a training: one thread and (on CUDA) one stream, for the process's life.
     ``inline``: the calling thread instead of a thread of its own (a lone lane on a CPU)."""
 
     def __init__(self, index: int, device: torch.device, *, inline: bool = False) -> None:
@@ -105,9 +109,22 @@ class Lane:
     def run(self, fn: Callable[[], R]) -> R:
         return self.submit(fn).result()
 
-    def close(self) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)
+
+# The process's lanes, by (device, index): made on first use, kept until the process ends
+# (an idle lane's thread waits on its queue; interpreter exit joins it).
+_LANES: dict[tuple[str, int], Lane] = {}
+_LANES_LOCK = threading.Lock()
+
+
+def device_lanes(k: int, device: torch.device) -> list[Lane]:
+    """The first ``k`` of ``device``'s lanes, made where missing: the same threads and
+    streams for every caller, so cuBLAS keeps one workspace per lane, not per run."""
+    with _LANES_LOCK:
+        for i in range(k):
+            key = (str(device), i)
+            if key not in _LANES:
+                _LANES[key] = Lane(i, device)
+        return [_LANES[(str(device), i)] for i in range(k)]
 
 
 def check_in_flight(runtime: Runtime, k: int) -> None:
@@ -121,19 +138,16 @@ def check_in_flight(runtime: Runtime, k: int) -> None:
 
 @contextlib.contextmanager
 def open_lanes(k: int, device: torch.device) -> Iterator[list[Lane]]:
-    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has;
-    closed on exit. One lane on a CPU runs in the calling thread."""
+    """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has,
+    the device's own for the process's life (``device_lanes``). One lane on a CPU runs in
+    the calling thread."""
     if not 1 <= k <= MAX_LANES:
         raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
-    lanes = [Lane(i, device, inline=k == 1 and device.type == "cpu") for i in range(k)]
-    try:
-        pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
-        if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
-            raise MnistBenchError(f"{k} lanes on {device} did not get {k} distinct CUDA streams")
-        yield lanes
-    finally:
-        for lane in lanes:
-            lane.close()
+    lanes = [Lane(0, device, inline=True)] if k == 1 and device.type == "cpu" else device_lanes(k, device)
+    pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
+    if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
+        raise MnistBenchError(f"{k} lanes on {device} did not get {k} distinct CUDA streams")
+    yield lanes
 
 
 def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int | None = None) -> int:
