@@ -11,6 +11,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.measure.doctor import CONFIGS as DOCTOR_CONFIGS
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import sgd_step
+from mnist_bench.training import device as device_module
 from mnist_bench.training import runners
 from mnist_bench.training.runners import GraphedRunner, NotCapturable
 from mnist_bench.training.trainer import Training, make_step
@@ -198,7 +199,7 @@ def test_a_capture_whose_end_fails_leaves_later_trainings_eager(
 ) -> None:
     """torch skips its own bookkeeping when capture_end raises, so no later capture in the
     process can be trusted: they train eagerly and say why."""
-    monkeypatch.setattr(runners, "BROKEN_CAPTURE", [])
+    monkeypatch.setattr(device_module, "_BROKEN_CAPTURE", [])
     monkeypatch.setattr(torch.cuda, "CUDAGraph", StandInGraph)
     config = replace(CONFIGS["AdamW + cosine + dropout + label smoothing"], epochs=1)
     runner = static(config, tiny_data).runner
@@ -208,8 +209,114 @@ def test_a_capture_whose_end_fails_leaves_later_trainings_eager(
     monkeypatch.setattr(StandInGraph, "end_fails", True)
     with pytest.raises(RuntimeError, match="previous error during capture"):
         runner._capture()
-    assert runners.BROKEN_CAPTURE == [
+    assert device_module._BROKEN_CAPTURE == [
         "RuntimeError: CUDA error: operation failed due to a previous error during capture"
     ]
     with pytest.raises(NotCapturable, match="an earlier capture failed in this process"):
         static(config, tiny_data).runner._capture()  # type: ignore[union-attr]
+
+
+class ReplayingStandIn(StandInGraph):
+    """A stand-in graph that replays by running the runner's static step (the CPU has no
+    graphs); its ``capture_end`` fails on the process's ``fail_at``-th capture."""
+
+    captures = 0
+    fail_at = 0
+
+    def capture_end(self) -> None:
+        type(self).captures += 1
+        self.events.append("end")
+        if type(self).captures == self.fail_at:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    def replay(self) -> None:
+        self.runner._static_step()
+
+    def reset(self) -> None:
+        self.events.append("reset")
+
+
+class CapturesOnTheCpu(GraphedRunner):
+    """The graphed runner with its capture taken on the CPU through the stand-in; the step
+    the capture runs is undone, as a real capture (which runs nothing) leaves it."""
+
+    def __init__(self, step: runners.TrainStep, *, capture: bool, stream: torch.cuda.Stream | None = None) -> None:
+        super().__init__(step, capture=False, stream=stream)
+        saved = self._snapshot()
+        try:
+            self._capture()
+        finally:
+            self._undo(saved)
+        self.graph.runner = self  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_failed_capture_stays_one_trials_problem(
+    parallel: int, tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The third capture's end fails (torch < 2.12 then leaves its generators and allocator
+    mid-capture): that trial trains eagerly and says why, the graphs already live stop
+    replaying and step eagerly from the same tensors, later trials are not captured, and
+    every trial of the search finishes; no device fault is read into it."""
+    import optuna
+
+    from mnist_bench.search.loop import run_search
+    from mnist_bench.search.space import SearchSpace
+    from mnist_bench.search.study import SearchSettings
+    from mnist_bench.training import trainer
+
+    monkeypatch.setattr(device_module, "_BROKEN_CAPTURE", [])
+    monkeypatch.setattr(ReplayingStandIn, "captures", 0)
+    monkeypatch.setattr(ReplayingStandIn, "fail_at", 3)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", ReplayingStandIn)
+    monkeypatch.setattr(trainer, "GraphedRunner", CapturesOnTheCpu)
+    space = SearchSpace(depth=(1, 1), width=(8, 32), optimizers=("sgd", "adamw"), batch_sizes=(32,), dropout=(0, 0.2))
+    settings = SearchSettings(
+        study="broken", storage=f"sqlite:///{tmp_path / 's.db'}", trials=6, epochs=3, seed=0, val_size=100,
+        pruner="none", parallel=parallel, runtime=Runtime(static_on_cpu=True),
+    )  # fmt: skip
+    outcome = run_search(settings, space, tiny_data)
+    trials = outcome.study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
+    reasons = {t.number: t.user_attrs.get("eager_reason") for t in trials}
+    assert reasons[2] == "RuntimeError: CUDA error: operation not permitted when stream is capturing"
+    later = [n for n in reasons if n > 2]
+    assert all("an earlier capture failed in this process" in str(reasons[n]) for n in later)
+    fallen = [n for n, r in reasons.items() if r and r.startswith("steps eager after")]
+    assert fallen == ([] if parallel == 1 else [0, 1])  # in flight when it failed: they fell back
+    assert all(reasons[n] is None for n in (0, 1) if n not in fallen)
+    # Whatever ran graphed, eagerly or fell back in between, trained what its twin alone trains.
+    for t in trials:
+        alone = Training(trial_config_of(t, outcome.study), tiny_data)
+        assert run(alone) == t.user_attrs["train_loss"]
+
+
+def trial_config_of(trial: object, study: object) -> TrainConfig:
+    from mnist_bench.search.loop import trial_config
+
+    return trial_config(study, trial)  # type: ignore[arg-type]
+
+
+def test_memory_is_given_back_only_when_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.2-2.7 assert in empty_cache after a failed capture: an allocator that refuses
+    is contained and never asked again, and after a failed capture it is not asked at all."""
+    import contextlib
+
+    calls: list[str] = []
+
+    def refuses() -> None:
+        calls.append("empty_cache")
+        raise RuntimeError("captures_underway.empty() INTERNAL ASSERT FAILED")
+
+    monkeypatch.setattr(device_module, "_BROKEN_CAPTURE", [])
+    monkeypatch.setattr(torch.cuda, "empty_cache", refuses)
+    monkeypatch.setattr(torch.cuda, "device", lambda _: contextlib.nullcontext())
+    cuda = torch.device("cuda", 0)
+    device_module.give_back_memory(cuda)  # refused: contained, and remembered
+    device_module.give_back_memory(cuda)
+    assert calls == ["empty_cache"] and "INTERNAL ASSERT" in str(device_module.capture_broken())
+    monkeypatch.setattr(device_module, "_BROKEN_CAPTURE", ["RuntimeError: capture failed"])
+    calls.clear()
+    device_module.give_back_memory(cuda)
+    assert calls == []
+    assert device_module.device_fault(RuntimeError("Offset increment outside graph capture")) is None

@@ -108,10 +108,11 @@ STICKY_CUDA_ERRORS = (
     "the launch timed out and was terminated",
     "uncorrectable ecc error encountered",
     "uncorrectable nvlink error",
-    # Not CUDA's: torch before 2.12 kept one capture state for the default generator, and a
-    # capture that failed left it capturing for good; every later replay raises this.
-    "offset increment outside graph capture",
 )
+# Not sticky, though it reads like it: torch before 2.12 leaves its generators marked as
+# capturing after a failed capture, and a live graph's next replay raises "Offset increment
+# outside graph capture". The device is healthy; the process's graphs are what cannot be
+# trusted, and after a failed capture no graph replays again (``capture_broken``).
 
 
 class DeviceFault(MnistBenchError):
@@ -147,13 +148,36 @@ def fault_message(device: torch.device, fault: str, in_flight: int) -> str:
     )
 
 
+# A fact about this process's CUDA state, not about any training: a capture whose end
+# failed. torch (up to 2.11) then skips its own bookkeeping: the generators stay marked as
+# capturing (before 2.12) and the allocator keeps routing to the capture's pool, so no
+# later capture can be trusted, no graph may replay, and the cache may not be emptied
+# (2.2-2.7 assert there: ``captures_underway.empty()``). Appended to, never cleared.
+_BROKEN_CAPTURE: list[str] = []
+
+
+def mark_capture_broken(reason: str) -> None:
+    _BROKEN_CAPTURE.append(reason)
+
+
+def capture_broken() -> str | None:
+    """Why this process's graphs can no longer be trusted (the first failed capture), or None."""
+    return _BROKEN_CAPTURE[0] if _BROKEN_CAPTURE else None
+
+
 def give_back_memory(device: torch.device) -> None:
-    """Return cached, unused device memory (released graphs' pools) to the driver.
+    """Return cached, unused device memory (released graphs' pools) to the driver, where safe.
 
     Only where no training on the device is capturing a graph: emptying the cache during
     another thread's capture would free what that capture is recording into. Callers call
-    it between rounds of trainings in flight, or after a training run alone.
+    it between rounds of trainings in flight, or after a training run alone. Never after a
+    failed capture (the allocator may still believe it under way): the cache is then kept,
+    and never is giving memory back a reason for a training to fail.
     """
-    if device.type == "cuda":
+    if device.type != "cuda" or capture_broken() is not None:
+        return
+    try:
         with torch.cuda.device(device):
             torch.cuda.empty_cache()
+    except Exception as exc:  # an allocator that refuses now will refuse again: keep the cache
+        mark_capture_broken(f"emptying the cache failed: {type(exc).__name__}: {exc}".splitlines()[0][:160])

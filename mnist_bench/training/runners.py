@@ -28,12 +28,10 @@ from typing import Any
 
 import torch
 
+from mnist_bench.training.device import capture_broken, mark_capture_broken
 from mnist_bench.training.step import TrainStep
 
 WARMUP_STEPS = 3  # before capture, on the training's stream (cuBLAS and autograd set themselves up)
-# A fact about this process's CUDA state, not about any training: once a capture has failed,
-# later trainings train eagerly (their reason says why). Appended to, never cleared.
-BROKEN_CAPTURE: list[str] = []
 
 
 def quiet_capturable_warning() -> None:
@@ -50,6 +48,7 @@ class EagerRunner:
     """Steps launched op by op, one ``TrainStep`` call per batch: the CPU path, and the fallback on CUDA."""
 
     graphed = False
+    fallen_back: str | None = None  # never graphed: nothing to fall back from
 
     def __init__(self, step: TrainStep) -> None:
         self.step = step
@@ -80,8 +79,6 @@ class GraphedRunner:
     keeps their addresses.
     """
 
-    graphed = True
-
     def __init__(self, step: TrainStep, *, capture: bool, stream: torch.cuda.Stream | None = None) -> None:
         """Built on the training's stream (the current one): its buffers, a warm-up and its
         undo, then the capture."""
@@ -99,6 +96,7 @@ class GraphedRunner:
         self.perm = torch.zeros((max(self.full_batches, 1), bs), dtype=torch.int64, device=step.x.device)
         self.batch = torch.zeros((1,), dtype=torch.int64, device=step.x.device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.fallen_back: str | None = None  # why its graph stopped replaying, if it did
         if capture:
             quiet_capturable_warning()  # before the warm-up, whose capturable Adam steps warn
         with self._on_stream():
@@ -106,9 +104,25 @@ class GraphedRunner:
             if capture:
                 self._capture()
 
+    @property
+    def graphed(self) -> bool:
+        """Its steps are the graph's (or, without a graph, its static stand-in's), to the end."""
+        return self.fallen_back is None
+
     def _on_stream(self) -> contextlib.AbstractContextManager[object]:
         """Everything this runner launches goes to the training's stream (CUDA), in order."""
         return torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+
+    def _fall_back_if_broken(self) -> None:
+        """After another training's capture failed, this graph replays no more: its next steps
+        are the same static step, launched eagerly, from the very tensors the graph used."""
+        broken = capture_broken()
+        if broken is None or self.graph is None:
+            return
+        with contextlib.suppress(Exception):  # its pool back to the cache; the cache itself is kept
+            self.graph.reset()
+        self.graph = None
+        self.fallen_back = f"steps eager after an earlier capture failed in this process ({broken})"
 
     def release(self) -> None:
         """Free the graph and its memory pool: the training is over. The gradients live in
@@ -140,16 +154,24 @@ class GraphedRunner:
         """A few static steps, then everything they changed put back: weights, the update's
         state, the generator, the counters. On the current (the training's) stream, so the
         undo lands after the warm-up's last kernel."""
-        step = self.step
-        weights = [p.detach().clone() for p in step.params]
-        rng = step.generator.get_state()
+        saved = self._snapshot()
         for _ in range(WARMUP_STEPS):
             self.batch.zero_()
             self._static_step()
+        self._undo(saved)
+
+    def _snapshot(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return [p.detach().clone() for p in self.step.params], self.step.generator.get_state()
+
+    def _undo(self, saved: tuple[list[torch.Tensor], torch.Tensor]) -> None:
+        """Back to a fresh training's state: ``saved``'s weights and generator, the update's
+        moments, buffers and step counts zero, the schedule at its first step."""
+        weights, rng = saved
+        step = self.step
         with torch.no_grad():
             for p, w in zip(step.params, weights, strict=True):
                 p.copy_(w)
-        step.update.reset()  # moments, momentum buffers and the (device) step counts
+        step.update.reset()
         step.rates.reset()
         step.generator.set_state(rng)
         for counter in (self.batch, step.loss_sum):
@@ -157,8 +179,8 @@ class GraphedRunner:
 
     def _capture(self) -> None:
         """Capture one static step on the training's stream (the current one)."""
-        if BROKEN_CAPTURE:
-            raise NotCapturable(f"an earlier capture failed in this process ({BROKEN_CAPTURE[0]})")
+        if (broken := capture_broken()) is not None:
+            raise NotCapturable(f"an earlier capture failed in this process ({broken})")
         graph = torch.cuda.CUDAGraph()
         if self.step.augment.draws or self.step.config.model.dropout > 0:
             register = getattr(graph, "register_generator_state", None)
@@ -180,7 +202,7 @@ class GraphedRunner:
                 # torch (up to 2.13) skips its own bookkeeping when capture_end raises: the
                 # allocator keeps the capture as underway and, before 2.12, the generators
                 # stay capturing. No later capture in this process can be trusted.
-                BROKEN_CAPTURE.append(f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
+                mark_capture_broken(f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
                 raise
         self.graph = graph
 
@@ -191,6 +213,7 @@ class GraphedRunner:
             return self._epoch(perm, stop)
 
     def _epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+        self._fall_back_if_broken()
         bs, full = self.step.config.batch_size, self.full_batches
         if full:
             self.perm.copy_(perm[: full * bs].view(full, bs))

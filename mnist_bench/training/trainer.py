@@ -349,7 +349,7 @@ class Training:
             diverged=self.diverged,
             model=self.model,
             graphed=self.graphed,
-            eager_reason=self.eager_reason,
+            eager_reason=self.eager_reason or self.runner.fallen_back,
         )
 
 
