@@ -104,3 +104,17 @@ def test_select_device_makes_it_current_on_cuda() -> None:
 def test_doctor_passes_on_cuda() -> None:
     report = doctor.run_doctor(torch.device("cuda"))
     assert report.ok, [c for c in report.checks if c.ok is False]
+
+
+def test_graphed_against_eager_covers_every_precision_split_k_and_an_exact_batch() -> None:
+    """What the self-check trains: each precision the device trains in, the split-K net and
+    a batch that divides the data, every one bitwise equal to its eager twin."""
+    data = doctor.synthetic_data(torch.device("cpu"), n_train=300, n_eval=10)
+    checks = doctor.check_graphed_against_eager(data, "static step")
+    precisions = doctor.trainable_precisions(data.device)
+    assert precisions == ["fp32", "bf16"]  # tf32 is CUDA's
+    assert [c.name for c in checks] == [
+        f"static step = eager, {p}: {name}" for p in precisions for name in doctor.CHECK_CONFIGS
+    ]
+    assert any("split-K: 784-2048-2048-10" in name for name in doctor.CHECK_CONFIGS)
+    assert all(c.ok and c.result == "equal bitwise" for c in checks), checks

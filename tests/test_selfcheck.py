@@ -30,6 +30,9 @@ def verdict(graphed: bool, in_flight: bool) -> Verdict:
 
 
 def test_a_passing_check_is_kept_and_not_run_again(monkeypatch: pytest.MonkeyPatch, cache: Path) -> None:
+    """Its child prints its verdict, then exits 3 (as one whose CUDA teardown fails): a verdict
+    printed is taken as printed, not recorded as a death."""
+    monkeypatch.setenv(INJECT_ENV, "exit-after")
     said: list[str] = []
     first, fresh = selfcheck.verdict_for(CPU, say=said.append)
     assert fresh and first.ok and first.reason is None and first.machine == selfcheck.machine_key(CPU)
@@ -108,3 +111,44 @@ def test_doctor_keeps_its_findings_as_the_verdict() -> None:
     assert found is not None and found.graphed and not found.in_flight
     assert found.reason == "4 trainings in flight = each alone: Adam: differ"
     assert replace(found, checked_s=0.0) == Verdict(True, False, found.reason, selfcheck.machine_key(CPU), 0.0)
+
+
+def test_the_key_holds_the_sources_the_settings_and_cublas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkout whose step changed is checked again, whatever the version string says; so is
+    a process whose allocator or cuBLAS settings differ."""
+    import shutil
+
+    copy = tmp_path / "mnist_bench"
+    shutil.copytree(selfcheck.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = selfcheck.sources_digest(copy)
+    assert before == selfcheck.sources_digest(copy) == selfcheck.sources_digest()
+    step = copy / "training" / "step.py"
+    step.write_text(step.read_text() + "\n# a change\n")
+    assert selfcheck.sources_digest(copy) != before
+    key = selfcheck.machine_key(CPU)
+    assert {"sources", "settings", "cublas", "torch", "driver"} <= set(key)
+    for name in selfcheck.CUDA_SETTINGS:
+        monkeypatch.setenv(name, "1")
+        assert selfcheck.machine_key(CPU) != key, name
+        monkeypatch.delenv(name)
+    assert selfcheck.machine_key(CPU) == key
+
+
+def test_a_verdict_of_other_code_is_not_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that computed another key (another copy of the package, other settings) speaks
+    for that, not for this process: both paths off, inconclusive, and why."""
+    monkeypatch.setattr(selfcheck, "sources_digest", lambda root=None: "parent-sources")
+    monkeypatch.setenv(INJECT_ENV, "hang")  # never reached: the child is a stand-in below
+
+    class Child:
+        def __init__(self, *_: object, stdout: object, **__: object) -> None:
+            other = {**selfcheck.machine_key(CPU), "sources": "child-sources"}
+            stdout.write(Verdict(True, True, None, other, 0.0).to_json() + "\n")  # type: ignore[attr-defined]
+
+        def wait(self, timeout: float) -> int:
+            return 0
+
+    monkeypatch.setattr(selfcheck.subprocess, "Popen", Child)
+    found = selfcheck.run_check(CPU)
+    assert not found.graphed and not found.in_flight and not found.conclusive
+    assert found.reason is not None and "sources: parent-sources here, child-sources there" in found.reason

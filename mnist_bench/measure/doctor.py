@@ -46,8 +46,20 @@ CONFIGS = {
         weight_decay=1e-4, schedule="cosine", augment="elastic",
     ),
 }  # fmt: skip
-# Graphed and eager steps launch different kernels (fused Adam, our SGD in place of
-# torch's), so they may round differently: equal within this, or bitwise where they are.
+# What the graphed-against-eager check trains besides: a net wide and deep enough that its
+# products take cuBLAS's split-K paths (their workspace is the state lanes share), and a
+# batch that divides the data exactly (no partial last batch: every step is a replay).
+CHECK_CONFIGS = {
+    **CONFIGS,
+    "split-K: 784-2048-2048-10 at batch 256": TrainConfig(
+        ModelConfig((2048, 2048)), "sgd", 0.01, momentum=0.9, batch_size=256, epochs=1, seed=5, schedule="cosine",
+    ),
+    "batch 60, which divides the 1,020 images exactly": TrainConfig(
+        ModelConfig((64,)), "adamw", 1e-3, batch_size=60, epochs=2, seed=6, weight_decay=0.01,
+    ),
+}  # fmt: skip
+# Graphed and eager steps are one step function making one update: equal bitwise. Only
+# what is not one step (the speed check's figures) is compared within a tolerance.
 RTOL, ATOL = 1e-4, 1e-5
 SPEED = TrainConfig(ModelConfig((128,)), "adam", 1e-3, batch_size=64, epochs=1)  # 784-128-10 at batch 64
 # A batch of 256 through a 2048-wide layer: the matmuls that dominate the frontier spaces' wide nets.
@@ -109,21 +121,44 @@ def compare(a: Training, b: Training, *, bitwise: bool) -> tuple[bool, str]:
     return close, f"largest difference {worst:.2e} ({'within' if close else 'outside'} rtol {RTOL:g}, atol {ATOL:g})"
 
 
+def trainable_precisions(device: torch.device) -> list[str]:
+    """Every ``--precision`` a command can train in on ``device``."""
+    found = []
+    for precision in PRECISIONS:
+        try:
+            Runtime(precision=precision).check(device)
+        except ValueError:
+            continue  # tf32 off CUDA, bf16 on an old GPU
+        found.append(precision)
+    return found
+
+
 def check_graphed_against_eager(
-    data: DeviceData, steps: str, *, fast_configs: dict[str, TrainConfig] | None = None
+    data: DeviceData,
+    steps: str,
+    *,
+    precisions: list[str] | None = None,
+    fast_configs: dict[str, TrainConfig] | None = None,
 ) -> list[Check]:
-    """Each kind of step (``CONFIGS``) graphed against eager. ``fast_configs`` replaces what the
-    fast side trains (the self-check's rehearsal of a failure)."""
+    """Each kind of step (``CHECK_CONFIGS``) graphed against eager, bitwise, in each precision
+    (default: every one the device trains in). ``fast_configs`` replaces what the fast side
+    trains (the self-check's rehearsal of a failure)."""
     checks = []
-    for name, config in CONFIGS.items():
-        eager = run_to_end(Training(config, data, runtime=Runtime(graphs=False)))
-        fast = Training((fast_configs or CONFIGS)[name], data, runtime=fast_runtime(data.device))
-        if not fast.graphed:
-            checks.append(Check(f"{steps} = eager: {name}", f"not graphed: {fast.eager_reason}", False))
-            continue
-        ok, found = compare(eager, run_to_end(fast), bitwise=False)
-        fast.release()
-        checks.append(Check(f"{steps} = eager: {name}", found, ok))
+    try:
+        for precision in precisions or trainable_precisions(data.device):
+            for name, config in CHECK_CONFIGS.items():
+                label = f"{steps} = eager, {precision}: {name}"
+                eager = run_to_end(Training(config, data, runtime=Runtime(graphs=False, precision=precision)))
+                fast_runtime_ = replace(fast_runtime(data.device), precision=precision)
+                fast = Training((fast_configs or CHECK_CONFIGS)[name], data, runtime=fast_runtime_)
+                if not fast.graphed:
+                    checks.append(Check(label, f"not graphed: {fast.eager_reason}", False))
+                    continue
+                ok, found = compare(eager, run_to_end(fast), bitwise=True)
+                fast.release()
+                checks.append(Check(label, found, ok))
+    finally:
+        set_matmul_precision(Runtime(), data.device)  # tf32 is process-wide: back to fp32
     return checks
 
 
@@ -131,7 +166,7 @@ def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb
     """Four trainings side by side, on lanes of their own (threads, and streams on CUDA),
     each against itself trained alone: bitwise. ``perturb`` trains one of them on another
     seed in flight (the self-check's rehearsal of a failure)."""
-    configs = list(CONFIGS.values())
+    configs = list(CHECK_CONFIGS.values())  # the split-K net among them: its workspace is what lanes share
     runtime = runtime or fast_runtime(data.device)
     alone = [run_to_end(Training(c, data, runtime=runtime)) for c in configs]
     together: dict[int, Training] = {}
@@ -153,7 +188,7 @@ def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb
 
     run_in_flight(len(configs), start, judge, lambda slot, reason: None, device=data.device)
     results = [compare(a, together[i], bitwise=True) for i, a in enumerate(alone)]
-    bad = [f"{name}: {found}" for (ok, found), name in zip(results, CONFIGS, strict=True) if not ok]
+    bad = [f"{name}: {found}" for (ok, found), name in zip(results, CHECK_CONFIGS, strict=True) if not ok]
     found = "; ".join(bad) if bad else "each equal bitwise to itself trained alone"
     return Check(f"{len(configs)} trainings in flight = each alone", found, not bad)
 

@@ -8,8 +8,12 @@ comparisons (graphed = eager on each kind of step; K in flight = each alone, bit
 a child process, so that a device fault there cannot poison the command's own CUDA
 context, under a time limit, so that a hang cannot stall it.
 
-The verdict is kept in the user's cache folder, keyed by GPU model, driver, CUDA, torch
-and mnist-bench versions: it runs once per machine and version. A pass leaves the fast
+The verdict is kept in the user's cache folder, keyed by GPU model, driver, CUDA, cuBLAS
+and torch versions, the settings that change how CUDA allocates and multiplies
+(``CUDA_SETTINGS``), and a digest of the package's own sources: it runs once per machine
+and code, so a checkout whose step changed is checked again, pass or fail. The child
+checks every precision the device trains in, a net wide enough for cuBLAS's split-K
+paths, a batch that divides the data exactly, and a resume. A pass leaves the fast
 paths as designed; a failure, a crash or a hang turns off what failed (graphed steps,
 trainings in flight, or both), and the command says so in one line. ``--steps graphed``
 or ``--steps eager`` overrides; ``mnist-bench doctor`` writes the same verdict.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -45,6 +50,15 @@ CHECK_TIMEOUT_S = 180.0  # a healthy GPU checks in seconds; CUDA's first start c
 # first start compiling kernels): its verdict is kept this long, then the check runs again.
 INCONCLUSIVE_KEEP_S = 24 * 3600.0
 STEPS = ("auto", "graphed", "eager")
+# Environment settings under which the same code captures or multiplies differently (with
+# caching off a capture must fail): part of what a verdict holds for.
+CUDA_SETTINGS = (
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "PYTORCH_NO_CUDA_MEMORY_CACHING",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "CUDA_LAUNCH_BLOCKING",
+)
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the mnist_bench folder this module is in
 # Set in the child's environment to rehearse what it must survive: "graphed" or "in-flight"
 # (that check fails for real), "die" (the child kills itself), "hang" (it never answers).
 INJECT_ENV = "MNIST_BENCH_SELFCHECK_INJECT"
@@ -91,15 +105,38 @@ def driver_version() -> str:
     return "unknown"
 
 
+def cublas_version() -> str:
+    """The cuBLAS that pip installed beside torch (pip can upgrade it under the same torch)."""
+    found = sorted(
+        f"{dist.metadata['Name']} {dist.version}"
+        for dist in importlib.metadata.distributions()
+        if str(dist.metadata["Name"] or "").lower().startswith("nvidia-cublas")
+    )
+    return ", ".join(found) or "bundled"
+
+
+def sources_digest(root: Path = PACKAGE_ROOT) -> str:
+    """A digest of the package's own files (code, spaces, page): any change is another key."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in {".py", ".toml", ".html"}):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def machine_key(device: torch.device) -> dict[str, str]:
-    """What a verdict holds for: the device's model, its driver and the software that drives it."""
+    """What a verdict holds for: the device's model, its driver, the software that drives it,
+    the settings that change how it allocates and multiplies, and this package's sources."""
     cuda = device.type == "cuda"
+    settings = {name: os.environ[name] for name in CUDA_SETTINGS if name in os.environ}
     return {
         "device": device_name(device),
         "driver": driver_version() if cuda else "none",
         "cuda": str(torch.version.cuda) if cuda else "none",
+        "cublas": cublas_version() if cuda else "none",
         "torch": torch.__version__,
         "mnist_bench": __version__,
+        "sources": sources_digest(),
+        "settings": json.dumps(settings, sort_keys=True),
     }
 
 
@@ -149,11 +186,12 @@ def check_here(device: torch.device, *, inject: str | None = None) -> Verdict:
 
     data = doctor.synthetic_data(device)
     steps = "graphed" if device.type == "cuda" else "static step"
-    configs = dict(doctor.CONFIGS)
+    configs = dict(doctor.CHECK_CONFIGS)
     if inject == "graphed":  # a real failing comparison: the fast side trains another seed
         configs = {name: replace(c, seed=c.seed + 100) for name, c in configs.items()}
-    try:
+    try:  # every precision the device trains in, the split-K net, an exact batch; then a resume
         checks = doctor.check_graphed_against_eager(data, steps, fast_configs=configs)
+        checks.append(doctor.check_resume(data, steps))
     except Exception as exc:  # a path that raises has failed its check; the other is still checked
         checks = [doctor.Check(f"{steps} = eager", f"raised {type(exc).__name__}: {exc}".splitlines()[0], False)]
     failed = [c for c in checks if c.ok is False]
@@ -186,15 +224,23 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     print(check_here(device, inject=inject).to_json(), flush=True)
+    if inject == "exit-after":  # as a child whose CUDA teardown fails after it has spoken
+        os._exit(3)
 
 
 # -- the parent ---------------------------------------------------------------------------------------
 def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Verdict:
-    """Run the check in a child process; a crash or a hang is a verdict too (both paths off)."""
+    """Run the check in a child process; a crash or a hang is a verdict too (both paths off).
+
+    The child imports this very copy of the package (its folder first on the path, from a
+    neutral folder), and its verdict is stamped with the key it computed: a verdict printed
+    is taken as printed, whatever the child's exit code after it."""
     key = machine_key(device)
     command = [sys.executable, "-m", "mnist_bench.measure.selfcheck", "--device", str(device)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT.parent),
+                                                                       os.environ.get("PYTHONPATH")]))}  # fmt: skip
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env, cwd=tempfile.gettempdir())
         try:
             code = child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -206,11 +252,20 @@ def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Ve
         out.seek(0)
         err.seek(0)
         lines, errors = out.read().strip().splitlines(), err.read().strip().splitlines()
-    if code == 0 and lines:
+    for line in reversed(lines):
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            return replace(Verdict.from_json(lines[-1]), machine=key)
+            printed = Verdict.from_json(line)
+            if printed.machine != key:  # another copy or setting than this process's: not ours to trust
+                said = f"the self-check ran other code or settings than this process ({_differs(key, printed.machine)})"
+                return Verdict(False, False, said, key, time.time(), conclusive=False)
+            return printed
     said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:160]})"
     return Verdict(False, False, said, key, time.time(), conclusive=False)
+
+
+def _differs(ours: dict[str, str], theirs: dict[str, str]) -> str:
+    return ", ".join(f"{k}: {ours.get(k)} here, {theirs.get(k)} there" for k in sorted(set(ours) | set(theirs))
+                     if ours.get(k) != theirs.get(k))[:200]  # fmt: skip
 
 
 def verdict_from_checks(device: torch.device, checks: Sequence[Check]) -> Verdict:
