@@ -51,7 +51,8 @@ from mnist_bench.output.console import (
 from mnist_bench.output.report import write_comparison, write_study_report
 from mnist_bench.search.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
 from mnist_bench.search.loop import open_study, run_search, stored_space
-from mnist_bench.search.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
+from mnist_bench.search.promote import long_settings, promote_trials, top_trials
+from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy
 from mnist_bench.sharing.packing import trial_bytes
@@ -328,7 +329,8 @@ def promote(
     def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
         if not quiet:
             line = trial_line(trial_row(frozen, stored_space(s)), best_accuracy(s))
-            console.print(f"{line}  (trial {frozen.user_attrs.get(PROMOTED_FROM, '?')} of {study})", markup=False)
+            source = TrialRecord.of(frozen).promoted_from
+            console.print(f"{line}  (trial {'?' if source is None else source} of {study})", markup=False)
 
     every = max(1, epochs // 10)  # about ten lines a trial, however long: a long promotion is watched
 
