@@ -63,6 +63,15 @@ from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
+MixedVersions = Annotated[
+    bool,
+    typer.Option(
+        "--mixed-versions",
+        help="Resume a study made by a version with other random streams (its seeds then give other "
+        "trials); the leaderboard marks each trial's streams version.",
+    ),
+]
+
 
 def parallel_option(value: str, device: str, space: SearchSpace) -> int:
     """``--parallel`` as a count of trials in flight; a malformed one is a usage error (exit 2)."""
@@ -139,6 +148,7 @@ def search(
         Augment | None,
         typer.Option(help="Fix the augmentation (none, affine, elastic) instead of the space's choice."),
     ] = None,
+    mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps.auto,
@@ -161,6 +171,7 @@ def search(
         heartbeat_s=heartbeat,
         storage_retry_s=storage_retry,
         objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
+        mixed_versions=mixed_versions,
     )
     search_space = load_space(space)
     if augment is not None:
@@ -282,6 +293,7 @@ def promote(
         str,
         typer.Option(help="Trials trained side by side, as search --parallel (auto: 1 on a CPU, more on a GPU)."),
     ] = "1",
+    mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps.auto,
@@ -306,6 +318,7 @@ def promote(
         trials=top,
         epochs=epochs,
         seed=seed,
+        mixed_versions=mixed_versions,
     )
     settings = long_settings(short, settings, top)
     runtime, in_flight = runtime_from(

@@ -28,7 +28,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.inflight_loop import run_search_in_flight
-from mnist_bench.search.records import TrialRecord, record_reason
+from mnist_bench.search.records import TrialRecord, record_reason, record_study_streams
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import (
     OBJECTIVES,
@@ -37,6 +37,7 @@ from mnist_bench.search.study import (
     SurplusTrial,
     TrialEpoch,
     TrialFailed,
+    check_streams,
     elsewhere_notice,
     failure_reason,
     finished_elsewhere,
@@ -74,7 +75,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or resume it if its space and validation split match."""
+    """Create the study, or resume it if its space, validation split and random streams match."""
     study = optuna.create_study(
         study_name=settings.study,
         storage=storage,
@@ -95,6 +96,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         study.set_user_attr("objective", "best validation accuracy over the epochs trained")
         study.set_user_attr("objectives", list(settings.objectives))
         study.set_user_attr("mnist_bench_version", __version__)
+        record_study_streams(study)
         # The settings it was started with, for reports (a resume may change them).
         study.set_user_attr("sampler", settings.sampler)
         study.set_user_attr("pruner", settings.pruner)
@@ -117,6 +119,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
                 f"study {settings.study!r} was run with another {' and '.join(differs)}; "
                 "resume it with the same settings, or start a new study with --study NAME"
             )
+        check_streams(study, settings)
     return study
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from mnist_bench import STREAMS_VERSION
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
@@ -28,6 +29,7 @@ from mnist_bench.search.records import (
     record_start,
     record_trial,
     seed_to_reuse,
+    study_streams,
 )
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
@@ -67,6 +69,9 @@ class SearchSettings:
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
     parallel: int = 1  # trials in flight side by side in this process (inflight.py); 1: one at a time
+    # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
+    # then no longer repeat, and the leaderboard marks each trial's streams.
+    mixed_versions: bool = False
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -99,6 +104,22 @@ class SearchSettings:
     def multi_objective(self) -> bool:
         """Optuna cannot prune such studies: every trial then trains all its epochs."""
         return len(self.objectives) > 1
+
+
+def check_streams(study: optuna.Study, settings: SearchSettings) -> None:
+    """Refuse to resume a study made with other random streams, unless ``settings.mixed_versions``.
+
+    A study made before studies stored their streams has its creating version's (0.2.0's
+    studies resume here: the streams are unchanged since). Its stored version is kept
+    either way: it is the study's, and each trial records its own.
+    """
+    made = study_streams(study.user_attrs)
+    if made != STREAMS_VERSION and not settings.mixed_versions:
+        raise MnistBenchError(
+            f"study {settings.study!r} was made with the random streams of mnist-bench {made}, "
+            f"this version's are {STREAMS_VERSION} (a seed gives other trials): resume it anyway "
+            "with --mixed-versions, or start a new study with --study NAME"
+        )
 
 
 def check_study_name(name: str) -> None:
