@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.leaderboard import leaderboard
 from mnist_bench.search.loop import stored_space
-from mnist_bench.search.records import TrialRecord
+from mnist_bench.search.records import TrialRecord, study_streams
 from mnist_bench.storage.trial_states import state_counts
 
 if TYPE_CHECKING:
@@ -289,6 +289,7 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "devices": ", ".join(devices) or "?",
         "torch (of the trials)": attrs.get("torch", "?"),
         "mnist-bench": attrs.get("mnist_bench_version", "?"),
+        "random streams": study_streams(attrs),
         "search space": attrs.get("space", "?"),
     }
 

@@ -3,8 +3,9 @@
 ``search.run_search`` (one trial at a time, through ``study.optimize``) and
 ``search_inflight`` (K trials side by side, through ask and tell) both prepare a trial
 here (its config, its training seed, its place among --trials) and record its outcome
-here (attributes, pruned or diverged, its objective values), so the two loops cannot
-drift apart. Nothing here runs a trial.
+here (attributes, through ``records``; pruned or diverged; its objective values), so the
+two loops cannot drift apart; and a study resumes here only with its own random streams
+(``check_streams``). Nothing here runs a trial.
 """
 
 from __future__ import annotations
