@@ -22,3 +22,10 @@ layers below it (each folder's docstring says what it holds and what it may impo
 """
 
 __version__ = "0.2.0"
+# The version of the trainer's random streams: what a seed gives (a trial's parameters,
+# weights, batches and deformations). It is the package version that last changed them,
+# and changes only with a change that alters what a seed gives, so a study resumed by a
+# later version with the same streams repeats its seeded trials. 0.1.0 had its own streams
+# and 0.2.0 changed them; studies those two made store only ``__version__``, which then
+# names their streams as well (see ``search.records.study_streams``).
+STREAMS_VERSION = "0.2.0"

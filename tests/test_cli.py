@@ -352,3 +352,44 @@ def test_extended_space_search_and_augmented_retrain(tmp_path: Path, tiny_mnist:
     assert retrain.exit_code == 0, retrain.output
     folder = next((studies / "mnist-mlp").glob("trial-*"))
     assert json.loads((folder / "checkpoint.json").read_text())["config"]["augment"] == "elastic"
+
+
+def test_a_study_of_other_random_streams_resumes_only_with_mixed_versions(
+    tmp_path: Path, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_bench import STREAMS_VERSION
+    from mnist_bench.search import records, study
+    from mnist_bench.storage.rdb import default_storage
+
+    with monkeypatch.context() as patched:  # the study made by a version with other streams
+        for module in (records, study):
+            patched.setattr(module, "STREAMS_VERSION", "0.1.9")
+        assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "2")).exit_code == 0
+    stored = optuna.load_study(study_name="mnist-mlp", storage=default_storage(tmp_path / "studies"))
+    assert stored.user_attrs["streams_version"] == "0.1.9"
+    assert [t.user_attrs["streams_version"] for t in stored.trials] == ["0.1.9", "0.1.9"]
+
+    refused = runner.invoke(app, search_args(tmp_path, tiny_mnist))
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("Error: ")
+    assert f"random streams of mnist-bench 0.1.9, this version's are {STREAMS_VERSION}" in refused.stderr
+    assert "--mixed-versions" in refused.stderr
+    assert len(optuna.load_study(study_name="mnist-mlp", storage=default_storage(tmp_path / "studies")).trials) == 2
+
+    mixed = runner.invoke(app, search_args(tmp_path, tiny_mnist, "--mixed-versions"))
+    assert mixed.exit_code == 0, mixed.output
+    assert "3/3 finished" in mixed.stdout
+    common = ["leaderboard", "--studies-dir", str(tmp_path / "studies")]
+    table = runner.invoke(app, common).stdout
+    assert "streams" in table and "0.1.9" in table and STREAMS_VERSION in table
+    rows = json.loads(runner.invoke(app, [*common, "--format", "json"]).stdout)
+    assert sorted(row["streams"] for row in rows) == ["0.1.9", "0.1.9", STREAMS_VERSION]
+    # The study keeps the version it was made with: the next resume needs the option again.
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4")).exit_code == 1
+
+
+def test_the_leaderboard_of_one_version_has_no_streams_column(tmp_path: Path, tiny_mnist: Path) -> None:
+    assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "1")).exit_code == 0
+    common = ["leaderboard", "--studies-dir", str(tmp_path / "studies")]
+    assert "streams" not in runner.invoke(app, common).stdout
+    assert "streams" in runner.invoke(app, [*common, "-f", "csv"]).stdout.splitlines()[0]

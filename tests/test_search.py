@@ -277,3 +277,22 @@ def test_a_failed_trial_leaves_nothing_alive(
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert study.trials[0].state == TrialState.FAIL
     assert study.trials[0].user_attrs["reason"] == "RuntimeError: CUDA out of memory (stand-in)"
+
+
+@pytest.mark.parametrize("made_by, resumes", [("0.2.0", True), ("0.1.0", False)])
+def test_a_study_made_before_studies_stored_their_streams_is_judged_by_its_version(
+    tmp_path: Path, made_by: str, resumes: bool
+) -> None:
+    """0.2.0 stored only its version; its streams are this version's, 0.1.0's were not."""
+    chosen = settings(tmp_path)
+    storage = open_storage(chosen.storage)
+    old = optuna.create_study(study_name="t", storage=storage, direction="maximize")
+    attrs = {"space": SMALL.to_dict(), "val_size": 100, "objectives": ["accuracy"], "mnist_bench_version": made_by}
+    for key, value in attrs.items():
+        old.set_user_attr(key, value)
+    if resumes:
+        assert "streams_version" not in open_study(chosen, SMALL, storage).user_attrs  # kept as it was
+    else:
+        with pytest.raises(MnistBenchError, match=rf"mnist-bench {made_by}, this version's are .*--mixed-versions"):
+            open_study(chosen, SMALL, storage)
+    open_study(settings(tmp_path, mixed_versions=True), SMALL, storage)

@@ -53,6 +53,7 @@ from mnist_bench.output.console import (
 )
 from mnist_bench.search.leaderboard import leaderboard, study_dir
 from mnist_bench.search.loop import pick_trial, stored_space, trial_config
+from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.study import DEFAULT_STUDY
 from mnist_bench.storage.rdb import default_storage, load_study, open_storage
 from mnist_bench.training.device import resolve_device
@@ -173,18 +174,22 @@ def best(
     if augment is not None:
         config = replace(config, augment=augment.value)
     config = replace(config, deform=deform_from(deform, config.deform))
-    attrs = ranked.trial.user_attrs
+    record = TrialRecord.of(ranked.trial)
+
+    def num(value: float | None) -> float:
+        return float("nan") if value is None else value
+
     console.print(
         key_value_table(
             {
                 "trial": ranked.trial.number,
                 "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
                 "layers": config.model.layers,
-                "optimizer": describe(replace(config, epochs=attrs.get("epochs_run", config.epochs))),
-                "validation accuracy": f"{ranked.trial.values[0]:.4f} (best epoch {attrs.get('best_epoch', '?')})",
-                "epochs run": attrs.get("epochs_run", "?"),
-                "train time": f"{attrs.get('train_time_s', float('nan')):.1f} s",
-                "samples/s": f"{attrs.get('samples_per_s', float('nan')):,.0f}",
+                "optimizer": describe(replace(config, epochs=record.epochs_run or config.epochs)),
+                "validation accuracy": f"{num(record.accuracy):.4f} (best epoch {record.best_epoch or '?'})",
+                "epochs run": "?" if record.epochs_run is None else record.epochs_run,
+                "train time": f"{num(record.train_time_s):.1f} s",
+                "samples/s": f"{num(record.samples_per_s):,.0f}",
                 "parameters": f"{config.model.n_params:,}",
                 "training seed": config.seed,
                 "params": ", ".join(
@@ -199,7 +204,7 @@ def best(
             "command": "best --retrain",
             "study": study,
             "trial": ranked.trial.number,
-            "val_acc": ranked.trial.values[0],
+            "val_acc": record.accuracy,
         }
         out_dir = study_dir(studies_dir, study) / f"trial-{ranked.trial.number}"
         _train_and_save(

@@ -51,7 +51,8 @@ from mnist_bench.output.console import (
 from mnist_bench.output.report import write_comparison, write_study_report
 from mnist_bench.search.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
 from mnist_bench.search.loop import open_study, run_search, stored_space
-from mnist_bench.search.promote import PROMOTED_FROM, long_settings, promote_trials, top_trials
+from mnist_bench.search.promote import long_settings, promote_trials, top_trials
+from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy
 from mnist_bench.sharing.packing import trial_bytes
@@ -61,6 +62,15 @@ from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, load_study, op
 from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
+
+MixedVersions = Annotated[
+    bool,
+    typer.Option(
+        "--mixed-versions",
+        help="Resume a study made by a version with other random streams (its seeds then give other "
+        "trials); the leaderboard marks each trial's streams version.",
+    ),
+]
 
 
 def parallel_option(value: str, device: str, space: SearchSpace) -> int:
@@ -138,6 +148,7 @@ def search(
         Augment | None,
         typer.Option(help="Fix the augmentation (none, affine, elastic) instead of the space's choice."),
     ] = None,
+    mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps.auto,
@@ -160,6 +171,7 @@ def search(
         heartbeat_s=heartbeat,
         storage_retry_s=storage_retry,
         objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
+        mixed_versions=mixed_versions,
     )
     search_space = load_space(space)
     if augment is not None:
@@ -281,6 +293,7 @@ def promote(
         str,
         typer.Option(help="Trials trained side by side, as search --parallel (auto: 1 on a CPU, more on a GPU)."),
     ] = "1",
+    mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps.auto,
@@ -305,6 +318,7 @@ def promote(
         trials=top,
         epochs=epochs,
         seed=seed,
+        mixed_versions=mixed_versions,
     )
     settings = long_settings(short, settings, top)
     runtime, in_flight = runtime_from(
@@ -328,7 +342,8 @@ def promote(
     def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
         if not quiet:
             line = trial_line(trial_row(frozen, stored_space(s)), best_accuracy(s))
-            console.print(f"{line}  (trial {frozen.user_attrs.get(PROMOTED_FROM, '?')} of {study})", markup=False)
+            source = TrialRecord.of(frozen).promoted_from
+            console.print(f"{line}  (trial {'?' if source is None else source} of {study})", markup=False)
 
     every = max(1, epochs // 10)  # about ten lines a trial, however long: a long promotion is watched
 

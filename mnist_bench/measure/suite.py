@@ -316,6 +316,7 @@ def search_throughput(
     Data load included: each worker process loads its own copy, as the command does.
     """
     from mnist_bench.search.loop import open_study  # noqa: PLC0415
+    from mnist_bench.search.records import TrialRecord  # noqa: PLC0415
     from mnist_bench.search.space import SearchSpace  # noqa: PLC0415
     from mnist_bench.search.study import SearchSettings  # noqa: PLC0415
     from mnist_bench.sharing.workers import WorkerJob, run_workers  # noqa: PLC0415
@@ -331,8 +332,13 @@ def search_throughput(
         start = time.perf_counter()
         run_workers(WorkerJob(settings, space, data_dir, verify, (device,) * workers), study)
         wall = time.perf_counter() - start
-        trained = [t for t in study.get_trials(deepcopy=False) if "epochs_run" in t.user_attrs]
-        samples = sum(t.user_attrs["samples_per_s"] * t.user_attrs["train_time_s"] for t in trained)
+        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+        trained = [
+            r.samples_per_s * r.train_time_s
+            for r in records
+            if r.samples_per_s is not None and r.train_time_s is not None
+        ]
+        samples = sum(trained)
     return {
         "trials": len(trained),
         "wall_s": wall,

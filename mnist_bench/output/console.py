@@ -26,6 +26,8 @@ _SCREEN = [
 ]
 # Shown only for multi-objective studies.
 _MULTI = [("latency_ms", "latency ms", "{:.3f}"), ("n_params", "params", "{:,.0f}"), ("pareto", "front", "{}")]
+# Shown only when the study's trials come from more than one version's random streams.
+_STREAMS = ("streams", "streams", "{}")
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
@@ -41,6 +43,8 @@ def _fmt(value: Any, fmt: str) -> str:
 def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str | None = None) -> Table:
     table = Table(title=title, header_style="bold")
     columns = _SCREEN + (_MULTI if "pareto" in frame and frame["pareto"].any() else [])
+    if "streams" in frame and frame["streams"].nunique(dropna=False) > 1:  # a study resumed with --mixed-versions
+        columns = [*columns, _STREAMS]
     for _, header, _ in columns:
         table.add_column(header, justify="left" if header in ("state", "layers", "opt") else "right", no_wrap=True)
     shown = frame if top is None else frame.head(top)

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.leaderboard import leaderboard
 from mnist_bench.search.loop import stored_space
+from mnist_bench.search.records import TrialRecord, study_streams
 from mnist_bench.storage.trial_states import state_counts
 
 if TYPE_CHECKING:
@@ -62,8 +63,8 @@ def _finished(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def _accuracy(trial: FrozenTrial) -> float:
-    value = trial.user_attrs.get("best_val_acc")
-    return float(value) if value is not None else math.nan
+    value = TrialRecord.of(trial).accuracy
+    return value if value is not None else math.nan
 
 
 def completed_over_time(study: optuna.Study) -> list[tuple[float, FrozenTrial]]:
@@ -118,7 +119,7 @@ def _learning_curves(study: optuna.Study, path: Path) -> None:
     fig = _figure()
     ax = fig.add_subplot()
     for trial in _finished(study):
-        curve = trial.user_attrs.get("val_acc") or []
+        curve = TrialRecord.of(trial).epoch_accuracies
         if not curve:
             continue
         epochs = range(1, len(curve) + 1)
@@ -149,18 +150,24 @@ def _optuna_plot(draw: Callable[[], Axes], path: Path) -> None:
         plt.close(figure)  # type: ignore[arg-type]
 
 
+def tradeoff_records(study: optuna.Study) -> list[TrialRecord]:
+    """The complete trials that stored their speed and size (those of early versions may not)."""
+    records = map(TrialRecord.of, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return [r for r in records if r.samples_per_s is not None and r.n_params is not None]
+
+
 def _tradeoff(study: optuna.Study, path: Path) -> None:
-    trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "samples_per_s" in t.user_attrs
-    ]
+    trials = tradeoff_records(study)
     fig = _figure(10, 4)
-    for ax, (key, label, better_high) in zip(
+    for ax, (xs, label, better_high) in zip(
         fig.subplots(1, 2),
-        (("samples_per_s", "training samples/s", True), ("n_params", "parameters", False)),
+        (
+            ([float(r.samples_per_s or 0) for r in trials], "training samples/s", True),
+            ([float(r.n_params or 0) for r in trials], "parameters", False),
+        ),
         strict=True,
     ):
-        xs = [float(t.user_attrs[key]) for t in trials]
-        ys = [_accuracy(t) for t in trials]
+        ys = [r.accuracy if r.accuracy is not None else math.nan for r in trials]
         front = pareto_mask([(x if better_high else -x, y) for x, y in zip(xs, ys, strict=True)])
         ax.scatter(xs, ys, s=14, alpha=0.5, label="complete trial")
         pts = sorted((x, y) for x, y, f in zip(xs, ys, front, strict=True) if f)
@@ -266,7 +273,7 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     """Settings and environment of a study, from what it stored."""
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)
-    devices = sorted({str(t.user_attrs["device"]) for t in trials if "device" in t.user_attrs})
+    devices = sorted({d for d in (TrialRecord.of(t).device for t in trials) if d is not None})
     counts = state_counts(study)
     return {
         "study": study.study_name,
@@ -282,6 +289,7 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "devices": ", ".join(devices) or "?",
         "torch (of the trials)": attrs.get("torch", "?"),
         "mnist-bench": attrs.get("mnist_bench_version", "?"),
+        "random streams": study_streams(attrs),
         "search space": attrs.get("space", "?"),
     }
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_bench.search.records import TrialRecord
+
 INTERACTIVE = {
     "history": "Optimization history: hover a point for the trial's number and parameters",
     "parallel": "Parallel coordinates of the complete trials: drag along an axis to filter",
@@ -48,15 +50,21 @@ def _tradeoff(study: optuna.Study) -> object:
     from plotly.subplots import make_subplots  # noqa: PLC0415
 
     trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "samples_per_s" in t.user_attrs
+        (t, r)
+        for t, r in ((t, TrialRecord.of(t)) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if r.samples_per_s is not None and r.n_params is not None  # early versions' trials may lack them
     ]
-    acc = [float(t.user_attrs.get("best_val_acc", t.values[0])) for t in trials]
-    text = [_hover(t) for t in trials]
+    records = [r for _, r in trials]
+    acc = [r.accuracy for r in records]
+    text = [_hover(t) for t, _ in trials]
     figure = make_subplots(rows=1, cols=2, shared_yaxes=True)
-    for col, key in ((1, "samples_per_s"), (2, "n_params")):
+    for col, key, xs in (
+        (1, "samples_per_s", [r.samples_per_s for r in records]),
+        (2, "n_params", [r.n_params for r in records]),
+    ):
         figure.add_trace(
             go.Scatter(
-                x=[float(t.user_attrs[key]) for t in trials],
+                x=xs,
                 y=acc,
                 mode="markers",
                 hovertext=text,

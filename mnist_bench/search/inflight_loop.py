@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.search.records import record_reason
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import (
     SearchOutcome,
@@ -115,7 +116,7 @@ def run_search_in_flight(
             on_trial(study, frozen)
 
     def fail(trial: optuna.Trial, reason: str) -> None:
-        trial.set_user_attr("reason", reason)
+        record_reason(trial, reason)
         told(trial, study.tell(trial, state=TrialState.FAIL))
 
     def start(_lane: int) -> tuple[optuna.Trial, MakeTraining] | None:

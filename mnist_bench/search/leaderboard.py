@@ -11,6 +11,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.search.loop import pareto_numbers
+from mnist_bench.search.records import TrialRecord, study_streams
 from mnist_bench.search.space import SearchSpace, sample_config
 
 FORMATS = ("table", "csv", "markdown", "json")
@@ -18,28 +19,37 @@ COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
     "dropout", "weight_decay", "schedule", "label_smoothing", "augment", "max_norm",
     "epochs_run", "best_val_acc", "final_val_acc", "train_time_s", "samples_per_s",
-    "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "reason",
+    "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "streams", "reason",
 ]  # fmt: skip
+# ``streams``: the version of the random streams the trial trained with (STREAMS_VERSION);
+# a study resumed with --mixed-versions holds more than one.
 # Complete trials rank first, then pruned ones (fewer epochs, not comparable), then the rest.
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
 
 
-def trial_row(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
-    """One trial as a flat dict; its config rebuilt from the stored params."""
-    attrs = trial.user_attrs
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def trial_row(trial: FrozenTrial, space: SearchSpace, *, streams: str | None = None) -> dict[str, Any]:
+    """One trial as a flat dict; its config rebuilt from the stored params.
+
+    ``streams``: the random streams to show for a trial that did not record its own (the study's).
+    """
+    record = TrialRecord.of(trial)
     row: dict[str, Any] = {
-        "trial": trial.number,
-        "state": trial.state.name,
-        "epochs_run": attrs.get("epochs_run", 0),
-        "best_val_acc": attrs.get("best_val_acc", math.nan),
-        "final_val_acc": attrs.get("final_val_acc", math.nan),
-        "train_time_s": attrs.get("train_time_s", math.nan),
-        "samples_per_s": attrs.get("samples_per_s", math.nan),
-        "latency_ms": attrs.get("latency_ms", math.nan),
-        "train_seed": attrs.get("train_seed"),
-        # Set by Optuna when this trial re-runs the parameters of a stale (crashed) one.
-        "retry_of": trial.system_attrs.get("failed_trial"),
-        "reason": attrs.get("reason", ""),
+        "trial": record.number,
+        "state": record.state.name,
+        "epochs_run": record.epochs_run or 0,
+        "best_val_acc": _or_nan(record.accuracy),
+        "final_val_acc": _or_nan(record.final_accuracy),
+        "train_time_s": _or_nan(record.train_time_s),
+        "samples_per_s": _or_nan(record.samples_per_s),
+        "latency_ms": _or_nan(record.latency_ms),
+        "train_seed": record.train_seed,
+        "retry_of": record.retry_of,
+        "streams": record.streams_version or streams,
+        "reason": record.reason,
     }
     try:
         config = sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=1, seed=0)
@@ -53,16 +63,14 @@ def trial_row(trial: FrozenTrial, space: SearchSpace) -> dict[str, Any]:
 def leaderboard(study: optuna.Study, space: SearchSpace) -> pd.DataFrame:
     """Every trial of the study (pruned, failed and running too), best first."""
     trials = study.get_trials(deepcopy=False)
+    accuracy = {t.number: TrialRecord.of(t).accuracy for t in trials}
     ordered = sorted(
         trials,
-        key=lambda t: (
-            _STATE_ORDER.get(t.state, 2),
-            -(t.user_attrs.get("best_val_acc") or -1.0),
-            t.number,
-        ),
+        key=lambda t: (_STATE_ORDER.get(t.state, 2), -(accuracy[t.number] or -1.0), t.number),
     )
     front = pareto_numbers(study)
-    rows = [{**trial_row(t, space), "pareto": t.number in front} for t in ordered]
+    streams = study_streams(study.user_attrs)
+    rows = [{**trial_row(t, space, streams=streams), "pareto": t.number in front} for t in ordered]
     frame = pd.DataFrame(rows, columns=COLUMNS[1:])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.astype({"rank": int, "trial": int})

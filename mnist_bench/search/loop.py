@@ -28,6 +28,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.inflight_loop import run_search_in_flight
+from mnist_bench.search.records import TrialRecord, record_reason, record_study_streams
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import (
     OBJECTIVES,
@@ -36,6 +37,7 @@ from mnist_bench.search.study import (
     SurplusTrial,
     TrialEpoch,
     TrialFailed,
+    check_streams,
     elsewhere_notice,
     failure_reason,
     finished_elsewhere,
@@ -73,7 +75,7 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 
 
 def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or resume it if its space and validation split match."""
+    """Create the study, or resume it if its space, validation split and random streams match."""
     study = optuna.create_study(
         study_name=settings.study,
         storage=storage,
@@ -94,6 +96,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         study.set_user_attr("objective", "best validation accuracy over the epochs trained")
         study.set_user_attr("objectives", list(settings.objectives))
         study.set_user_attr("mnist_bench_version", __version__)
+        record_study_streams(study)
         # The settings it was started with, for reports (a resume may change them).
         study.set_user_attr("sampler", settings.sampler)
         study.set_user_attr("pruner", settings.pruner)
@@ -116,6 +119,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
                 f"study {settings.study!r} was run with another {' and '.join(differs)}; "
                 "resume it with the same settings, or start a new study with --study NAME"
             )
+        check_streams(study, settings)
     return study
 
 
@@ -189,13 +193,13 @@ def make_objective(
         try:
             result = train(config, data, on_epoch=on_epoch, stop=stop, runtime=settings.runtime)
         except KeyboardInterrupt:
-            trial.set_user_attr("reason", "interrupted (SIGINT) during training")
+            record_reason(trial, "interrupted (SIGINT) during training")
             raise
         except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
             lost_storage = storage_failure(exc)
             if lost_storage is not None:  # not the training's failure: the search waits for the storage
                 with contextlib.suppress(*STORAGE_ERRORS):  # the leaderboard says why, if the storage is back
-                    trial.set_user_attr("reason", f"lost the storage: {failure_reason(lost_storage)}")
+                    record_reason(trial, f"lost the storage: {failure_reason(lost_storage)}")
                 raise
             failure = failure_reason(exc)
             fault = device_fault(exc)
@@ -208,7 +212,7 @@ def make_objective(
             # Raised afresh, outside the handler: the training's exception and its traceback
             # (whose frames hold the model and any graph) are gone now, not at the next full
             # garbage collection, so one out-of-memory trial does not make the next likelier.
-            trial.set_user_attr("reason", failure)
+            record_reason(trial, failure)
             raise TrialFailed(failure)
         return trial_outcome(trial, result, settings, data)
 
@@ -349,10 +353,12 @@ class RankedTrial:
 
 def ranked_complete(study: optuna.Study) -> list[FrozenTrial]:
     """The complete trials, best (first objective) first; ties go to the earlier trial."""
-    return sorted(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        key=lambda t: (-(t.values[0] if t.values else -math.inf), t.number),
-    )
+
+    def key(trial: FrozenTrial) -> tuple[float, int]:
+        accuracy = TrialRecord.of(trial).accuracy
+        return (-(accuracy if accuracy is not None else -math.inf), trial.number)
+
+    return sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=key)
 
 
 def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
@@ -376,9 +382,10 @@ def counts_text(counts: Counter[str]) -> str:
 
 def trial_config(study: optuna.Study, trial: FrozenTrial, *, epochs: int | None = None) -> TrainConfig:
     """Rebuild a stored trial's config through the same ``sample_config`` the search used."""
+    record = TrialRecord.of(trial)
     return sample_config(
         optuna.trial.FixedTrial(trial.params),
         stored_space(study),
-        epochs=epochs or trial.user_attrs.get("epochs_run") or 1,
-        seed=trial.user_attrs.get("train_seed", 0),
+        epochs=epochs or record.epochs_run or 1,
+        seed=record.train_seed or 0,
     )

@@ -16,6 +16,7 @@ promotes (``promoted_from``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -27,10 +28,10 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_search, stored_space
+from mnist_bench.search.records import PROMOTED_FROM, TrialRecord, promotion_attrs
 from mnist_bench.search.study import SearchSettings, TrialEpoch
 from mnist_bench.storage.heartbeats import StoppedWait
 
-PROMOTED_FROM = "promoted_from"  # user attribute: the short study's trial number
 # A promoted trial already stands for its short trial once it is finished, queued or running.
 _STANDING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
 
@@ -85,40 +86,42 @@ def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> Se
 
 def queue_promotions(long: optuna.Study, chosen: list[FrozenTrial]) -> int:
     """Enqueue each chosen trial not yet standing in ``long``; how many were queued."""
-    standing = {t.user_attrs.get(PROMOTED_FROM) for t in long.get_trials(deepcopy=False, states=_STANDING)}
+    standing = {TrialRecord.of(t).promoted_from for t in long.get_trials(deepcopy=False, states=_STANDING)}
     queued = 0
     for trial in chosen:
         if trial.number in standing:
             continue
-        attrs = {PROMOTED_FROM: trial.number}
-        if "train_seed" in trial.user_attrs:  # the same seed: the same recipe, trained longer
-            attrs["train_seed"] = trial.user_attrs["train_seed"]
-        long.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+        long.enqueue_trial(trial.params, user_attrs=promotion_attrs(TrialRecord.of(trial)), skip_if_exists=False)
         queued += 1
     return queued
+
+
+def _accuracy(record: TrialRecord) -> float:
+    # Never NaN here: a complete trial has objective values, and so an accuracy.
+    return math.nan if record.accuracy is None else record.accuracy
 
 
 def promotion_rows(long: optuna.Study, chosen: list[FrozenTrial]) -> tuple[PromotedRow, ...]:
     """One row per chosen short trial, with its promoted trial's result where it finished."""
     wanted = {t.number for t in chosen}
     done = {
-        t.user_attrs[PROMOTED_FROM]: t
-        for t in long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.values and t.user_attrs.get(PROMOTED_FROM) in wanted
+        r.promoted_from: r
+        for r in map(TrialRecord.of, long.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if r.accuracy is not None and r.promoted_from in wanted
     }
-    numbers = {t.number for t in done.values()}
+    numbers = {r.number for r in done.values()}
     ranked = [t for t in ranked_complete(long) if t.number in numbers]
     long_rank = {t.number: rank for rank, t in enumerate(ranked, start=1)}
     rows = []
-    for rank, trial in enumerate(chosen, start=1):
+    for rank, trial in enumerate(map(TrialRecord.of, chosen), start=1):
         promoted = done.get(trial.number)
         rows.append(
             PromotedRow(
                 short_trial=trial.number,
-                short_value=float(trial.values[0]),
+                short_value=_accuracy(trial),
                 short_rank=rank,
                 long_trial=None if promoted is None else promoted.number,
-                long_value=None if promoted is None else float(promoted.values[0]),
+                long_value=None if promoted is None else _accuracy(promoted),
                 long_rank=None if promoted is None else long_rank[promoted.number],
             )
         )
@@ -146,10 +149,10 @@ def promote_trials(
     chosen = top_trials(short, top)
     space = stored_space(short)
     long = open_study(settings, space, storage)
-    if long.user_attrs.get(PROMOTED_FROM, short.study_name) != short.study_name:
+    source = long.user_attrs.get(PROMOTED_FROM, short.study_name)
+    if source != short.study_name:
         raise MnistBenchError(
-            f"study {settings.study!r} holds trials promoted from study {long.user_attrs[PROMOTED_FROM]!r}; "
-            "choose another name with --into"
+            f"study {settings.study!r} holds trials promoted from study {source!r}; choose another name with --into"
         )
     long.set_user_attr(PROMOTED_FROM, short.study_name)
     queue_promotions(long, chosen)

@@ -3,25 +3,35 @@
 ``search.run_search`` (one trial at a time, through ``study.optimize``) and
 ``search_inflight`` (K trials side by side, through ask and tell) both prepare a trial
 here (its config, its training seed, its place among --trials) and record its outcome
-here (attributes, pruned or diverged, its objective values), so the two loops cannot
-drift apart. Nothing here runs a trial.
+here (attributes, through ``records``; pruned or diverged; its objective values), so the
+two loops cannot drift apart; and a study resumes here only with its own random streams
+(``check_streams``). Nothing here runs a trial.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from mnist_bench import STREAMS_VERSION
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.search.records import (
+    TrialRecord,
+    record_latency,
+    record_reason,
+    record_start,
+    record_trial,
+    seed_to_reuse,
+    study_streams,
+)
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
 from mnist_bench.storage.trial_states import UNDERWAY
@@ -60,6 +70,9 @@ class SearchSettings:
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
     parallel: int = 1  # trials in flight side by side in this process (inflight.py); 1: one at a time
+    # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
+    # then no longer repeat, and the leaderboard marks each trial's streams.
+    mixed_versions: bool = False
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -94,6 +107,22 @@ class SearchSettings:
         return len(self.objectives) > 1
 
 
+def check_streams(study: optuna.Study, settings: SearchSettings) -> None:
+    """Refuse to resume a study made with other random streams, unless ``settings.mixed_versions``.
+
+    A study made before studies stored their streams has its creating version's (0.2.0's
+    studies resume here: the streams are unchanged since). Its stored version is kept
+    either way: it is the study's, and each trial records its own.
+    """
+    made = study_streams(study.user_attrs)
+    if made != STREAMS_VERSION and not settings.mixed_versions:
+        raise MnistBenchError(
+            f"study {settings.study!r} was made with the random streams of mnist-bench {made}, "
+            f"this version's are {STREAMS_VERSION} (a seed gives other trials): resume it anyway "
+            "with --mixed-versions, or start a new study with --study NAME"
+        )
+
+
 def check_study_name(name: str) -> None:
     if not _STUDY_NAME.fullmatch(name):
         raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
@@ -106,25 +135,6 @@ def training_seed(study_seed: int | None, trial_number: int) -> int:
     """
     entropy = None if study_seed is None else [study_seed, trial_number]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
-
-
-def _record(trial: optuna.Trial, result: TrainResult) -> None:
-    attrs: dict[str, Any] = {
-        "epochs_run": result.epochs_run,
-        "train_time_s": round(result.train_time_s, 4),
-        "samples_per_s": round(result.samples_per_s, 1),
-        "final_val_acc": result.final_acc,
-        "best_val_acc": result.best_acc,
-        "best_epoch": result.best_epoch,
-        "val_acc": list(result.eval_acc),
-        "train_loss": [x if math.isfinite(x) else None for x in result.train_loss],
-        "n_params": result.config.model.n_params,
-        "step": "graphed" if result.graphed else "eager",
-    }
-    if result.eager_reason is not None:
-        attrs["eager_reason"] = result.eager_reason  # on CUDA: why this trial was not graphed
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
 
 
 def finished_elsewhere(exc: BaseException) -> bool:
@@ -165,15 +175,13 @@ def has_slot(study: optuna.Study, number: int, target: int) -> bool:
 def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
     """A new trial's config, with its training seed and device stored; SurplusTrial if the study is full."""
     if not has_slot(trial.study, trial.number, settings.trials):
-        trial.set_user_attr("reason", SURPLUS)
+        record_reason(trial, SURPLUS)
         raise SurplusTrial(SURPLUS)
     # A retry of a stale trial comes with that trial's attributes, its seed among them.
-    if "train_seed" in trial.user_attrs:
-        seed = int(trial.user_attrs["train_seed"])
-    else:
+    seed = seed_to_reuse(trial)
+    if seed is None:
         seed = training_seed(settings.seed, trial.number)
-        trial.set_user_attr("train_seed", seed)
-    trial.set_user_attr("device", str(data.device))
+    record_start(trial, seed=seed, device=str(data.device))
     return sample_config(trial, space, epochs=settings.epochs, seed=seed)
 
 
@@ -183,15 +191,15 @@ def failure_reason(exc: BaseException) -> str:
 
 def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
     """Record a finished training on its trial; its objective value(s), or TrialPruned."""
-    _record(trial, result)
+    record_trial(trial, result)
     if result.diverged:
-        trial.set_user_attr("reason", f"diverged: {result.diverged}")
+        record_reason(trial, f"diverged: {result.diverged}")
         raise optuna.TrialPruned(result.diverged)
     if result.stopped_early:
-        trial.set_user_attr("reason", f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
+        record_reason(trial, f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
         raise optuna.TrialPruned()
     latency = latency_ms(result.model, data.device)
-    trial.set_user_attr("latency_ms", latency)
+    record_latency(trial, latency)
     values = {"accuracy": result.best_acc, "latency": latency, "params": float(result.config.model.n_params)}
     if not settings.multi_objective:
         return result.best_acc
@@ -200,7 +208,8 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
 
 def best_accuracy(study: optuna.Study) -> float | None:
     """The best validation accuracy of the complete trials (any number of objectives)."""
-    values = [t.values[0] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    records = (TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    values = [r.accuracy for r in records if r.accuracy is not None]
     return max(values) if values else None
 
 

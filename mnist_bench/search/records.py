@@ -1,0 +1,191 @@
+"""What a trial stores, as one typed record: written here, and read here alone.
+
+Optuna keeps a trial's attributes as a dict of JSON values. ``record_*`` write them under
+the names every version so far has used, so studies written by earlier versions load
+here and Optuna's own dashboard shows the same names; ``TrialRecord.of`` reads them back
+into one frozen dataclass, with None (or an empty tuple) for whatever an earlier version
+did not write. The rest of the package reads trial attributes only through the record.
+
+The study-level streams version (which random streams made the study) lives here too:
+each trial records the same attribute, and the two are compared together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_bench import STREAMS_VERSION
+from mnist_bench.training.trainer import TrainResult
+
+# Stored attribute names (trial user attributes unless said otherwise). Renaming one
+# would hide it from studies already written: keep them.
+EPOCHS_RUN = "epochs_run"
+TRAIN_TIME_S = "train_time_s"
+SAMPLES_PER_S = "samples_per_s"
+FINAL_VAL_ACC = "final_val_acc"
+BEST_VAL_ACC = "best_val_acc"
+BEST_EPOCH = "best_epoch"
+VAL_ACC = "val_acc"  # the per-epoch list
+TRAIN_LOSS = "train_loss"
+N_PARAMS = "n_params"
+STEP = "step"
+EAGER_REASON = "eager_reason"
+LATENCY_MS = "latency_ms"
+TRAIN_SEED = "train_seed"
+DEVICE = "device"
+REASON = "reason"
+PROMOTED_FROM = "promoted_from"  # also a study attribute of a promotion study: its short study's name
+STREAMS = "streams_version"  # also a study attribute: the streams the study was created with
+MNIST_BENCH_VERSION = "mnist_bench_version"  # study attribute: the package version that created it
+RETRY_OF = "failed_trial"  # system attribute, set by Optuna on the retry of a stale trial
+# What a study or trial without STREAMS was made with, when nothing else says: the
+# version that stored neither attribute was 0.1.0's first search.
+EARLIEST_STREAMS = "0.1.0"
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as stored: its state, objective values and every attribute mnist-bench writes."""
+
+    number: int  # the trial's number in its study
+    state: TrialState
+    values: tuple[float, ...] | None  # objective values, accuracy first; None unless complete
+    # Best validation accuracy over the epochs trained: *the* trial's accuracy. The first
+    # objective value of a complete trial; a pruned one has it too. None if it never
+    # finished an epoch.
+    accuracy: float | None
+    final_accuracy: float | None  # validation accuracy after its last epoch
+    epoch_accuracies: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
+    best_epoch: int | None  # the epoch (from 1) that reached ``accuracy``
+    epochs_run: int | None  # epochs trained; None if its training never finished (failed, running)
+    train_loss: tuple[float | None, ...]  # mean training loss of each epoch; None where not finite
+    train_time_s: float | None  # optimizer steps only, evaluation excluded
+    samples_per_s: float | None  # training images per second of train_time_s
+    n_params: int | None  # the model's parameter count
+    latency_ms: float | None  # time to classify one image, measured after training (complete trials)
+    step: str | None  # how its steps ran: "graphed" or "eager"
+    eager_reason: str | None  # on CUDA, why its steps were not graphed
+    train_seed: int | None  # root of its training's random streams: retrains it exactly
+    device: str | None  # the device it trained on, e.g. "cuda:0"
+    reason: str  # why it was pruned or failed ("" if nothing was said)
+    promoted_from: int | None  # in a promotion study: the short study's trial trained longer here
+    retry_of: int | None  # the stale (crashed) trial whose parameters this one runs again
+    # The random streams it trained with (``mnist_bench.STREAMS_VERSION``); None for a trial
+    # stored before trials recorded it (0.2.0 or earlier: see ``study_streams``).
+    streams_version: str | None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
+        """The record of a stored trial; attributes it lacks (an earlier version's) read as None."""
+        attrs = trial.user_attrs
+        values = tuple(float(v) for v in trial.values) if trial.values else None
+        accuracy = _float(attrs.get(BEST_VAL_ACC))
+        if accuracy is None and values:  # a complete trial that stored only its objective
+            accuracy = values[0]
+        return cls(
+            number=trial.number,
+            state=trial.state,
+            values=values,
+            accuracy=accuracy,
+            final_accuracy=_float(attrs.get(FINAL_VAL_ACC)),
+            epoch_accuracies=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
+            best_epoch=_int(attrs.get(BEST_EPOCH)),
+            epochs_run=_int(attrs.get(EPOCHS_RUN)),
+            train_loss=tuple(None if x is None else float(x) for x in attrs.get(TRAIN_LOSS) or ()),
+            train_time_s=_float(attrs.get(TRAIN_TIME_S)),
+            samples_per_s=_float(attrs.get(SAMPLES_PER_S)),
+            n_params=_int(attrs.get(N_PARAMS)),
+            latency_ms=_float(attrs.get(LATENCY_MS)),
+            step=_str(attrs.get(STEP)),
+            eager_reason=_str(attrs.get(EAGER_REASON)),
+            train_seed=_int(attrs.get(TRAIN_SEED)),
+            device=_str(attrs.get(DEVICE)),
+            reason=str(attrs.get(REASON) or ""),
+            promoted_from=_int(attrs.get(PROMOTED_FROM)),
+            retry_of=_int(trial.system_attrs.get(RETRY_OF)),
+            streams_version=_str(attrs.get(STREAMS)),
+        )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def record_start(trial: optuna.Trial, *, seed: int, device: str) -> None:
+    """What a trial is about to train with: its seed, device and random streams."""
+    trial.set_user_attr(TRAIN_SEED, seed)
+    trial.set_user_attr(DEVICE, device)
+    trial.set_user_attr(STREAMS, STREAMS_VERSION)
+
+
+def record_trial(trial: optuna.Trial, result: TrainResult) -> None:
+    """A finished training's figures on its trial (pruned, diverged or complete alike)."""
+    attrs: dict[str, Any] = {
+        EPOCHS_RUN: result.epochs_run,
+        TRAIN_TIME_S: round(result.train_time_s, 4),
+        SAMPLES_PER_S: round(result.samples_per_s, 1),
+        FINAL_VAL_ACC: result.final_acc,
+        BEST_VAL_ACC: result.best_acc,
+        BEST_EPOCH: result.best_epoch,
+        VAL_ACC: list(result.eval_acc),
+        TRAIN_LOSS: [x if math.isfinite(x) else None for x in result.train_loss],  # JSON has no NaN
+        N_PARAMS: result.config.model.n_params,
+        STEP: "graphed" if result.graphed else "eager",
+    }
+    if result.eager_reason is not None:
+        attrs[EAGER_REASON] = result.eager_reason  # on CUDA: why this trial was not graphed
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def record_reason(trial: optuna.Trial, reason: str) -> None:
+    """Why a trial was pruned, failed or did not train: one line, for the leaderboard."""
+    trial.set_user_attr(REASON, reason)
+
+
+def record_latency(trial: optuna.Trial, latency_ms: float) -> None:
+    trial.set_user_attr(LATENCY_MS, latency_ms)
+
+
+def seed_to_reuse(trial: optuna.Trial) -> int | None:
+    """The training seed a new trial already holds: a retry of a stale trial comes with its attributes."""
+    seed = trial.user_attrs.get(TRAIN_SEED)
+    return None if seed is None else int(seed)
+
+
+def promotion_attrs(short: TrialRecord) -> dict[str, Any]:
+    """The attributes a promoted trial is enqueued with: where it came from, and its seed."""
+    attrs: dict[str, Any] = {PROMOTED_FROM: short.number}
+    if short.train_seed is not None:  # the same seed: the same recipe, trained longer
+        attrs[TRAIN_SEED] = short.train_seed
+    return attrs
+
+
+def study_streams(study_attrs: Mapping[str, Any]) -> str:
+    """The random streams a study was created with, from its user attributes.
+
+    Studies made before it was stored hold only the package version that created them;
+    0.1.0 and 0.2.0 each had their own streams, so that version names them too (a study
+    made by 0.2.0 resumes with 0.2.0's streams, unchanged since).
+    """
+    stored = study_attrs.get(STREAMS) or study_attrs.get(MNIST_BENCH_VERSION)
+    return str(stored) if stored else EARLIEST_STREAMS
+
+
+def record_study_streams(study: optuna.Study) -> None:
+    """Store this version's streams on a study being created."""
+    study.set_user_attr(STREAMS, STREAMS_VERSION)

@@ -1,0 +1,133 @@
+"""A trial's record: written and read through a real storage, and read from older studies."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from mnist_bench import STREAMS_VERSION
+from mnist_bench.search.leaderboard import leaderboard
+from mnist_bench.search.records import (
+    TrialRecord,
+    promotion_attrs,
+    record_latency,
+    record_reason,
+    record_start,
+    record_trial,
+    study_streams,
+)
+from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.training.trainer import TrainResult
+
+SPACE = SearchSpace()
+PARAMS = {"n_layers": 1, "width_0": 32, "optimizer": "adam", "adam_lr": 1e-3, "batch_size": 64}
+# What 0.2.0 stored on a complete trial, name for name (its ``_record`` and ``prepare_trial``).
+ATTRS_0_2_0 = {
+    "train_seed": 1234,
+    "device": "cpu",
+    "epochs_run": 3,
+    "train_time_s": 1.25,
+    "samples_per_s": 4000.0,
+    "final_val_acc": 0.96,
+    "best_val_acc": 0.97,
+    "best_epoch": 2,
+    "val_acc": [0.9, 0.97, 0.96],
+    "train_loss": [0.5, None, 0.2],
+    "n_params": 25450,
+    "step": "eager",
+    "latency_ms": 0.05,
+}
+
+
+def result(config_seed: int = 7) -> TrainResult:
+    config = sample_config(optuna.trial.FixedTrial(PARAMS), SPACE, epochs=3, seed=config_seed)
+    return TrainResult(
+        config=config,
+        eval_acc=(0.9, 0.95, 0.94),
+        train_loss=(0.6, float("nan"), 0.3),
+        train_time_s=2.00004,
+        samples_seen=9000,
+        stopped_early=False,
+        diverged=None,
+        model=torch.nn.Linear(1, 1),
+        eager_reason="a CPU trains eagerly",
+    )
+
+
+def test_a_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="r", storage=url, direction="maximize")
+    trial = study.ask()
+    sample_config(trial, SPACE, epochs=3, seed=0)
+    record_start(trial, seed=99, device="cpu")
+    record_trial(trial, result())
+    record_latency(trial, 0.125)
+    study.tell(trial, 0.95)
+    pruned = study.ask()
+    record_start(pruned, seed=100, device="cpu")
+    record_reason(pruned, "pruned by median pruner after epoch 2")
+    study.tell(pruned, state=TrialState.PRUNED)
+
+    stored = optuna.load_study(study_name="r", storage=url).trials  # read back afresh from the file
+    record = TrialRecord.of(stored[0])
+    assert record.number == 0 and record.state is TrialState.COMPLETE and record.values == (0.95,)
+    assert record.accuracy == 0.95 and record.final_accuracy == 0.94 and record.best_epoch == 2
+    assert record.epoch_accuracies == (0.9, 0.95, 0.94) and record.epochs_run == 3
+    assert record.train_loss == (0.6, None, 0.3)  # a NaN loss is stored as null (JSON has no NaN)
+    assert record.train_time_s == 2.0 and record.samples_per_s == 4499.9  # both rounded as stored
+    assert record.n_params == 32 * 784 + 32 + 32 * 10 + 10 and record.latency_ms == 0.125
+    assert record.step == "eager" and record.eager_reason == "a CPU trains eagerly"
+    assert record.train_seed == 99 and record.device == "cpu" and record.streams_version == STREAMS_VERSION
+    assert record.reason == "" and record.promoted_from is None and record.retry_of is None
+    # The names stored are those earlier versions wrote, and the streams version beside them.
+    assert set(stored[0].user_attrs) == {*ATTRS_0_2_0, "eager_reason", "streams_version"}
+
+    second = TrialRecord.of(stored[1])
+    assert second.state is TrialState.PRUNED and second.values is None and second.accuracy is None
+    assert second.reason.startswith("pruned by median") and second.epochs_run is None
+    assert second.epoch_accuracies == () and second.train_loss == ()
+    assert promotion_attrs(record) == {"promoted_from": 0, "train_seed": 99}
+
+
+def test_a_study_written_by_0_2_0_loads_through_the_record(tmp_path: Path) -> None:
+    """Raw attributes as 0.2.0 wrote them; one trial from before most of them existed."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    study = optuna.create_study(study_name="old", storage=url, direction="maximize")
+    for key, value in {"space": SPACE.to_dict(), "val_size": 100, "mnist_bench_version": "0.2.0"}.items():
+        study.set_user_attr(key, value)
+    complete = study.ask()
+    sample_config(complete, SPACE, epochs=3, seed=0)
+    for key, value in ATTRS_0_2_0.items():
+        complete.set_user_attr(key, value)
+    study.tell(complete, 0.97)
+    bare = study.ask()  # only a seed and an objective value: no figures, no step, no device
+    sample_config(bare, SPACE, epochs=3, seed=0)
+    bare.set_user_attr("train_seed", 5)
+    study.tell(bare, 0.98)
+    failed = study.ask()  # died before its parameters were all chosen
+    study.tell(failed, state=TrialState.FAIL)
+
+    loaded = optuna.load_study(study_name="old", storage=url)
+    old, new, dead = (TrialRecord.of(t) for t in loaded.trials)
+    assert old.accuracy == 0.97 and old.final_accuracy == 0.96 and old.epoch_accuracies == (0.9, 0.97, 0.96)
+    assert old.train_loss == (0.5, None, 0.2) and old.latency_ms == 0.05 and old.train_seed == 1234
+    assert old.streams_version is None and old.eager_reason is None
+    assert new.accuracy == 0.98  # no best_val_acc stored: the objective value is the accuracy
+    assert new.epochs_run is None and new.train_time_s is None and new.n_params is None and new.device is None
+    assert dead.accuracy is None and dead.values is None and dead.reason == ""
+    assert study_streams(loaded.user_attrs) == "0.2.0"  # what 0.2.0's trials trained with
+
+    frame = leaderboard(loaded, SPACE)
+    assert frame["trial"].tolist() == [1, 0, 2]  # ranked by the record's accuracy
+    assert frame["streams"].tolist() == ["0.2.0"] * 3
+    assert frame.loc[0, "epochs_run"] == 0 and math.isnan(frame.loc[0, "train_time_s"])
+
+
+def test_a_study_that_stored_no_version_is_taken_for_the_first() -> None:
+    assert study_streams({}) == "0.1.0"
+    assert study_streams({"mnist_bench_version": "0.1.0"}) == "0.1.0"
+    assert study_streams({"mnist_bench_version": "0.3.0", "streams_version": "0.2.0"}) == "0.2.0"
