@@ -130,8 +130,9 @@ def search(
     storage_retry: Annotated[
         float,
         typer.Option(
-            help="Seconds to keep retrying a storage that stops answering before giving up "
-            "(with --parallel above 1 a search gives up at once; trials stored are kept either way)."
+            help="Seconds to keep retrying a storage that stops answering before giving up, whatever "
+            "--parallel; the trials in flight then are failed once it answers, and others take their places. "
+            "Trials stored are kept either way."
         ),
     ] = 60.0,
     augment: Annotated[
