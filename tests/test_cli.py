@@ -393,3 +393,20 @@ def test_the_leaderboard_of_one_version_has_no_streams_column(tmp_path: Path, ti
     common = ["leaderboard", "--studies-dir", str(tmp_path / "studies")]
     assert "streams" not in runner.invoke(app, common).stdout
     assert "streams" in runner.invoke(app, [*common, "-f", "csv"]).stdout.splitlines()[0]
+
+
+def test_storage_comes_from_the_environment_when_not_given(tmp_path: Path, tiny_mnist: Path) -> None:
+    """MNIST_BENCH_STORAGE stands for --storage in every command that takes it, so a
+    database password need not sit on a command line; --storage still wins."""
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    env = {"MNIST_BENCH_STORAGE": url}
+    result = runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "1"), env=env)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "studies" / "mnist-bench.db").exists()
+    listed = runner.invoke(app, ["leaderboard", "--studies-dir", str(tmp_path / "studies"), "-f", "csv"], env=env)
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.output
+    nonsense = {"MNIST_BENCH_STORAGE": "nonsense"}
+    bad = runner.invoke(app, ["leaderboard", "--studies-dir", str(tmp_path)], env=nonsense)
+    assert bad.exit_code == 1 and "is not a URL" in bad.stderr and bad.stderr.count("\n") == 1, bad.output
+    given = runner.invoke(app, ["leaderboard", "--storage", url, "--studies-dir", str(tmp_path)], env=nonsense)
+    assert given.exit_code == 0, given.output

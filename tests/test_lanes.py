@@ -298,8 +298,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 ) -> None:
     """After a sticky fault every later trial in the process would fail at once: the run stops,
     what was in flight fails with the fault as its reason, and a new process finishes the study."""
-    import mnist_bench.search.inflight_loop as inflight_module
-    import mnist_bench.training.trainer as train_module
+    import mnist_bench.search.running as inflight_module
 
     built: list[int] = []
 
@@ -309,7 +308,6 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
             super().__init__(config, data, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(inflight_module, "Training", FaultsOnce)
-    monkeypatch.setattr(train_module, "Training", FaultsOnce)  # what train() builds, one trial at a time
     with pytest.raises(DeviceFault) as fault:
         run_search(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
     message = str(fault.value)

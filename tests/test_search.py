@@ -194,11 +194,12 @@ def test_a_trial_finished_by_another_worker_is_one_notice(tmp_path: Path, tiny_d
 
 
 class Outage:
-    """A real SQLite storage that stops answering for 3 s just before trial ``number``'s
-    ``epoch`` report (another connection holds the write lock); its writes give up
-    after 2 s, so that report fails and whatever writes from 1 s later succeeds."""
+    """A real SQLite storage that stops answering for ``seconds`` just before trial
+    ``number``'s ``epoch`` report (another connection holds the write lock); its writes
+    give up after 2 s, so that report fails, and with 3 s whatever writes from 1 s later
+    succeeds."""
 
-    def __init__(self, chosen: SearchSettings, number: int, epoch: int) -> None:
+    def __init__(self, chosen: SearchSettings, number: int, epoch: int, *, seconds: float = 3.0) -> None:
         storage = open_storage(chosen.storage)
 
         @event.listens_for(storage.engine, "connect")
@@ -211,7 +212,7 @@ class Outage:
         self.locker = sqlite3.connect(
             chosen.storage.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
         )
-        self.unlock = threading.Timer(3.0, self.locker.execute, ("COMMIT",))
+        self.unlock = threading.Timer(seconds, self.locker.execute, ("COMMIT",))
 
     def on_epoch(self, epoch: TrialEpoch) -> None:  # called just before the epoch's report
         if (epoch.number, epoch.epoch) == self.at:
@@ -219,12 +220,13 @@ class Outage:
             self.unlock.start()
 
 
-def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data: DeviceData) -> None:
-    """The storage stops answering while trial 1 trains and answers again before Optuna
-    tells the trial: Optuna stores it as failed. The trial did not fail, the storage did:
-    the search says so and runs another in its place, where it used to count it and end
-    one trial short."""
-    chosen = settings(tmp_path, trials=3, epochs=4, pruner="none")
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data: DeviceData, parallel: int) -> None:
+    """The storage stops answering while trial 1 trains and answers again before the
+    trial is told: it is stored as failed. The trial did not fail, the storage did: the
+    search says so and runs another in its place, where it used to count it and end one
+    trial short. The same whatever the trials in flight (--storage-retry, for every K)."""
+    chosen = settings(tmp_path, trials=3, epochs=4, pruner="none", parallel=parallel)
     outage = Outage(chosen, 1, 2)
     notices: list[str] = []
     outcome = run_search(
@@ -240,19 +242,46 @@ def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data
     assert notices == ["trial 1 lost the storage while it trained and failed; another takes its place"]
 
 
-def test_a_parallel_search_that_loses_the_storage_stops_in_one_line(tmp_path: Path, tiny_data: DeviceData) -> None:
-    """Trials in flight do not wait for the storage: the search stops at once with one
-    line (no traceback), and the trials stored before stay stored."""
-    chosen = settings(tmp_path, trials=4, epochs=4, pruner="none", parallel=2)
-    outage = Outage(chosen, 2, 2)
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_storage_back_within_the_retry_window_is_waited_for(
+    tmp_path: Path, tiny_data: DeviceData, parallel: int
+) -> None:
+    """The storage does not answer even to fail the trial that met the outage: the search
+    gives up the trials in flight, waits for the storage (--storage-retry, for every K),
+    fails them once it is back and runs others in their places."""
+    chosen = settings(tmp_path, trials=3, epochs=4, pruner="none", parallel=parallel)
+    outage = Outage(chosen, 1, 2, seconds=6.0)
+    notices: list[str] = []
+    outcome = run_search(
+        chosen, SMALL, tiny_data, study=outage.study, on_notice=notices.append, on_epoch=outage.on_epoch
+    )
+    outage.unlock.join()
+    assert outcome.finished == 3 and outcome.ran == 3
+    failed = outage.study.get_trials(states=(TrialState.FAIL,))
+    given_up = [1] if parallel == 1 else [0, 1, 2]  # with 3 in flight, trials 0 and 2 were given up too
+    assert sorted(t.number for t in failed) == given_up
+    assert all(t.user_attrs["reason"].startswith("lost the storage: OperationalError: ") for t in failed)
+    assert sorted(notices) == [f"trial {n} lost the storage while it trained and failed; another takes its place"
+                               for n in given_up]  # fmt: skip
+    assert not outage.study.get_trials(states=(TrialState.RUNNING,))
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_search_that_loses_the_storage_for_longer_stops_in_one_line(
+    tmp_path: Path, tiny_data: DeviceData, parallel: int
+) -> None:
+    """A storage gone for longer than --storage-retry: the search stops with one line (no
+    traceback), whatever the trials in flight, and the trials stored before stay stored."""
+    chosen = settings(tmp_path, trials=4, epochs=4, pruner="none", parallel=parallel, storage_retry_s=1.0)
+    outage = Outage(chosen, 3, 2, seconds=10.0)  # trial 3 trains alone: 0, 1 and 2 are complete
     with pytest.raises(MnistBenchError) as raised:
         run_search(chosen, SMALL, tiny_data, study=outage.study, on_epoch=outage.on_epoch)
     outage.unlock.join()
     message = str(raised.value)
-    assert message.startswith(f"lost the storage at {tmp_path / 's.db'} (") and "\n" not in message, message
-    assert "database is locked" in message and "a search with --parallel does not wait for it" in message
+    assert message.startswith(f"lost the storage at {tmp_path / 's.db'} for over 1 s (") and "\n" not in message
+    assert "database is locked" in message and "stored trials are kept" in message, message
     states = [t.state for t in outage.study.get_trials()]
-    assert states[:2] == [TrialState.COMPLETE, TrialState.COMPLETE] and TrialState.RUNNING in states[2:], states
+    assert states == [TrialState.COMPLETE] * 3 + [TrialState.RUNNING], states
 
 
 def test_a_failed_trial_leaves_nothing_alive(

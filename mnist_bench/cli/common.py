@@ -127,8 +127,10 @@ StudyName = Annotated[str, typer.Option("--study", help="Study name in the stora
 Storage = Annotated[
     str | None,
     typer.Option(
+        # From the environment too, so a database password need not sit on a command line.
+        envvar="MNIST_BENCH_STORAGE",
         help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., mysql+pymysql://... "
-        "Unset: SQLite in --studies-dir."
+        "Unset: SQLite in --studies-dir.",
     ),
 ]
 DataDir = Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 import optuna
 import typer
 from optuna.trial import FrozenTrial
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -35,7 +37,7 @@ from mnist_bench.cli.common import (
     require_positive,
     runtime_from,
 )
-from mnist_bench.data import DeviceData, ensure_split, validation_indices
+from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.console import (
@@ -50,16 +52,16 @@ from mnist_bench.output.console import (
 )
 from mnist_bench.output.report import write_comparison, write_study_report
 from mnist_bench.search.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
-from mnist_bench.search.loop import open_study, run_search, stored_space
+from mnist_bench.search.loop import stored_space
 from mnist_bench.search.promote import long_settings, promote_trials, top_trials
 from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy
 from mnist_bench.sharing.packing import trial_bytes
-from mnist_bench.sharing.workers import WorkerJob, plan_workers, run_workers
+from mnist_bench.sharing.study_search import SearchStart, search_study
+from mnist_bench.sharing.workers import plan_workers
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, load_study, open_storage, redact
-from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
@@ -79,6 +81,29 @@ def parallel_option(value: str, device: str, space: SearchSpace) -> int:
         return parse_parallel(value, resolve_device(device), largest_trial_bytes=trial_bytes(space, 0, 0))
     except MnistBenchError as exc:
         raise typer.BadParameter(str(exc).removeprefix(f"--parallel {value!r}: "), param_hint="--parallel") from None
+
+
+def trial_progress(console: Console, *, quiet: bool) -> Progress:
+    """The bar of finished trials (on a terminal, unless ``quiet``), gone when the search ends."""
+    return Progress(
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal or quiet,
+        transient=True,
+    )
+
+
+def training_where(devices: list[str], in_flight: int) -> str:
+    """Where the trials train, for the search's first line."""
+    n = len(devices)
+    where = devices[0] if n == 1 else f"{n} workers on {', '.join(sorted(set(devices)))}"
+    if in_flight > 1:
+        where += f", {in_flight} trials side by side" + (" in each" if n > 1 else "")
+    return where
 
 
 @app.command()
@@ -140,8 +165,9 @@ def search(
     storage_retry: Annotated[
         float,
         typer.Option(
-            help="Seconds to keep retrying a storage that stops answering before giving up "
-            "(with --parallel above 1 a search gives up at once; trials stored are kept either way)."
+            help="Seconds to keep retrying a storage that stops answering before giving up, whatever "
+            "--parallel; the trials in flight then are failed once it answers, and others take their places. "
+            "Trials stored are kept either way."
         ),
     ] = 60.0,
     augment: Annotated[
@@ -185,43 +211,24 @@ def search(
         parallel=parallel_option(parallel, worker_devices[0], search_space),
     )
     settings = replace(settings, runtime=runtime, parallel=in_flight)
-    # Data and space are checked before the study is created: a failed start leaves no
-    # empty study behind. Several workers load their own copies; this one only checks.
-    split = ensure_split(data_dir, "train", verify=not no_verify)
-    data = None
-    if len(worker_devices) == 1:  # in this process
-        data = DeviceData.with_validation(split, resolve_device(worker_devices[0]), val_size=val_size)
-    else:
-        validation_indices(len(split), val_size)  # the same check, without the device copy
-    del split
-    optuna_study = open_study(settings, search_space, open_storage(settings.storage, heartbeat_s=heartbeat))
 
     console = make_console()
-    if settings.multi_objective and pruner is not Pruner.none:
-        console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
-    if auto_line:
-        console.print(auto_line)
-    n_workers = len(worker_devices)
-    where = worker_devices[0] if n_workers == 1 else f"{n_workers} workers on {', '.join(sorted(set(worker_devices)))}"
-    if in_flight > 1:
-        where += f", {in_flight} trials side by side" + (" in each" if n_workers > 1 else "")
-    console.print(
-        f"Study [bold]{study}[/] in {redact(settings.storage)}: {len(optuna_study.trials)} trial(s) so far; "
-        f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
-    )
-    progress = Progress(
-        TextColumn("[bold]trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[best]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal or quiet,
-        transient=True,
-    )
-    task = progress.add_task("search", total=max(trials - n_finished(optuna_study), 0), best="")
-
+    progress = trial_progress(console, quiet=quiet)
+    task = progress.add_task("search", total=0, best="")
+    where = training_where(worker_devices, in_flight)
     ran = 0
+
+    def on_start(start: SearchStart) -> None:
+        if settings.multi_objective and pruner is not Pruner.none:
+            console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
+        if auto_line:
+            console.print(auto_line)
+        console.print(
+            f"Study [bold]{study}[/] in {redact(settings.storage)}: {start.trials} trial(s) so far; "
+            f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
+        )
+        progress.update(task, total=start.missing)
+        live.enter_context(progress)
 
     def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
         nonlocal ran
@@ -237,42 +244,31 @@ def search(
     def on_wait(wait: StoppedWait) -> None:  # trials of stopped workers, retried once their grace is over
         console.print(stopped_line(wait), markup=False)
 
-    interrupted = False
-    try:
-        with progress, sigint_as_event() as stop:
-            if data is not None:
-                run_search(
-                    settings,
-                    search_space,
-                    data,
-                    on_trial=on_trial,
-                    study=optuna_study,
-                    stop=stop,
-                    on_notice=on_notice,
-                    on_wait=on_wait,
-                )
-            else:
-                job = WorkerJob(settings, search_space, data_dir, not no_verify, tuple(worker_devices))
-                run_workers(job, optuna_study, on_trial=on_trial, stop=stop, on_notice=on_notice, on_wait=on_wait)
-    except KeyboardInterrupt:
-        interrupted = True
-
-    # Read the study back from storage: workers and other machines wrote to it too.
-    final = load_study(study, open_storage(settings.storage))
-    counts = state_counts(final)
-    frame = leaderboard(final, search_space)
-    paths = write_leaderboard(frame, study_dir(studies_dir, study))
-    console.print(leaderboard_table(frame, top=top, title=f"Top {min(top, len(frame))} of study {study}"))
-    finished = n_finished(final)
+    with sigint_as_event() as stop:
+        with contextlib.ExitStack() as live:  # the progress bar, from the start of the trials to their end
+            run = search_study(
+                settings,
+                search_space,
+                devices=worker_devices,
+                data_dir=data_dir,
+                verify=not no_verify,
+                studies_dir=studies_dir,
+                stop=stop,
+                on_start=on_start,
+                on_trial=on_trial,
+                on_notice=on_notice,
+                on_wait=on_wait,
+            )
+    console.print(leaderboard_table(run.frame, top=top, title=f"Top {min(top, len(run.frame))} of study {study}"))
     console.print(
-        f"Ran {ran} trial(s). Study {study} now holds {len(final.trials)} trials ({counts_line(counts)}); "
-        f"{finished}/{trials} finished."
+        f"Ran {ran} trial(s). Study {study} now holds {len(run.study.trials)} trials ({counts_line(run.counts)}); "
+        f"{run.finished}/{trials} finished."
     )
-    console.print("Leaderboard written to " + " and ".join(str(p) for p in paths))
-    if interrupted:
+    console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))
+    if run.interrupted:
         typer.echo(f"Interrupted: run the same command again to resume study {study}.", err=True)
         raise typer.Exit(130)
-    if finished < trials:
+    if run.finished < trials:
         console.print(f"Run the same command again to reach {trials} finished trials.")
 
 

@@ -1,16 +1,16 @@
-"""Running a search: sampler, pruner, the objective around ``train``, the run loop, the winner.
+"""Running a search: sampler, pruner, the study, the one run loop, the winner.
 
-``run_search`` runs one trial at a time through ``study.optimize``, or hands over to
-``search_inflight`` for K side by side; what a trial is before and after training (its
-config, seed, attributes, outcome) is ``study``'s, shared by both. With ``study``,
-``search_inflight`` and ``space.sample_config``, the only modules that touch Optuna
-trials. It returns plain data; the CLI renders it. Several processes, on one machine or
-many, may run ``run_search`` on one study at once: they share it through its storage.
+``run_search`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
+one at a time being K = 1; what starts and judges each trial is ``running``'s, and what a
+trial is before and after training (its config, seed, attributes, outcome) is
+``study``'s. Budget (``--trials`` counts finished trials), timeout, the wait for stopped
+workers' trials and the storage-loss policy are written here once, for every K. It
+returns plain data; the CLI renders it. Several processes, on one machine or many, may
+run ``run_search`` on one study at once: they share it through its storage.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -27,28 +27,14 @@ from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.inflight_loop import run_search_in_flight
-from mnist_bench.search.records import TrialRecord, record_reason, record_study_streams
+from mnist_bench.search.records import TrialRecord, record_study_streams
+from mnist_bench.search.running import TrialRunner
 from mnist_bench.search.space import SearchSpace, sample_config
-from mnist_bench.search.study import (
-    OBJECTIVES,
-    SearchOutcome,
-    SearchSettings,
-    SurplusTrial,
-    TrialEpoch,
-    TrialFailed,
-    check_streams,
-    elsewhere_notice,
-    failure_reason,
-    finished_elsewhere,
-    prepare_trial,
-    trial_outcome,
-)
-from mnist_bench.storage.heartbeats import StoppedWait, wait_for_stopped
-from mnist_bench.storage.rdb import STORAGE_ERRORS, host_of, load_study, one_line, open_storage
-from mnist_bench.storage.trial_states import n_finished, n_underway, state_counts
-from mnist_bench.training.device import DeviceFault, device_fault, fault_message
-from mnist_bench.training.trainer import train
+from mnist_bench.search.study import OBJECTIVES, SearchOutcome, SearchSettings, TrialEpoch, check_streams
+from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
+from mnist_bench.storage.rdb import host_of, one_line, open_storage
+from mnist_bench.storage.trial_states import n_finished, state_counts
+from mnist_bench.training.lanes import run_in_flight
 
 
 def make_sampler(name: str, seed: int | None, *, parallel: int = 1) -> optuna.samplers.BaseSampler:
@@ -131,94 +117,6 @@ def stored_space(study: optuna.Study) -> SearchSpace:
 KEPT = "stored trials are kept, run the same command again to resume"  # after a storage is lost
 
 
-def storage_failure(exc: BaseException) -> BaseException | None:
-    """The lost-connection error behind ``exc``, if any: the deepest, the driver's own words.
-
-    Optuna may raise something else while handling it (an UnboundLocalError from its
-    trial bookkeeping, seen with Optuna 5.0), or wrap it in a StorageInternalError that
-    blames "invalid data in the commit", so the whole chain is searched.
-    """
-    found = None
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, STORAGE_ERRORS):
-            found = seen
-        seen = seen.__cause__ or seen.__context__
-    return found
-
-
-def make_objective(
-    settings: SearchSettings,
-    space: SearchSpace,
-    data: DeviceData,
-    stop: StopFlag | None = None,
-    progress: Callable[[TrialEpoch], None] | None = None,
-    faults: list[str] | None = None,
-    lost: set[int] | None = None,
-) -> Callable[[optuna.Trial], float]:
-    """The objective of ``study.optimize``. A sticky device fault fails its trial, stops the
-    study and is appended to ``faults``: every later trial in this process would fail too.
-
-    A trial that loses the storage (a report or an attribute that cannot be written) raises
-    that error as it is and its number goes to ``lost``. Optuna catches every exception
-    here and stores the trial as failed if the storage answers again by then: the trial
-    did not fail, the storage did, so the search must not count it as one of its trials.
-    """
-
-    def objective(trial: optuna.Trial) -> float:
-        try:
-            return run_trial(trial)
-        except Exception as exc:
-            if lost is not None and storage_failure(exc) is not None:
-                lost.add(trial.number)
-            raise
-
-    def run_trial(trial: optuna.Trial) -> float:
-        started = time.monotonic()
-        try:
-            config = prepare_trial(trial, settings, space, data)
-        except SurplusTrial:
-            trial.study.stop()
-            raise
-
-        def on_epoch(epoch: int, acc: float) -> bool:
-            if progress is not None:
-                progress(TrialEpoch(trial.number, epoch, config.epochs, acc, time.monotonic() - started))
-            if settings.multi_objective:  # Optuna supports neither report nor pruning here
-                return False
-            trial.report(acc, epoch)
-            return trial.should_prune()
-
-        failure = None
-        try:
-            result = train(config, data, on_epoch=on_epoch, stop=stop, runtime=settings.runtime)
-        except KeyboardInterrupt:
-            record_reason(trial, "interrupted (SIGINT) during training")
-            raise
-        except Exception as exc:  # e.g. out of memory: this trial fails, the search goes on
-            lost_storage = storage_failure(exc)
-            if lost_storage is not None:  # not the training's failure: the search waits for the storage
-                with contextlib.suppress(*STORAGE_ERRORS):  # the leaderboard says why, if the storage is back
-                    record_reason(trial, f"lost the storage: {failure_reason(lost_storage)}")
-                raise
-            failure = failure_reason(exc)
-            fault = device_fault(exc)
-            if fault is not None:
-                failure = f"device fault: {fault}"
-                if faults is not None:
-                    faults.append(fault)
-                trial.study.stop()
-        if failure is not None:
-            # Raised afresh, outside the handler: the training's exception and its traceback
-            # (whose frames hold the model and any graph) are gone now, not at the next full
-            # garbage collection, so one out-of-memory trial does not make the next likelier.
-            record_reason(trial, failure)
-            raise TrialFailed(failure)
-        return trial_outcome(trial, result, settings, data)
-
-    return objective
-
-
 def pareto_numbers(study: optuna.Study) -> set[int]:
     """Trial numbers on the Pareto front of a multi-objective study (empty otherwise)."""
     return {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
@@ -236,112 +134,72 @@ def run_search(
     on_epoch: Callable[[TrialEpoch], None] | None = None,
     on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> SearchOutcome:
-    """Run trials until the study holds ``settings.trials`` finished ones.
+    """Run trials until the study holds ``settings.trials`` finished ones, ``settings.parallel``
+    in flight side by side (one at a time the K = 1 case; see ``running``).
 
     One call starts at most the number missing when it began, so trials that fail (and
     do not count) cannot make it loop forever; running it again tops the study up. A
     storage that stops answering is retried for ``settings.storage_retry_s`` seconds,
-    then given up with a one-line error; trials stored before stay stored (with
-    ``settings.parallel`` > 1 it is given up at once, the same way). A trial that
-    another worker finished first is passed to ``on_notice`` as one line, and the search
-    goes on. ``on_epoch`` sees every epoch of every trial trained here. Trials whose
-    worker stopped (killed, say) are waited out and retried here (``stale``), and
-    ``on_wait`` hears how long that takes; live workers' trials are left to them.
+    then given up with a one-line error; trials stored before stay stored, and a trial
+    that lost the storage does not count. A trial that another worker finished first is
+    passed to ``on_notice`` as one line, and the search goes on. ``on_epoch`` sees every
+    epoch of every trial trained here. Trials whose worker stopped (killed, say) are
+    waited out and retried here (``stale``), and ``on_wait`` hears how long that takes;
+    live workers' trials are left to them.
     """
-    notice = on_notice or (lambda _line: None)
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
-    if settings.parallel > 1:
-        try:
-            return run_search_in_flight(
-                settings,
-                space,
-                data,
-                on_trial=on_trial,
-                study=study,
-                stop=stop,
-                on_notice=notice,
-                on_epoch=on_epoch,
-                on_wait=on_wait,
-            )
-        except Exception as exc:
-            cause = storage_failure(exc)
-            if cause is None or finished_elsewhere(exc):
-                raise
-            raise MnistBenchError(
-                f"lost the storage at {host_of(settings.storage)} ({one_line(cause)}); a search with --parallel "
-                f"does not wait for it: {KEPT}"
-            ) from None
-    faults: list[str] = []
-    lost: set[int] = set()  # trials that lost the storage: Optuna may store them failed, they do not count
-    objective = make_objective(settings, space, data, stop, on_epoch, faults, lost)
-    started = time.monotonic()
-    deadline = None if settings.timeout is None else started + settings.timeout
-    budget = max(settings.trials - n_finished(study), 0)
-    ran = 0
-    outage_since: float | None = None
+    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     announced: set[int] = set()  # trials whose stopped worker on_wait was told of
-
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        nonlocal ran, outage_since
-        outage_since = None
-        if trial.number in lost:
-            notice(f"trial {trial.number} lost the storage while it trained and failed; another takes its place")
-        else:
-            ran += 1
-            if on_trial is not None:
-                on_trial(study, trial)
-        if stop is not None and stop.is_set():
-            study.stop()
-        # Other workers' running trials will finish: asking for one more would be surplus.
-        if n_underway(study) >= settings.trials:
-            study.stop()
-
-    while ran < budget and not faults and not (stop is not None and stop.is_set()):
-        timeout = None if settings.timeout is None else settings.timeout - (time.monotonic() - started)
-        if timeout is not None and timeout <= 0:
-            break
-        try:
-            if n_underway(study) >= settings.trials:
-                # Full, counting running trials; a stopped worker's are retried once their grace is over.
-                if wait_for_stopped(
+    with TrialHeartbeats(study, settings.heartbeat_s) as beats:
+        runner = TrialRunner(
+            settings,
+            space,
+            data,
+            study,
+            beats,
+            budget=max(settings.trials - n_finished(study), 0),
+            stop=stop,
+            on_trial=on_trial,
+            on_notice=on_notice or (lambda _line: None),
+            on_epoch=on_epoch,
+        )
+        while True:
+            run_in_flight(settings.parallel, runner.start, runner.judge, runner.abandon, device=data.device)
+            if runner.down is not None:
+                wait_for_storage(runner, settings)
+                continue
+            if runner.ran >= runner.budget or runner.stopping():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:  # the lanes ran dry: whether a stopped worker's trial freed a place (see ``stale``)
+                if not wait_for_stopped(
                     study, settings.trials, on_wait=on_wait, stop=stop, deadline=deadline, announced=announced
                 ):
-                    continue
-                break
-            before = ran + len(lost)
-            study.optimize(
-                objective, n_trials=budget - ran, timeout=timeout, catch=(Exception,), callbacks=[after_trial]
-            )
-            if ran + len(lost) == before:  # it ran nothing (its timeout was up): nothing more will
-                break
-        except Exception as exc:
-            if finished_elsewhere(exc):  # the trial ran here, and counts against this call's budget
-                ran += 1
-                notice(elsewhere_notice(exc))
-                continue
-            cause = storage_failure(exc)
-            if cause is None:
-                raise
-            outage_since = outage_since or time.monotonic()
-            if time.monotonic() - outage_since > settings.storage_retry_s:
-                raise MnistBenchError(
-                    f"lost the storage at {host_of(settings.storage)} for over {settings.storage_retry_s:.0f} s "
-                    f"({one_line(cause)}); {KEPT}"
-                ) from None
-            time.sleep(min(5.0, settings.storage_retry_s / 10))
-            try:
-                storage = open_storage(settings.storage, heartbeat_s=settings.heartbeat_s)
-                study = load_study(settings.study, storage)
-            except MnistBenchError:
-                continue  # still down: the next pass waits again
-    if faults:
-        raise DeviceFault(fault_message(data.device, faults[0], 1))
-    if stop is not None and stop.is_set():
+                    break
+            except Exception as exc:
+                runner.storage_down(exc)
+    if runner.stopping():
         raise KeyboardInterrupt("stop requested")
     return SearchOutcome(
-        study=study, ran=ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
+        study=study, ran=runner.ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
     )
+
+
+def wait_for_storage(runner: TrialRunner, settings: SearchSettings) -> None:
+    """Wait while the storage does not answer, ``settings.storage_retry_s`` from its first
+    failure at most, then give up in one line; the same policy whatever ``--parallel``."""
+    while not runner.storage_back():
+        assert runner.down is not None
+        if time.monotonic() - runner.down_since > settings.storage_retry_s:
+            raise MnistBenchError(
+                f"lost the storage at {host_of(settings.storage)} for over {settings.storage_retry_s:.0f} s "
+                f"({one_line(runner.down)}); {KEPT}"
+            ) from None
+        if runner.stopping():
+            raise KeyboardInterrupt("stop requested")
+        time.sleep(min(5.0, settings.storage_retry_s / 10))
 
 
 @dataclass(frozen=True)

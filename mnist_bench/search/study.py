@@ -1,11 +1,9 @@
-"""A study's settings and the bookkeeping of its trials, shared by the loops that run them.
+"""A study's settings and the bookkeeping of its trials.
 
-``search.run_search`` (one trial at a time, through ``study.optimize``) and
-``search_inflight`` (K trials side by side, through ask and tell) both prepare a trial
-here (its config, its training seed, its place among --trials) and record its outcome
-here (attributes, through ``records``; pruned or diverged; its objective values), so the
-two loops cannot drift apart; and a study resumes here only with its own random streams
-(``check_streams``). Nothing here runs a trial.
+The search loop (``loop.run_search``, through ``running``) prepares a trial here (its
+config, its training seed, its place among --trials) and records its outcome here
+(attributes, through ``records``; pruned or diverged; its objective values); and a study
+resumes here only with its own random streams (``check_streams``). Nothing here runs a trial.
 """
 
 from __future__ import annotations
@@ -69,7 +67,7 @@ class SearchSettings:
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
-    parallel: int = 1  # trials in flight side by side in this process (inflight.py); 1: one at a time
+    parallel: int = 1  # trials in flight side by side in this process (running.py); 1: one at a time
     # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
     # then no longer repeat, and the leaderboard marks each trial's streams.
     mixed_versions: bool = False
@@ -157,10 +155,6 @@ def finished_elsewhere(exc: BaseException) -> bool:
 
 def elsewhere_notice(exc: BaseException) -> str:
     return f"{one_line(exc)}: another worker finished that trial first; its result stays as stored, the search goes on"
-
-
-class TrialFailed(Exception):
-    """A trial's training raised; the message is its one-line reason."""
 
 
 class SurplusTrial(Exception):

@@ -10,11 +10,15 @@ run or any other: it is left to that worker.
 
 A trial whose worker died a moment ago looks as fresh as a live one until it misses a beat,
 so a trial is only judged after ``missed_after`` seconds of silence.
+
+``TrialHeartbeats`` is the other side: the beats of this process's own trials, asked for
+and told through ask and tell (``study.optimize`` would beat for its one trial itself).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.storage.optuna_private import trial_id
 from mnist_bench.storage.rdb import heartbeat_ages, rdb_storage
 from mnist_bench.storage.trial_states import n_finished, n_underway
 
@@ -35,6 +40,56 @@ class StoppedWait:
 
     numbers: tuple[int, ...]  # trial numbers, ascending
     wait_s: int  # whole seconds, rounded up
+
+
+class TrialHeartbeats:
+    """A thread that beats every ``interval_s`` for the trials ``add``ed and not yet ``remove``d.
+
+    Does nothing on a storage without heartbeats. A beat that meets a storage outage is
+    only missed (``rdb.RDBStorage``): the next one tries again.
+    """
+
+    def __init__(self, study: optuna.Study, interval_s: float) -> None:
+        storage = rdb_storage(study)
+        self.storage = storage if storage is not None and storage.get_heartbeat_interval() is not None else None
+        self.trial_ids: set[int] = set()
+        self.lock = threading.Lock()  # trials are added and removed while the thread reads them
+        self.done = threading.Event()
+        self.interval_s = interval_s
+        self.thread = threading.Thread(target=self._beat, name="heartbeats", daemon=True)
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.interval_s):
+            with self.lock:
+                ids = list(self.trial_ids)
+            for each in ids:
+                self._record(each)
+
+    def _record(self, storage_id: int) -> None:
+        if self.storage is None:
+            return
+        try:
+            self.storage.record_heartbeat(storage_id)
+        except Exception:  # a storage hiccup that is not an outage: the next beat tries again
+            pass
+
+    def __enter__(self) -> TrialHeartbeats:
+        if self.storage is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+
+    def add(self, trial: optuna.Trial) -> None:
+        """Beat for ``trial`` from now on, the first beat at once (a trial with none is never judged stale)."""
+        with self.lock:
+            self.trial_ids.add(trial_id(trial))
+        self._record(trial_id(trial))
+
+    def remove(self, trial: optuna.Trial) -> None:
+        with self.lock:
+            self.trial_ids.discard(trial_id(trial))
 
 
 def missed_after(interval_s: float) -> float:
@@ -76,7 +131,7 @@ def wait_for_stopped(
         if underway < target:
             return True
         looked = time.monotonic()  # before the read: each age is at least this long since the watch began, less 1 s
-        ages = heartbeat_ages(storage, study._study_id)
+        ages = heartbeat_ages(storage, storage.get_study_id_from_name(study.study_name))
         running = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
         stopped = {n: ages[n] for n in running if ages.get(n, 0.0) > missed}
         if finished + len(running) - len(stopped) >= target:

@@ -22,13 +22,13 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.storages._rdb import models  # the heartbeat table, which Optuna reads only to fail trials
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.storage.optuna_private import TrialHeartbeatModel, TrialModel, backend, study_storage
 
 STORAGE_FILE = "mnist-bench.db"
 HEARTBEAT_S = 10  # seconds between a running trial's heartbeats
@@ -61,8 +61,7 @@ class RDBStorage(optuna.storages.RDBStorage):
 
 def rdb_storage(study: optuna.Study) -> optuna.storages.RDBStorage | None:
     """The RDB storage under ``study`` (Optuna wraps it in a cache), or None for another kind."""
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)  # optuna.storages._CachedStorage
+    storage = backend(study_storage(study))
     return storage if isinstance(storage, optuna.storages.RDBStorage) else None
 
 
@@ -72,8 +71,8 @@ def heartbeat_ages(storage: optuna.storages.RDBStorage, study_id: int) -> dict[i
     Read on the database's clock, the one Optuna's grace period is measured on (SQLite's
     has whole seconds). Trials with no heartbeat yet are left out: Optuna never fails those.
     """
-    trials, beats = models.TrialModel, models.TrialHeartbeatModel
-    with _create_scoped_session(storage.scoped_session) as session:
+    trials, beats = TrialModel, TrialHeartbeatModel
+    with Session(storage.engine) as session:  # read only: closed (rolled back) on exit
         now = session.execute(sqlalchemy.func.now()).scalar()
         rows = (
             session.query(trials.number, beats.heartbeat)

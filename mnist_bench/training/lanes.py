@@ -33,7 +33,7 @@ complete) and finished lanes are refilled (``start``) in lane order. So with the
 seed the same trainings start, stop and are judged in the same order, and each trains
 exactly what it would train alone.
 
-Nothing here knows Optuna: ``search_inflight`` passes in what starts a trial and what judges it.
+Nothing here knows Optuna: ``search.running`` passes in what starts a trial and what judges it.
 """
 
 from __future__ import annotations
