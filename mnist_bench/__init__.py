@@ -7,13 +7,16 @@ layers below it (each folder's docstring says what it holds and what it may impo
 - the root modules, what everything else builds on:
   ``data`` (MNIST files -> checked uint8 tensors -> normalized tensors on a device),
   ``model`` (the MLP and its frozen ``ModelConfig``), ``augment`` (deformations of a
-  batch on its device), ``config`` (what a training is: ``TrainConfig`` and ``Runtime``),
+  batch on its device, and their registry), ``optimizers`` and ``schedules`` (the registry
+  of each choice: declared once, read by config, space, CLI and checkpoints), ``config``
+  (what a training is: ``TrainConfig`` and ``Runtime``),
   ``errors`` and ``interrupt`` (Ctrl-C as a flag the trainer checks between batches)
 - ``training``: the trainer, how its steps execute (eager or a CUDA graph), trainings side
   by side in lanes, the device, timing
-- ``storage``: Optuna's storages with heartbeats, stopped workers' trials, trial counts
-- ``search``: the search space, a study's settings, the search loops, leaderboard, promote
-- ``sharing``: worker processes on one study, and how many trials share a device
+- ``storage``: Optuna's storages with heartbeats, stopped workers' trials, trial counts, and the
+  one module that uses Optuna's private API
+- ``search``: the search space, a study's settings, trial records, the search loop, leaderboard, promote
+- ``sharing``: a search here or in worker processes on one study, and how many trials share a device
 - ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
 - ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
 - ``output``: console tables and the HTML report

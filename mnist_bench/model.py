@@ -127,7 +127,7 @@ def build_mlp(config: ModelConfig, *, generator: torch.Generator) -> nn.Sequenti
     """Linear-ReLU(-Dropout) blocks, then a linear layer to the 10 logits, on the CPU.
 
     Every initial weight comes from ``generator``: a training owns its random numbers, and
-    trainings are built on several threads at once (see ``inflight``). The ReLU works in
+    trainings are built on several threads at once (see ``training.lanes``). The ReLU works in
     place on the linear layer's output, which nothing else keeps (one buffer less a layer).
     """
     layers: list[nn.Module] = []

@@ -156,7 +156,7 @@ def train_and_test(
 ) -> FinalReport:
     """Train ``config`` once per seed on ``data.x_train`` and score each on ``data.x_eval``.
 
-    On a GPU the seeds train side by side (``inflight``: a stream and thread each); on a
+    On a GPU the seeds train side by side (``training.lanes``: a stream and thread each); on a
     CPU one after the other. Each seed trains the same either way. With ``state_dir``,
     every seed's state is saved after each epoch, and a state found there (of this very
     configuration) is resumed from its last epoch instead of starting over.
@@ -201,7 +201,7 @@ def train_and_test(
         return training.done
 
     # Side by side on a GPU (more seeds than lanes wait their turn); one at a time on a CPU,
-    # whose cores one training already keeps busy, and under --compile (inflight.check_in_flight).
+    # whose cores one training already keeps busy, and under --compile (lanes.check_in_flight).
     runtime = runtime or Runtime()
     side_by_side = data.device.type == "cuda" and runtime.side_by_side and not runtime.compile
     lanes = min(len(seeds), MAX_LANES) if side_by_side else 1

@@ -15,6 +15,7 @@ from mnist_bench.cli.common import (
     NoVerify,
     Precision,
     Steps,
+    StepsOpt,
     StudiesDir,
     app,
     make_console,
@@ -61,6 +62,7 @@ def bench(
     search_epochs: Annotated[
         int | None, typer.Option(help="Most epochs per trial of a timed search. [default: 2; --quick 1]")
     ] = None,
+    steps: StepsOpt = Steps.auto,
     out: Annotated[Path | None, typer.Option(help="Output folder. [default: studies/bench/<device>]")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -91,6 +93,15 @@ def bench(
         if value is not None:
             changes[name] = value
     settings = replace(base, **changes)
+    # What bench times on CUDA (graphed steps, trainings side by side) goes through the
+    # self-check first: a path it does not trust is left out, and the command says so.
+    trusted_runtime, in_flight = runtime_from(
+        Precision.fp32, False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
+    )
+    if not trusted_runtime.graphs:
+        settings = replace(settings, graphs=False)
+    if in_flight == 1:
+        settings = replace(settings, inflight=(1,), search_parallel=())
     split = ensure_split(data_dir, "train", verify=not no_verify)
     console = make_console()
     console.print(f"Benchmarking on {torch_device} ({'quick' if quick else 'full'} run)...")

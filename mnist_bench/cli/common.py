@@ -224,10 +224,17 @@ def make_console() -> Console:
 
 
 def runtime_from(
-    precision: Precision, compile: bool, devices: Sequence[str], *, steps: Steps = Steps.auto, parallel: int = 1
+    precision: Precision,
+    compile: bool,
+    devices: Sequence[str],
+    *,
+    steps: Steps = Steps.auto,
+    parallel: int = 1,
+    check: bool = True,
 ) -> tuple[Runtime, int]:
     """The runtime options and trainings in flight, checked against every device they will
-    run on, and cut back to what each device's self-check trusts (``trust``)."""
+    run on, and cut back to what each device's self-check trusts (``selfcheck``).
+    ``check=False``: the command trains nothing this time, so no self-check starts."""
     runtime = Runtime(precision=precision.value, compile=compile, graphs=steps is not Steps.eager)
     check_in_flight(runtime, parallel)
     try:
@@ -235,7 +242,7 @@ def runtime_from(
             runtime.check(resolve_device(device))
     except ValueError as exc:
         raise MnistBenchError(f"--precision {precision.value}: {exc}") from None
-    for device in dict.fromkeys(devices):
+    for device in dict.fromkeys(devices) if check else ():
         runtime, parallel = trusted(
             resolve_device(device), runtime, parallel, steps=steps.value, say=lambda line: typer.echo(line, err=True)
         )

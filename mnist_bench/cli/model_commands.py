@@ -160,7 +160,8 @@ def best(
     --augment retrains with that augmentation instead of the trial's own."""
     require_positive("--epochs", epochs)
     require_positive("--seeds", seeds)
-    runtime, _ = runtime_from(precision, compile, [device], steps=steps)  # seeds side by side: runtime.side_by_side
+    # Seeds side by side (runtime.side_by_side); the self-check starts only for a retrain.
+    runtime, _ = runtime_from(precision, compile, [device], steps=steps, check=retrain)
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
     console = make_console()
@@ -295,6 +296,7 @@ def baselines(
     ] = None,
     storage: Storage = None,
     out: Annotated[Path | None, typer.Option(help="Write the table here as CSV too.")] = None,
+    steps: StepsOpt = Steps.auto,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -302,6 +304,7 @@ def baselines(
 ) -> None:
     """Train the five networks MNIST tutorials write by hand and compare with what they report."""
     require_positive("--seeds", seeds)
+    runtime, _ = runtime_from(Precision.fp32, False, [device], steps=steps)  # graphed, seeds side by side
     rows = list(BASELINES)
     if study is not None:
         optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
@@ -309,7 +312,7 @@ def baselines(
         config = trial_config(optuna_study, ranked.trial)
         rows.append(Baseline(f"{study} winner (trial {ranked.trial.number})", replace(config, seed=0), "-"))
     data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
-    frame = run_baselines(rows, data.device_data, list(range(seeds)))
+    frame = run_baselines(rows, data.device_data, list(range(seeds)), runtime=runtime)
     console = make_console()
     console.print(
         baselines_table(

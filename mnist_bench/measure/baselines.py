@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from mnist_bench.artifacts.final import train_and_test
-from mnist_bench.config import TrainConfig
+from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import optimizer_spec
@@ -51,11 +51,13 @@ def describe(config: TrainConfig) -> str:
     return f"{spec.display} lr {config.lr:g}{momentum}{decay}, batch {config.batch_size}, {config.epochs} epochs"
 
 
-def run_baselines(baselines: Sequence[Baseline], data: DeviceData, seeds: list[int]) -> pd.DataFrame:
+def run_baselines(
+    baselines: Sequence[Baseline], data: DeviceData, seeds: list[int], *, runtime: Runtime | None = None
+) -> pd.DataFrame:
     """Train each baseline once per seed on the full training set; test accuracy mean and std."""
     rows = []
     for baseline in baselines:
-        report = train_and_test(baseline.config, data, seeds)
+        report = train_and_test(baseline.config, data, seeds, runtime=runtime)
         times = [run.result.train_time_s for run in report.runs]
         speeds = [run.result.samples_per_s for run in report.runs]
         rows.append(

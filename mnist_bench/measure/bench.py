@@ -91,7 +91,15 @@ def trainer_throughput(
 
 
 def inflight_throughput(
-    layers: str, batch_size: int, k: int, data: DeviceData, *, steps: int, repeats: int, warmup: int
+    layers: str,
+    batch_size: int,
+    k: int,
+    data: DeviceData,
+    *,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """K trainings of ``layers`` side by side, as ``search --parallel K`` runs them: aggregate samples/s.
 
@@ -104,7 +112,7 @@ def inflight_throughput(
     with open_lanes(k, device) as lanes:  # a thread each, and on CUDA a stream, as the search's lanes
         trainings = [
             lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
-                             subset, score_epochs=False, stream=lane.stream))
+                             subset, score_epochs=False, stream=lane.stream, runtime=runtime))
             for lane in lanes
         ]  # fmt: skip
 

@@ -67,6 +67,9 @@ class BenchSettings:
     classic_batch_sizes: tuple[int, ...] = (64,)
     precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
     compile: bool = True  # include torch.compile rows in the runtime section
+    # On CUDA, steps replayed as graphs (and eager ones beside them); off where the machine's
+    # self-check did not trust graphed steps (bench --steps).
+    graphs: bool = True
     # (network, batch) pairs of the runtime section: a launch-bound and a compute-bound one.
     runtime_cases: tuple[tuple[str, int], ...] = (("784-128-10", 64), ("784-1024-1024-10", 512))
     workers: tuple[int, ...] = (1, 2, 4, 8)  # concurrent trials on the device (packing, search)
@@ -147,7 +150,8 @@ class _Run:
 def _training(run: _Run) -> pd.DataFrame:
     """The trainer per network and batch size, beside its floor; on CUDA graphed and eager."""
     rows = []
-    step_kinds = (True, False) if run.device.type == "cuda" else (False,)  # the eager rows: what graphs buy
+    graphed = run.device.type == "cuda" and run.settings.graphs
+    step_kinds = (True, False) if graphed else (False,)  # the eager rows: what graphs buy
     for layers in run.settings.networks:
         for bs in run.settings.batch_sizes:
             bound = floor_row(layers, bs, run.flops, run.bandwidth)
@@ -166,7 +170,8 @@ def _inflight(run: _Run) -> pd.DataFrame:
     layers, bs = run.settings.packing_network, run.settings.packing_batch_size
     for k in run.settings.inflight:
         run.log(f"inflight: {k} x {layers} batch {bs} side by side")
-        measured = inflight_throughput(layers, bs, k, run.data, **run.kw(bs))
+        runtime = Runtime(graphs=run.settings.graphs)
+        measured = inflight_throughput(layers, bs, k, run.data, runtime=runtime, **run.kw(bs))
         rows.append({"network": layers, "batch_size": bs, "trials": k, **measured, **run.env})
     one = rows[0]["samples_per_s"] if rows and rows[0]["trials"] == 1 else None
     for row in rows:
@@ -182,7 +187,7 @@ def _classic(run: _Run) -> pd.DataFrame:
             run.log(f"classic: {layers} batch {bs}, DataLoader pipeline vs trainer")
             config = adam_config(layers, bs)
             classic = classic_throughput(config, run.split, run.device, **run.kw(bs))
-            ours = trainer_throughput(config, run.data, Runtime(), **run.kw(bs))
+            ours = trainer_throughput(config, run.data, Runtime(graphs=run.settings.graphs), **run.kw(bs))
             rows.append({"network": layers, "batch_size": bs, "classic_samples_per_s": classic["samples_per_s"],
                          "trainer_samples_per_s": ours["samples_per_s"],
                          "speedup": ours["samples_per_s"] / classic["samples_per_s"],
@@ -198,7 +203,7 @@ def _runtime(run: _Run) -> pd.DataFrame:
         base = None
         for compile_ in (False, True) if run.settings.compile else (False,):
             for precision in run.settings.precisions:
-                runtime = Runtime(precision=precision, compile=compile_)
+                runtime = Runtime(precision=precision, compile=compile_, graphs=run.settings.graphs)
                 label = f"{'compiled' if compile_ else 'eager'} {precision}"
                 row = {"network": layers, "batch_size": bs, "runtime": label}
                 try:

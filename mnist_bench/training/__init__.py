@@ -1,9 +1,10 @@
 """Training one configuration: the trainer, how its steps execute, and the device it runs on.
 
 - ``trainer``: ``Training`` (an epoch at a time, resumable) and ``train`` (one to the end)
-- ``runners``: how an epoch's steps execute: eagerly, or replayed as a CUDA graph
+- ``step``: the one training step (``TrainStep``) and the rates it follows from the schedule's table
+- ``runners``: how an epoch of that step executes: eagerly, or replayed as a CUDA graph
 - ``lanes``: K trainings side by side in one process (a thread each, and a CUDA stream on a GPU)
-- ``device``: device choice, the environment recorded beside results, device faults
+- ``device``: device choice, the environment recorded beside results, device faults, a failed capture
 - ``timing``: timed regions and one image's latency
 
 May import the root modules (``config``, ``data``, ``model``, ``augment``, ``errors``,

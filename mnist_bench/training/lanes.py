@@ -19,7 +19,7 @@ between rounds, when no lane is capturing.
 Lanes are threads on a CPU too, two or more of them: whatever threads can break (a
 training that draws from process-wide state while another is built) shows on every
 machine, CI's included. So trainings built here must own all they use (see
-``train.Training``). A lone lane on a CPU (every CPU command but the tests and bench rows
+``trainer.Training``). A lone lane on a CPU (every CPU command but the tests and bench rows
 that ask for more) runs in the calling thread: torch's OpenMP kernels called from another
 thread ran small networks' steps up to 3.7x slower there (docs/benchmarks.md).
 

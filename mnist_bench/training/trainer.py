@@ -159,7 +159,7 @@ def solo_stream(device: torch.device) -> torch.cuda.Stream:
 class Training:
     """One configuration being trained, an epoch at a time.
 
-    ``train`` drives it to the end; the scheduler of trials in flight (``inflight``)
+    ``train`` drives it to the end; the scheduler of trials in flight (``lanes``)
     drives several side by side, one epoch each per round. On CUDA it may be given its
     own stream, so that the kernels of several trainings overlap.
 
@@ -183,7 +183,7 @@ class Training:
         self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
         runtime = runtime or Runtime()
         cuda = data.device.type == "cuda"
-        # On CUDA a training runs on a stream of its own, given (a lane's, see inflight) or
+        # On CUDA a training runs on a stream of its own, given (a lane's, see lanes) or
         # its own, from building to its last epoch: a graph cannot be captured on the
         # default stream, and one stream keeps warm-up, undo, capture and replay in order.
         self.stream = stream if stream is not None or not cuda else solo_stream(data.device)
