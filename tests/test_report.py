@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
-from mnist_bench.output.report import FIGURES, pareto_mask, write_comparison, write_study_report
+from mnist_bench.output.report import write_comparison, write_study_report
+from mnist_bench.output.report_figures import FIGURES, pareto_mask
 from mnist_bench.output.report_plots import INTERACTIVE
 from mnist_bench.search.loop import run_search
 from mnist_bench.search.space import SearchSpace

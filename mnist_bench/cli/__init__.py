@@ -9,6 +9,7 @@ from mnist_bench.cli import (  # noqa: F401  (importing registers the commands)
     checkpoint_commands,
     doctor_command,
     model_commands,
+    search_command,
     space_command,
     study_commands,
 )

@@ -1,7 +1,8 @@
 """What a person reads: console tables and a study's HTML report.
 
 - ``console``: rich tables and lines for the CLI (a Console is passed in)
-- ``report``: a study's HTML page and PNG figures
+- ``report``: a study's HTML page, and studies compared
+- ``report_figures``: the report's PNG figures
 - ``report_plots``: the report's interactive figures
 
 May import every library folder but ``cli``.
