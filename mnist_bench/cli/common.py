@@ -100,6 +100,10 @@ class Background(StrEnum):
 Optimizer = StrEnum("Optimizer", [(name, name) for name in OPTIMIZERS])  # type: ignore[misc]
 Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])  # type: ignore[misc]
 Augment = StrEnum("Augment", [(name, name) for name in AUGMENTS])  # type: ignore[misc]
+# What help texts say of the choices, from the registries too.
+AUGMENT_CHOICES = "; ".join(f"{spec.name} ({spec.description})" for spec in AUGMENTS.values())
+MOMENTUM_TAKERS = ", ".join(spec.name for spec in OPTIMIZERS.values() if spec.momentum)
+WEIGHT_DECAYS = "; ".join(f"{spec.name}: {spec.weight_decay}" for spec in OPTIMIZERS.values() if spec.weight_decay)
 
 
 class Precision(StrEnum):
@@ -143,7 +147,7 @@ Seeds = Annotated[
 ]
 AugmentOpt = Annotated[
     Augment | None,
-    typer.Option(help="Training-time augmentation on the device: none, affine (rotate/scale/shift), elastic."),
+    typer.Option(help="Training-time augmentation on the device: " + AUGMENT_CHOICES + "."),
 ]
 PrecisionOpt = Annotated[
     Precision, typer.Option(help="Matmul precision: fp32, tf32 (CUDA, Ampere+) or bf16 (autocast).")

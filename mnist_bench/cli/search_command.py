@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mnist_bench.cli.common import (
+    AUGMENT_CHOICES,
     DEFAULT_DATA_DIR,
     Augment,
     CompileOpt,
@@ -160,7 +161,7 @@ def search(
     ] = 60.0,
     augment: Annotated[
         Augment | None,
-        typer.Option(help="Fix the augmentation (none, affine, elastic) instead of the space's choice."),
+        typer.Option(help="Fix the augmentation instead of the space's choice: " + AUGMENT_CHOICES + "."),
     ] = None,
     mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,

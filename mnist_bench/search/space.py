@@ -77,8 +77,8 @@ class SearchSpace:
     # choice, is fixed rather than searched, so the default space asks none of them.
     dropout: tuple[float, float] = (0.0, 0.0)  # uniform, one rate for every hidden layer
     label_smoothing: tuple[float, float] = (0.0, 0.0)  # uniform
-    schedules: tuple[str, ...] = ("constant",)  # constant, cosine, onecycle
-    augments: tuple[str, ...] = ("none",)  # none, affine, elastic
+    schedules: tuple[str, ...] = ("constant",)  # names of schedules.SCHEDULES
+    augments: tuple[str, ...] = ("none",)  # names of augment.AUGMENTS
     max_norms: tuple[float, ...] = (0.0,)  # cap on hidden units' weight norms; 0 means none
     # Deformation strengths (augment.Deform), sampled only for trials that augment.
     rotate_deg: tuple[float, float] = (DEFAULT_DEFORM.rotate_deg,) * 2  # type: ignore[assignment]
