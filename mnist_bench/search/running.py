@@ -44,14 +44,18 @@ from mnist_bench.search.study import (
 from mnist_bench.storage.heartbeats import TrialHeartbeats
 from mnist_bench.storage.rdb import STORAGE_ERRORS
 from mnist_bench.storage.trial_states import n_underway
-from mnist_bench.training.lanes import MakeTraining, Slot
-from mnist_bench.training.trainer import Training
+from mnist_bench.training.lanes import Build, MakeTraining, Slot
+from mnist_bench.training.trainer import HostStart, Training, host_start
 
 
-def make_training(
-    config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime, stream: torch.cuda.Stream | None
-) -> Training:
-    return Training(config, data, stop=stop, runtime=runtime, stream=stream)
+def trial_build(config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime) -> Build:
+    """How a trial's lane builds its training: the host start (weights drawn, rate table)
+    outside the exclusive build, then the rest from it on the lane's stream."""
+
+    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
+        return Training(config, data, stop=stop, runtime=runtime, stream=stream, host=host)
+
+    return Build(partial(host_start, config, data), on_device)
 
 
 def storage_failure(exc: BaseException) -> BaseException | None:
@@ -135,7 +139,7 @@ class TrialRunner:
                 continue
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
-            return trial, partial(make_training, config, self.data, self.stop, self.settings.runtime)
+            return trial, trial_build(config, self.data, self.stop, self.settings.runtime)
         return None
 
     def judge(self, slot: Slot[optuna.Trial]) -> bool:

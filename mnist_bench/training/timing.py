@@ -16,7 +16,7 @@ import torch
 
 from mnist_bench.config import TrainConfig
 from mnist_bench.model import ModelConfig
-from mnist_bench.training.trainer import sync
+from mnist_bench.training.device import sync
 
 
 @dataclass(frozen=True)
