@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -376,3 +379,45 @@ def test_compile_with_trainings_in_flight_is_refused_in_one_line(tmp_path: Path,
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("Error: --compile trains one trial at a time: use --parallel 1, not 2")
     assert not list(tmp_path.glob("*.db"))  # refused before any study was made
+
+
+def test_the_exclusive_build_holds_only_device_work(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search's new trainings draw their initial weights and compute their rate tables on
+    their own lanes, all before the first exclusive build of their round, and never inside
+    one: the build, one lane at a time while none trains, holds only device work."""
+    import mnist_bench.training.lanes as lanes_module
+    import mnist_bench.training.trainer as trainer_module
+
+    ticks, lock = itertools.count(), threading.Lock()
+    log: list[tuple[str, str, int, int]] = []  # (phase, thread, start, end), in ticks of one counter
+
+    def recorded(phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kw: Any) -> Any:
+            with lock:
+                start = next(ticks)
+            try:
+                return fn(*args, **kw)
+            finally:
+                with lock:
+                    log.append((phase, threading.current_thread().name, start, next(ticks)))
+
+        return run
+
+    monkeypatch.setattr(trainer_module, "initial_weights", recorded("weights", trainer_module.initial_weights))
+    monkeypatch.setattr(trainer_module, "schedule_table", recorded("table", trainer_module.schedule_table))
+    monkeypatch.setattr(lanes_module, "_build", recorded("build", lanes_module._build))
+    study = run_search(settings(tmp_path, "host"), SMALL, tiny_data).study
+    builds = [(start, end) for phase, _, start, end in log if phase == "build"]
+    host = [(phase, thread, start, end) for phase, thread, start, end in log if phase != "build"]
+    assert len(builds) == len(study.trials) == 7
+    assert sorted(phase for phase, *_ in host) == ["table"] * 7 + ["weights"] * 7  # once each, no redraw
+    for _, _, start, end in host:  # (b) none inside an exclusive build
+        assert all(end < b_start or start > b_end for b_start, b_end in builds)
+    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
+        lane_threads = {lane.run(lambda: threading.current_thread().name) for lane in lanes}
+    first_round = sorted(host, key=lambda h: h[2])[:6]  # the first three trainings' weights and tables
+    assert {thread for _, thread, _, _ in first_round} == lane_threads  # (a) each on its own lane
+    assert max(end for *_, end in first_round) < min(start for start, _ in builds)  # before the first build
+    assert {thread for _, thread, _, _ in host} == lane_threads
