@@ -421,3 +421,31 @@ def test_the_exclusive_build_holds_only_device_work(
     assert {thread for _, thread, _, _ in first_round} == lane_threads  # (a) each on its own lane
     assert max(end for *_, end in first_round) < min(start for start, _ in builds)  # before the first build
     assert {thread for _, thread, _, _ in host} == lane_threads
+
+
+def test_a_search_measures_each_trials_latency_on_its_lane(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completed trial's latency is measured by its lane, on the lane's thread (and on CUDA
+    its stream), as its last epoch ends: judging it on the main thread waits on no device."""
+    import mnist_bench.search.study as study_module
+    import mnist_bench.training.trainer as trainer_module
+
+    measured: list[tuple[threading.Thread, float]] = []
+
+    def on_lane(model: torch.nn.Module, device: torch.device, **kw: object) -> float:
+        measured.append((threading.current_thread(), 0.5 + len(measured)))
+        return measured[-1][1]
+
+    def on_main(model: torch.nn.Module, device: torch.device, **kw: object) -> float:
+        raise AssertionError("measured on the main thread")
+
+    monkeypatch.setattr(trainer_module, "latency_ms", on_lane)
+    monkeypatch.setattr(study_module, "latency_ms", on_main)
+    study = run_search(settings(tmp_path, "latency"), SMALL, tiny_data).study
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and len(measured) == len(complete)  # the pruned and diverged ones: none
+    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
+        lane_threads = {lane.run(threading.current_thread) for lane in lanes}
+    assert {thread for thread, _ in measured} <= lane_threads and threading.main_thread() not in lane_threads
+    assert sorted(t.user_attrs["latency_ms"] for t in complete) == [value for _, value in measured]

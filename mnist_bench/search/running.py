@@ -1,7 +1,8 @@
 """Trials asked for, trained in lanes and told: one pass of the search loop, for any K.
 
 ``TrialRunner`` gives ``training.lanes.run_in_flight`` what starts a trial (ask, prepare,
-a training to build) and what judges it after each epoch (report, prune, tell), so one
+a training to build in two phases), what its lane measures once it has trained (its
+latency) and what judges it after each epoch (report, prune, tell), so one
 trial at a time is the K = 1 case of K side by side, with one schedule: each epoch is
 reported and judged, and the trial told, before the next trial is asked for. With the
 same seed the same trials start, stop and are told in the same order.
@@ -141,6 +142,13 @@ class TrialRunner:
             # for its weights, say), the trial fails alone when judged.
             return trial, trial_build(config, self.data, self.stop, self.settings.runtime)
         return None
+
+    def trained(self, run: Training) -> None:
+        """On the trial's lane, after the epoch that finished its training: a completed
+        trial's latency, on its own stream, while the other lanes go on training (its
+        judging then waits on no device)."""
+        if run.diverged is None and not run.stopped:
+            run.measure_latency()
 
     def judge(self, slot: Slot[optuna.Trial]) -> bool:
         """After each epoch of ``slot``'s training: report, prune, tell. True once it is finished."""

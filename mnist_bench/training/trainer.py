@@ -30,6 +30,7 @@ from mnist_bench.schedules import RateTable, rate_table
 from mnist_bench.training.device import give_back_memory, sync
 from mnist_bench.training.runners import EagerRunner, GraphedRunner
 from mnist_bench.training.step import Rates, TrainStep
+from mnist_bench.training.timing import latency_ms
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -49,6 +50,7 @@ class TrainResult:
     model: nn.Module = field(repr=False, compare=False)
     graphed: bool = False  # steps replayed as a CUDA graph
     eager_reason: str | None = None  # on CUDA, why the steps ran eagerly
+    latency_ms: float | None = None  # one image's latency, where it was measured (measure_latency)
 
     @property
     def epochs_run(self) -> int:
@@ -245,6 +247,7 @@ class Training:
         self.samples = 0
         self.stopped = False  # stop_early() was called before the last epoch
         self.diverged: str | None = None
+        self.latency_ms: float | None = None  # measured once trained, if asked (measure_latency)
 
     def _host_start(self) -> HostStart:
         """The host part of a fresh start: the one drawn for this training before it was
@@ -388,6 +391,13 @@ class Training:
         if isinstance(self.runner, GraphedRunner):
             self.runner.release()
 
+    def measure_latency(self) -> float:
+        """One image's latency through the trained model, on the training's own stream
+        (``timing.latency_ms``: CUDA events, no device-wide sync); ``result`` carries it.
+        After training, on the thread that trains it (a lane's)."""
+        self.latency_ms = latency_ms(self.model, self.data.device, stream=self.stream)
+        return self.latency_ms
+
     def stop_early(self) -> None:
         """Pruned: no more epochs."""
         if self.epoch < self.config.epochs:
@@ -405,6 +415,7 @@ class Training:
             model=self.model,
             graphed=self.graphed,
             eager_reason=self.eager_reason or self.runner.fallen_back,
+            latency_ms=self.latency_ms,
         )
 
 
