@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -376,3 +379,73 @@ def test_compile_with_trainings_in_flight_is_refused_in_one_line(tmp_path: Path,
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("Error: --compile trains one trial at a time: use --parallel 1, not 2")
     assert not list(tmp_path.glob("*.db"))  # refused before any study was made
+
+
+def test_the_exclusive_build_holds_only_device_work(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search's new trainings draw their initial weights and compute their rate tables on
+    their own lanes, all before the first exclusive build of their round, and never inside
+    one: the build, one lane at a time while none trains, holds only device work."""
+    import mnist_bench.training.lanes as lanes_module
+    import mnist_bench.training.trainer as trainer_module
+
+    ticks, lock = itertools.count(), threading.Lock()
+    log: list[tuple[str, str, int, int]] = []  # (phase, thread, start, end), in ticks of one counter
+
+    def recorded(phase: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kw: Any) -> Any:
+            with lock:
+                start = next(ticks)
+            try:
+                return fn(*args, **kw)
+            finally:
+                with lock:
+                    log.append((phase, threading.current_thread().name, start, next(ticks)))
+
+        return run
+
+    monkeypatch.setattr(trainer_module, "initial_weights", recorded("weights", trainer_module.initial_weights))
+    monkeypatch.setattr(trainer_module, "schedule_table", recorded("table", trainer_module.schedule_table))
+    monkeypatch.setattr(lanes_module, "_build", recorded("build", lanes_module._build))
+    study = run_search(settings(tmp_path, "host"), SMALL, tiny_data).study
+    builds = [(start, end) for phase, _, start, end in log if phase == "build"]
+    host = [(phase, thread, start, end) for phase, thread, start, end in log if phase != "build"]
+    assert len(builds) == len(study.trials) == 7
+    assert sorted(phase for phase, *_ in host) == ["table"] * 7 + ["weights"] * 7  # once each, no redraw
+    for _, _, start, end in host:  # (b) none inside an exclusive build
+        assert all(end < b_start or start > b_end for b_start, b_end in builds)
+    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
+        lane_threads = {lane.run(lambda: threading.current_thread().name) for lane in lanes}
+    first_round = sorted(host, key=lambda h: h[2])[:6]  # the first three trainings' weights and tables
+    assert {thread for _, thread, _, _ in first_round} == lane_threads  # (a) each on its own lane
+    assert max(end for *_, end in first_round) < min(start for start, _ in builds)  # before the first build
+    assert {thread for _, thread, _, _ in host} == lane_threads
+
+
+def test_a_search_measures_each_trials_latency_on_its_lane(
+    tmp_path: Path, tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completed trial's latency is measured by its lane, on the lane's thread (and on CUDA
+    its stream), as its last epoch ends: judging it on the main thread waits on no device."""
+    import mnist_bench.search.study as study_module
+    import mnist_bench.training.trainer as trainer_module
+
+    measured: list[tuple[threading.Thread, float]] = []
+
+    def on_lane(model: torch.nn.Module, device: torch.device, **kw: object) -> float:
+        measured.append((threading.current_thread(), 0.5 + len(measured)))
+        return measured[-1][1]
+
+    def on_main(model: torch.nn.Module, device: torch.device, **kw: object) -> float:
+        raise AssertionError("measured on the main thread")
+
+    monkeypatch.setattr(trainer_module, "latency_ms", on_lane)
+    monkeypatch.setattr(study_module, "latency_ms", on_main)
+    study = run_search(settings(tmp_path, "latency"), SMALL, tiny_data).study
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and len(measured) == len(complete)  # the pruned and diverged ones: none
+    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
+        lane_threads = {lane.run(threading.current_thread) for lane in lanes}
+    assert {thread for thread, _ in measured} <= lane_threads and threading.main_thread() not in lane_threads
+    assert sorted(t.user_attrs["latency_ms"] for t in complete) == [value for _, value in measured]

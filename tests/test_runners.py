@@ -14,7 +14,7 @@ from mnist_bench.optimizers import sgd_step
 from mnist_bench.training import device as device_module
 from mnist_bench.training import runners
 from mnist_bench.training.runners import GraphedRunner, NotCapturable
-from mnist_bench.training.trainer import Training, make_step
+from mnist_bench.training.trainer import Training, make_step, schedule_table
 
 # Every option a step has, as doctor checks them: momentum under one-cycle (which cycles
 # it), max-norm, weight decay, schedules, dropout, label smoothing, augmentation. Six
@@ -45,7 +45,9 @@ def static(config: TrainConfig, data: DeviceData) -> Training:
 
 def step_of(training: Training) -> runners.TrainStep:
     generator, augment = training.generator, training.augment
-    return make_step(training.model, training.config, training.data, Runtime(), generator=generator, augment=augment)
+    table = schedule_table(training.config, training.data.x_train.shape[0])
+    return make_step(training.model, training.config, training.data, Runtime(), generator=generator, augment=augment,
+                     table=table)  # fmt: skip
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

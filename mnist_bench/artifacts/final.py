@@ -19,8 +19,8 @@ from torch import nn
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.training.lanes import MAX_LANES, MakeTraining, Slot, run_in_flight
-from mnist_bench.training.trainer import Training, TrainResult, predict_logits
+from mnist_bench.training.lanes import MAX_LANES, Build, MakeTraining, Slot, run_in_flight
+from mnist_bench.training.trainer import HostStart, Training, TrainResult, host_start, predict_logits
 
 
 @dataclass(frozen=True)
@@ -165,8 +165,8 @@ def train_and_test(
     done: dict[int, TrainResult] = {}
     resumed: dict[int, tuple[int, float]] = {}  # seed: epoch and train time its saved state had reached
 
-    def make(seed: int, stream: torch.cuda.Stream | None) -> Training:  # on the seed's lane
-        training = Training(replace(config, seed=seed), data, score_epochs=False, runtime=runtime, stream=stream)
+    def make(seed: int, host: HostStart, stream: torch.cuda.Stream | None) -> Training:  # on the seed's lane
+        training = Training(host.config, data, score_epochs=False, runtime=runtime, stream=stream, host=host)
         if state_dir is not None and state_path(state_dir, seed).is_file():
             try:
                 resumed[seed] = (training.resume(state_path(state_dir, seed)), training.train_time)
@@ -178,7 +178,8 @@ def train_and_test(
         if not todo:
             return None
         seed = todo.pop(0)
-        return seed, partial(make, seed)
+        # Its weights are drawn and its rate table computed on its lane outside the exclusive build.
+        return seed, Build(partial(host_start, replace(config, seed=seed), data), partial(make, seed))
 
     def judge(slot: Slot[int]) -> bool:
         training, seed = slot.training, slot.tag

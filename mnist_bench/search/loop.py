@@ -165,7 +165,8 @@ def run_search(
             on_epoch=on_epoch,
         )
         while True:
-            run_in_flight(settings.parallel, runner.start, runner.judge, runner.abandon, device=data.device)
+            k = settings.parallel
+            run_in_flight(k, runner.start, runner.judge, runner.abandon, device=data.device, on_done=runner.trained)
             if runner.down is not None:
                 wait_for_storage(runner, settings)
                 continue

@@ -1,7 +1,8 @@
 """Trials asked for, trained in lanes and told: one pass of the search loop, for any K.
 
 ``TrialRunner`` gives ``training.lanes.run_in_flight`` what starts a trial (ask, prepare,
-a training to build) and what judges it after each epoch (report, prune, tell), so one
+a training to build in two phases), what its lane measures once it has trained (its
+latency) and what judges it after each epoch (report, prune, tell), so one
 trial at a time is the K = 1 case of K side by side, with one schedule: each epoch is
 reported and judged, and the trial told, before the next trial is asked for. With the
 same seed the same trials start, stop and are told in the same order.
@@ -44,14 +45,18 @@ from mnist_bench.search.study import (
 from mnist_bench.storage.heartbeats import TrialHeartbeats
 from mnist_bench.storage.rdb import STORAGE_ERRORS
 from mnist_bench.storage.trial_states import n_underway
-from mnist_bench.training.lanes import MakeTraining, Slot
-from mnist_bench.training.trainer import Training
+from mnist_bench.training.lanes import Build, MakeTraining, Slot
+from mnist_bench.training.trainer import HostStart, Training, host_start
 
 
-def make_training(
-    config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime, stream: torch.cuda.Stream | None
-) -> Training:
-    return Training(config, data, stop=stop, runtime=runtime, stream=stream)
+def trial_build(config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime) -> Build:
+    """How a trial's lane builds its training: the host start (weights drawn, rate table)
+    outside the exclusive build, then the rest from it on the lane's stream."""
+
+    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
+        return Training(config, data, stop=stop, runtime=runtime, stream=stream, host=host)
+
+    return Build(partial(host_start, config, data), on_device)
 
 
 def storage_failure(exc: BaseException) -> BaseException | None:
@@ -135,8 +140,15 @@ class TrialRunner:
                 continue
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
-            return trial, partial(make_training, config, self.data, self.stop, self.settings.runtime)
+            return trial, trial_build(config, self.data, self.stop, self.settings.runtime)
         return None
+
+    def trained(self, run: Training) -> None:
+        """On the trial's lane, after the epoch that finished its training: a completed
+        trial's latency, on its own stream, while the other lanes go on training (its
+        judging then waits on no device)."""
+        if run.diverged is None and not run.stopped:
+            run.measure_latency()
 
     def judge(self, slot: Slot[optuna.Trial]) -> bool:
         """After each epoch of ``slot``'s training: report, prune, tell. True once it is finished."""

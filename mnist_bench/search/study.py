@@ -192,7 +192,9 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
     if result.stopped_early:
         record_reason(trial, f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
         raise optuna.TrialPruned()
-    latency = latency_ms(result.model, data.device)
+    # Measured on the trial's lane and stream as it finished (running.TrialRunner.trained);
+    # here, on the calling thread, only for a result that comes without it.
+    latency = result.latency_ms if result.latency_ms is not None else latency_ms(result.model, data.device)
     record_latency(trial, latency)
     values = {"accuracy": result.best_acc, "latency": latency, "params": float(result.config.model.n_params)}
     if not settings.multi_objective:

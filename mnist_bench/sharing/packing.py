@@ -36,7 +36,7 @@ from mnist_bench.data import N_CLASSES, DeviceData
 from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.training.timing import adam_config, timed
-from mnist_bench.training.trainer import make_step, seeded_model, sync
+from mnist_bench.training.trainer import make_step, schedule_table, seeded_model, sync
 
 MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU
@@ -197,7 +197,9 @@ def _process_worker(job: _ProcessJob, x: torch.Tensor, y: torch.Tensor, barrier:
     model = seeded_model(config, device)
     generator = torch.Generator(device=device).manual_seed(0)
     augment = Augmenter("none", DEFAULT_DEFORM, device)
-    step = make_step(model, config, DeviceData(x, y, x[:1], y[:1]), Runtime(), generator=generator, augment=augment)
+    table = schedule_table(config, x.shape[0])
+    data = DeviceData(x, y, x[:1], y[:1])
+    step = make_step(model, config, data, Runtime(), generator=generator, augment=augment, table=table)
 
     def run(steps: int) -> None:
         for _ in range(steps):

@@ -31,6 +31,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device("cuda", index)
 
 
+def sync(device: torch.device) -> None:
+    """Wait for all ``device`` has queued (every stream's): a host-device sync point."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model where Linux tells it: two x86_64 CPUs of two cores
     can differ by 2.7x in bf16 (AMD's Zen 4 against an Intel Xeon without AMX)."""

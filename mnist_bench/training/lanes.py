@@ -27,6 +27,15 @@ A sticky device fault (an illegal address) poisons the process's CUDA context: e
 later training would fail at once. The first one ends the run: the trainings in flight
 are abandoned with the fault as their reason and ``DeviceFault`` is raised.
 
+New trainings are built in two phases, each on its own lane (``Build``). First their host
+phases, all at once: what needs no device (initial weights drawn on the CPU from the
+training's own generator, the schedule's rate table; up to seconds for ~100M parameters).
+Then, one lane at a time while no lane trains, the exclusive build holds only device work:
+the weights moved to the device, the step made, warm-up, capture, since a capture must
+never overlap another lane's replay. A training built in one phase (a plain callable) does
+all of it in the exclusive build. A finished training is measured (``on_done``: the
+search's latency, on its own stream) on its lane, right after its last epoch.
+
 The schedule is deterministic whatever the timing: in every round each training in
 flight runs one epoch; then, in lane order, each is judged (``judge``: report, prune,
 complete) and finished lanes are refilled (``start``) in lane order. So with the same
@@ -52,7 +61,7 @@ import torch
 from mnist_bench.config import Runtime
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
-from mnist_bench.training.trainer import Training
+from mnist_bench.training.trainer import HostStart, Training
 
 T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
 R = TypeVar("R")
@@ -60,8 +69,27 @@ MAX_AUTO = 16  # --parallel auto never goes past this
 # torch's stream pool holds 32 streams per priority: a 33rd lane would share a stream.
 MAX_LANES = 32
 
-# Builds a training on the stream of the lane it was given to (None on a CPU).
-MakeTraining = Callable[[torch.cuda.Stream | None], Training]
+
+@dataclass(frozen=True)
+class Build:
+    """How to build a training in two phases, both on its lane's thread.
+
+    ``host()`` does what needs no device (for ``Training``: ``trainer.host_start``, the
+    initial weights drawn on the CPU and the schedule's rate table); the new trainings of a
+    round run theirs side by side, before any exclusive build. ``device(host, stream)``
+    builds the training from what ``host`` returned, in the exclusive build: what needs the
+    device (the weights moved there, warm-up, capture), on the lane's stream.
+    """
+
+    host: Callable[[], HostStart]
+    device: Callable[[HostStart, torch.cuda.Stream | None], Training]
+
+
+# How to build a training: in two phases (``Build``), or in one, all of it in the exclusive
+# build, on the stream of the lane it was given to (None on a CPU).
+MakeTraining = Callable[[torch.cuda.Stream | None], Training] | Build
+# Called on the lane's thread right after the epoch that finished a training (see run_in_flight).
+OnDone = Callable[[Training], None]
 
 
 def one_line(exc: BaseException) -> str:
@@ -74,6 +102,7 @@ def one_line(exc: BaseException) -> str:
 class Slot(Generic[T]):
     tag: T
     make: MakeTraining | None = None  # how to build its training, until its lane has done so
+    host: HostStart | None = None  # a Build's host phase, until the device phase takes it
     training: Training | None = None
     # What its last epoch (or its building) raised, as one line. Never the exception itself:
     # its traceback holds the frames, and so the model and the graph, alive until a full
@@ -167,12 +196,31 @@ def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int
     return min(MAX_AUTO, by_memory)
 
 
+def _prepare(slot: Slot[T]) -> None:
+    """The host phase of the slot's ``Build``, on its lane's thread: no device work."""
+    if not isinstance(slot.make, Build):
+        return  # built in one phase
+    try:
+        slot.host = slot.make.host()
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # this training fails alone (judged as failed), and is not built
+        slot.make = None
+        slot.error = one_line(exc)
+
+
 def _build(slot: Slot[T], lane: Lane) -> None:
     """Build the slot's training on the lane's thread and stream: warm-up and capture included."""
-    assert slot.make is not None
+    if slot.make is None:
+        return  # its host phase failed: slot.error says why
     make, slot.make = slot.make, None
+    host, slot.host = slot.host, None  # the training owns it now, the slot keeps none of it
     try:
-        slot.training = make(lane.stream)
+        if isinstance(make, Build):
+            assert host is not None, "a Build's host phase runs before its device phase"
+            slot.training = make.device(host, lane.stream)
+        else:
+            slot.training = make(lane.stream)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # this training fails alone (judged as failed); unless the device is gone
@@ -180,19 +228,29 @@ def _build(slot: Slot[T], lane: Lane) -> None:
         slot.fault = device_fault(exc, lane.device)
 
 
-def _epoch(slot: Slot[T], lane: Lane) -> None:
-    """Train the slot's training one epoch, on the lane's thread."""
+def _epoch(slot: Slot[T], lane: Lane, on_done: OnDone | None) -> None:
+    """Train the slot's training one epoch, on the lane's thread; ``on_done`` it if that finished it."""
     if slot.training is None:
         return  # its building failed: slot.error says why
     try:
         if not slot.training.done:  # done already: a finished training resumed from its saved state
             slot.last_acc = slot.training.run_epoch()
+            if slot.training.done and on_done is not None:
+                on_done(slot.training)
         slot.error = None
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # this training fails alone, the others go on; unless the device is gone
         slot.error = one_line(exc)
         slot.fault = device_fault(exc, lane.device)
+
+
+def _wait(futures: list[Future[None]]) -> None:
+    """Wait for every one of ``futures``, then raise what the first that raised raised."""
+    raised = [f.exception() for f in futures]
+    for exc in raised:
+        if exc is not None:
+            raise exc
 
 
 def run_in_flight(
@@ -202,11 +260,16 @@ def run_in_flight(
     abandon: Callable[[Slot[T], str], None],
     *,
     device: torch.device,
+    on_done: OnDone | None = None,
 ) -> int:
     """Keep up to ``k`` trainings in flight until ``start`` has no more; returns how many ran.
 
     ``start(lane_index)`` names the next training, its tag and how to build it (or None:
-    no more); its lane builds it, one at a time while no lane trains. ``judge(slot)`` is
+    no more); its lane builds it: a ``Build``'s host phase side by side with the other new
+    trainings' host phases, then the device part one at a time while no lane trains.
+    ``on_done(training)`` runs on the lane's thread, after the epoch that finished a
+    training (not after one that raised), while other lanes may still train: what a
+    finished training needs measured on its own stream (search: its latency). ``judge(slot)`` is
     called after each of its epochs, in lane order, and says whether it is finished
     (completed, pruned, failed); a finished training's graph is released then, and its
     memory given back before the next round.
@@ -238,17 +301,17 @@ def run_in_flight(
         try:
             refill()
             while any(slots):
-                # New trainings are built one at a time, while no lane trains: a capture never
+                new = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot.make is not None]
+                # What needs no device (initial weights drawn on the CPU, rate tables) first,
+                # each on its own lane and all at once: it holds no build up.
+                _wait([lanes[i].submit(partial(_prepare, slot)) for i, slot in new])
+                # Then the device part, one at a time, while no lane trains: a capture never
                 # overlaps another lane's replay (before torch 2.12 the default generator had
                 # one process-wide capture state, and a replay during a capture raised).
-                for i, slot in enumerate(slots):
-                    if slot is not None and slot.make is not None:
-                        lanes[i].run(partial(_build, slot, lanes[i]))
-                futures = [lanes[i].submit(partial(_epoch, slot, lanes[i])) for i, slot in enumerate(slots) if slot]
-                raised = [f.exception() for f in futures]  # waits for every epoch of the round
-                for exc in raised:
-                    if exc is not None:
-                        raise exc
+                for i, slot in new:
+                    lanes[i].run(partial(_build, slot, lanes[i]))
+                running = [(i, slot) for i, slot in enumerate(slots) if slot is not None]
+                _wait([lanes[i].submit(partial(_epoch, slot, lanes[i], on_done)) for i, slot in running])
                 fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
                 if fault is not None:
                     in_flight = sum(slot is not None for slot in slots)

@@ -26,10 +26,11 @@ from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import build_mlp, use_generator
 from mnist_bench.optimizers import optimizer_spec
-from mnist_bench.schedules import rate_table
-from mnist_bench.training.device import give_back_memory
+from mnist_bench.schedules import RateTable, rate_table
+from mnist_bench.training.device import give_back_memory, sync
 from mnist_bench.training.runners import EagerRunner, GraphedRunner
 from mnist_bench.training.step import Rates, TrainStep
+from mnist_bench.training.timing import latency_ms
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
@@ -49,6 +50,7 @@ class TrainResult:
     model: nn.Module = field(repr=False, compare=False)
     graphed: bool = False  # steps replayed as a CUDA graph
     eager_reason: str | None = None  # on CUDA, why the steps ran eagerly
+    latency_ms: float | None = None  # one image's latency, where it was measured (measure_latency)
 
     @property
     def epochs_run(self) -> int:
@@ -71,10 +73,51 @@ class TrainResult:
         return self.samples_seen / self.train_time_s if self.train_time_s > 0 else float("nan")
 
 
+def initial_weights(config: TrainConfig) -> nn.Module:
+    """The config's initial weights, on the CPU, drawn from a generator of its own seeded with
+    ``config.seed`` (the numbers ``torch.manual_seed`` gave)."""
+    return build_mlp(config.model, generator=torch.Generator().manual_seed(config.seed))
+
+
 def seeded_model(config: TrainConfig, device: torch.device) -> nn.Module:
-    """The config's initial weights, drawn on the CPU from a generator of its own seeded with
-    ``config.seed`` (the numbers ``torch.manual_seed`` gave), then moved to ``device``."""
-    return build_mlp(config.model, generator=torch.Generator().manual_seed(config.seed)).to(device)
+    """The config's initial weights (``initial_weights``), moved to ``device``."""
+    return initial_weights(config).to(device)
+
+
+def schedule_table(config: TrainConfig, n_train: int) -> RateTable | None:
+    """The rates of every step ``config`` takes over ``n_train`` images (None: a constant rate)."""
+    return rate_table(config.schedule, config.lr, config.epochs * math.ceil(n_train / config.batch_size))
+
+
+@dataclass
+class HostStart:
+    """What a training's fresh start needs and no device does: its initial weights drawn on
+    the CPU, and its schedule's rate table. Drawn before the training is built (``host_start``),
+    so that a lane can draw it while no build holds the device (see ``lanes``).
+
+    Invariant: one HostStart is one training's. Its build takes the weights (on a CPU ``.to``
+    keeps the very tensors, and the training trains them in place): never give one to two.
+    """
+
+    config: TrainConfig  # the configuration it was drawn for
+    n_train: int  # the training images its table counts steps over
+    model: nn.Module | None  # the initial weights on the CPU; None once a build took them
+    table: RateTable | None  # the schedule's rate of every step (None: a constant rate)
+
+    def take_model(self) -> nn.Module:
+        """The initial weights, once: the training that takes them owns them."""
+        if self.model is None:
+            raise ValueError(f"the initial weights of seed {self.config.seed} were taken already")
+        model, self.model = self.model, None
+        return model
+
+
+def host_start(config: TrainConfig, data: DeviceData) -> HostStart:
+    """``config``'s host start over ``data``'s training images: the CPU's part of building it.
+
+    Reads only the data's shape: it runs while other lanes train or build."""
+    n_train = data.x_train.shape[0]
+    return HostStart(config, n_train, initial_weights(config), schedule_table(config, n_train))
 
 
 @torch.no_grad()
@@ -92,11 +135,6 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct.item() / x.shape[0]  # one sync per evaluation
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def set_matmul_precision(runtime: Runtime, device: torch.device) -> None:
     if runtime.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True  # process-wide; fp32 runs set it back
@@ -112,14 +150,15 @@ def make_step(
     *,
     generator: torch.Generator,
     augment: Augmenter,
+    table: RateTable | None,
 ) -> TrainStep:
     """The training step for ``config`` over ``data``'s training images: its update (the
-    registry's optimizer) and the schedule's rates, computed once as a table."""
+    registry's optimizer) and the schedule's rates, from ``table`` (``schedule_table``:
+    computed once, on the host, before the step is built)."""
     device = data.device
     set_matmul_precision(runtime, device)
     update = optimizer_spec(config.optimizer).make(model.parameters(), config, device)
-    steps = math.ceil(data.x_train.shape[0] / config.batch_size)
-    rates = Rates(rate_table(config.schedule, config.lr, config.epochs * steps), update, device)
+    rates = Rates(table, update, device)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None
     if runtime.compile:
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead
@@ -163,6 +202,11 @@ class Training:
     drives several side by side, one epoch each per round. On CUDA it may be given its
     own stream, so that the kernels of several trainings overlap.
 
+    It is built in two phases: ``host_start`` (initial weights drawn on the CPU, the
+    schedule's rate table), which needs no device, then this constructor with it as
+    ``host`` (weights moved to the device, generator, augmentation, step, runner with its
+    warm-up and capture). Without ``host`` the constructor draws it first.
+
     Invariant: a training owns all it uses. Its random numbers (initial weights, batch
     order, dropout masks, deformations) come from generators of its own, seeded from its
     config; building or training it reads and writes no process-wide random state, since
@@ -179,8 +223,12 @@ class Training:
         stop: StopFlag | None = None,
         runtime: Runtime | None = None,
         stream: torch.cuda.Stream | None = None,
+        host: HostStart | None = None,
     ) -> None:
+        if host is not None and (host.config != config or host.n_train != data.x_train.shape[0]):
+            raise ValueError(f"the host start of another training (seed {host.config.seed}) cannot start this one")
         self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
+        self._host = host  # taken by the first fresh start
         runtime = runtime or Runtime()
         cuda = data.device.type == "cuda"
         # On CUDA a training runs on a stream of its own, given (a lane's, see lanes) or
@@ -199,21 +247,31 @@ class Training:
         self.samples = 0
         self.stopped = False  # stop_early() was called before the last epoch
         self.diverged: str | None = None
+        self.latency_ms: float | None = None  # measured once trained, if asked (measure_latency)
 
-    def _fresh(self) -> None:
-        """The training's own model, generator and augmentation, made on its stream."""
-        self.model = seeded_model(self.config, self.data.device)
-        self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
-        use_generator(self.model, self.generator)  # dropout masks from the training's own stream
-        self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
+    def _host_start(self) -> HostStart:
+        """The host part of a fresh start: the one drawn for this training before it was
+        built, the first time; else drawn now (a training built in one phase, or its eager
+        start after a failed capture, which must not start from what the capture left)."""
+        host, self._host = self._host, None
+        return host if host is not None else host_start(self.config, self.data)
 
     def _step(self, runtime: Runtime) -> TrainStep:
         """The training's own model, generator, augmentation and step, made fresh on its stream."""
-        self.model = seeded_model(self.config, self.data.device)
+        start = self._host_start()
+        self.model = start.take_model().to(self.data.device)
         self.generator = torch.Generator(device=self.data.device).manual_seed(self.config.seed)
         use_generator(self.model, self.generator)  # dropout masks from the training's own stream
         self.augment = Augmenter(self.config.augment, self.config.deform, self.data.device)
-        return make_step(self.model, self.config, self.data, runtime, generator=self.generator, augment=self.augment)
+        return make_step(
+            self.model,
+            self.config,
+            self.data,
+            runtime,
+            generator=self.generator,
+            augment=self.augment,
+            table=start.table,
+        )
 
     def _eager(self, runtime: Runtime) -> EagerRunner:
         """Steps launched op by op, from a fresh start (whatever a failed capture left)."""
@@ -333,6 +391,13 @@ class Training:
         if isinstance(self.runner, GraphedRunner):
             self.runner.release()
 
+    def measure_latency(self) -> float:
+        """One image's latency through the trained model, on the training's own stream
+        (``timing.latency_ms``: CUDA events, no device-wide sync); ``result`` carries it.
+        After training, on the thread that trains it (a lane's)."""
+        self.latency_ms = latency_ms(self.model, self.data.device, stream=self.stream)
+        return self.latency_ms
+
     def stop_early(self) -> None:
         """Pruned: no more epochs."""
         if self.epoch < self.config.epochs:
@@ -350,6 +415,7 @@ class Training:
             model=self.model,
             graphed=self.graphed,
             eager_reason=self.eager_reason or self.runner.fallen_back,
+            latency_ms=self.latency_ms,
         )
 
 
