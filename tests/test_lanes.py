@@ -388,7 +388,7 @@ def test_the_exclusive_build_holds_only_device_work(
     their own lanes, all before the first exclusive build of their round, and never inside
     one: the build, one lane at a time while none trains, holds only device work."""
     import mnist_bench.training.lanes as lanes_module
-    import mnist_bench.training.trainer as trainer_module
+    import mnist_bench.training.start as start_module
 
     ticks, lock = itertools.count(), threading.Lock()
     log: list[tuple[str, str, int, int]] = []  # (phase, thread, start, end), in ticks of one counter
@@ -405,8 +405,8 @@ def test_the_exclusive_build_holds_only_device_work(
 
         return run
 
-    monkeypatch.setattr(trainer_module, "initial_weights", recorded("weights", trainer_module.initial_weights))
-    monkeypatch.setattr(trainer_module, "schedule_table", recorded("table", trainer_module.schedule_table))
+    monkeypatch.setattr(start_module, "initial_weights", recorded("weights", start_module.initial_weights))
+    monkeypatch.setattr(start_module, "schedule_table", recorded("table", start_module.schedule_table))
     monkeypatch.setattr(lanes_module, "_build", recorded("build", lanes_module._build))
     study = run_search(settings(tmp_path, "host"), SMALL, tiny_data).study
     builds = [(start, end) for phase, _, start, end in log if phase == "build"]

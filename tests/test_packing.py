@@ -22,7 +22,7 @@ from mnist_bench.sharing.packing import (
     stacked_throughput,
     trial_bytes,
 )
-from mnist_bench.training.trainer import seeded_model
+from mnist_bench.training.start import seeded_model
 
 CPU = torch.device("cpu")
 GIB = 2**30

@@ -14,7 +14,8 @@ from mnist_bench.optimizers import sgd_step
 from mnist_bench.training import device as device_module
 from mnist_bench.training import runners
 from mnist_bench.training.runners import GraphedRunner, NotCapturable
-from mnist_bench.training.trainer import Training, make_step, schedule_table
+from mnist_bench.training.start import make_step, schedule_table
+from mnist_bench.training.trainer import Training
 
 # Every option a step has, as doctor checks them: momentum under one-cycle (which cycles
 # it), max-norm, weight decay, schedules, dropout, label smoothing, augmentation. Six

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
+from mnist_bench.training.start import seeded_model
 from mnist_bench.training.timing import LATENCY_WARMUP, adam_config, latency_ms
-from mnist_bench.training.trainer import seeded_model
 
 CPU = torch.device("cpu")
 

@@ -20,7 +20,8 @@ from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.training.lanes import MAX_LANES, Build, MakeTraining, Slot, run_in_flight
-from mnist_bench.training.trainer import HostStart, Training, TrainResult, host_start, predict_logits
+from mnist_bench.training.start import HostStart, host_start
+from mnist_bench.training.trainer import Training, TrainResult, predict_logits
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from mnist_bench.measure.bench import matmul_flops, trainer_throughput
 from mnist_bench.model import ModelConfig
 from mnist_bench.training.device import environment, give_back_memory
 from mnist_bench.training.lanes import MakeTraining, Slot, run_in_flight
-from mnist_bench.training.trainer import Training, set_matmul_precision
+from mnist_bench.training.start import set_matmul_precision
+from mnist_bench.training.trainer import Training
 
 N_TRAIN = 1_020  # batch 32 leaves a partial last batch of 28, which graphed runs step eagerly
 N_EVAL = 256

@@ -46,7 +46,8 @@ from mnist_bench.storage.heartbeats import TrialHeartbeats
 from mnist_bench.storage.rdb import STORAGE_ERRORS
 from mnist_bench.storage.trial_states import n_underway
 from mnist_bench.training.lanes import Build, MakeTraining, Slot
-from mnist_bench.training.trainer import HostStart, Training, host_start
+from mnist_bench.training.start import HostStart, host_start
+from mnist_bench.training.trainer import Training
 
 
 def trial_build(config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime) -> Build:

@@ -61,7 +61,8 @@ import torch
 from mnist_bench.config import Runtime
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
-from mnist_bench.training.trainer import HostStart, Training
+from mnist_bench.training.start import HostStart
+from mnist_bench.training.trainer import Training
 
 T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
 R = TypeVar("R")
