@@ -27,12 +27,11 @@ from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import optimizer_spec
-from mnist_bench.training.device import environment
+from mnist_bench.training.device import environment, sync
 from mnist_bench.training.lanes import open_lanes
 from mnist_bench.training.start import seeded_model
 from mnist_bench.training.timing import adam_config, timed
 from mnist_bench.training.trainer import Training
-from mnist_bench.training.device import sync
 
 # The networks MNIST tutorials use, plus the wide one of the accuracy issue.
 NETWORKS = ("784-128-64-10", "784-128-10", "784-500-10", "784-256-128-64-32-10", "784-1024-1024-10")

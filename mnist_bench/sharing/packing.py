@@ -35,9 +35,9 @@ from mnist_bench.config import Runtime
 from mnist_bench.data import N_CLASSES, DeviceData
 from mnist_bench.model import INPUT_SIZE, ModelConfig, build_mlp
 from mnist_bench.search.space import SearchSpace
+from mnist_bench.training.device import sync
 from mnist_bench.training.start import make_step, schedule_table, seeded_model
 from mnist_bench.training.timing import adam_config, timed
-from mnist_bench.training.device import sync
 
 MAX_AUTO_WORKERS = 8  # the most concurrent trials `bench` measures; SQLite contention grows beyond
 CUDA_CONTEXT_BYTES = 600 * 2**20  # what each process's CUDA context and kernels take on the GPU
