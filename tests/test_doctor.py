@@ -62,7 +62,7 @@ def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.Mo
     assert result.stderr.count("\n") == 1
     assert torch.__version__ in result.stdout
     # What doctor found is kept as the machine's self-check verdict: graphed steps off.
-    assert "Self-check verdict for this machine and version: fast paths off" in result.stdout
+    assert "Self-check verdict for this machine and code: fast paths off" in result.stdout
     kept = selfcheck.load_verdict(selfcheck.machine_key(CPU))
     assert kept is not None and not kept.graphed and kept.in_flight
 

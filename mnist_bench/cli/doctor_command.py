@@ -39,7 +39,7 @@ def doctor(device: Device = "auto") -> None:
     # What doctor found is this machine's self-check verdict too: a later command trusts it.
     verdict = verdict_from_checks(chosen, report.checks)
     found = "fast paths trusted" if verdict.ok else f"fast paths off ({verdict.reason})"
-    console.print(f"Self-check verdict for this machine and version: {found}; kept in {save_verdict(verdict)}.")
+    console.print(f"Self-check verdict for this machine and code: {found}; kept in {save_verdict(verdict)}.")
     failed = [check.name for check in report.checks if check.ok is False]
     seconds = time.perf_counter() - started
     if failed:

@@ -299,7 +299,7 @@ def verdict_for(
     kept = load_verdict(key)
     if kept is not None:
         return kept, False
-    say(f"checking the fast paths on {key['device']}, once for this machine and version (seconds)...")
+    say(f"checking the fast paths on {key['device']}, once for this machine and code (seconds)...")
     verdict = run_check(device, timeout_s=timeout_s)
     save_verdict(verdict)
     return verdict, True
