@@ -76,7 +76,7 @@ class BenchSettings:
     inflight: tuple[int, ...] = (1, 2, 4, 8, 16, 32)  # trials side by side in one process
     packing_network: str = "784-128-10"  # the tutorial net: small trials are what packing is for
     packing_batch_size: int = 64
-    search_trials: int = 8  # trials per search-throughput run (the README's aim is for 50 trials of 10 epochs)
+    search_trials: int = 8  # trials per search-throughput run (docs/gpu.md's aim is for 50 trials of at most 10 epochs)
     search_epochs: int = 2
     search_parallel: tuple[int, ...] = (2, 4, 8, 16)  # K of `search --parallel K` rows (one process)
     reference: bool = True  # time the hand-written Optuna-example pattern too (minutes on a CPU)
