@@ -62,7 +62,7 @@ class Update:
     """One optimizer update of a training's parameters, at the rates its schedule sets.
 
     ``rates`` holds the step's learning rate and momentum: Python floats, or device scalars
-    (``tensor_rates``) that a schedule fills on the device and a graph reads on replay.
+    that a schedule fills on the device and a graph reads on replay (``step.Rates``).
     """
 
     def __init__(
@@ -77,14 +77,6 @@ class Update:
         self.params = list(params)
         self.optimizer, self.rates, self.weight_decay = optimizer, rates, weight_decay
         self.buffers = buffers or []  # our own SGD's momentum buffers (tensor rates only)
-
-    @property
-    def tensor_rates(self) -> bool:
-        return isinstance(self.rates["lr"], torch.Tensor)
-
-    def momentum_on_device(self) -> bool:
-        """Whether a schedule's momentum can be set on the device (inside a graph)."""
-        return isinstance(self.rates.get("momentum"), torch.Tensor)
 
     def set_rates(self, *, lr: float | None = None, momentum: float | None = None) -> None:
         """Set the next step's rates from the host (float rates)."""
