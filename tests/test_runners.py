@@ -323,3 +323,24 @@ def test_memory_is_given_back_only_when_safe(monkeypatch: pytest.MonkeyPatch) ->
     device_module.give_back_memory(cuda)
     assert calls == []
     assert device_module.device_fault(RuntimeError("Offset increment outside graph capture")) is None
+
+
+def test_a_saved_state_holds_the_device_counter_where_rates_live_on_the_device() -> None:
+    """On CUDA a graph's replays move the device's step counter, never the host's (which the
+    capture's one recorded step moved once): a state saved there must hold the device's
+    count, or a resumed training starts its schedule over."""
+    from mnist_bench.optimizers import Update
+    from mnist_bench.schedules import rate_table
+    from mnist_bench.training.step import Rates
+
+    params = [torch.zeros(3, requires_grad=True)]
+    rates_held = {"lr": torch.tensor(0.1), "momentum": torch.tensor(0.9)}  # as a CUDA update holds them
+    update = Update(params, optimizer=None, rates=rates_held, buffers=[torch.zeros(3)])
+    rates = Rates(rate_table("onecycle", 0.1, 20), update, torch.device("cpu"))
+    rates.advance()  # the step a capture records: the host counts it once
+    rates.step_no.fill_(7)  # seven replays later
+    assert rates.state() == {"step": 7}
+    rates.restore({"step": 7})
+    assert rates.host_step == 7 and int(rates.step_no) == 7
+    rates.advance()
+    assert float(rates_held["lr"]) == pytest.approx(rate_table("onecycle", 0.1, 20).lr[7])  # type: ignore[union-attr]

@@ -69,7 +69,9 @@ class Rates:
         self.host_step += 1
 
     def state(self) -> dict[str, int]:
-        return {"step": self.host_step}
+        """The next step's number. Where rates live on the device, the device counter: a
+        graph's replays move it, and never the host's (one sync, at a resume's save)."""
+        return {"step": int(self.step_no.item()) if self.device_tables else self.host_step}
 
     def restore(self, state: dict[str, int]) -> None:
         self.host_step = int(state["step"])
