@@ -118,3 +118,13 @@ def test_graphed_against_eager_covers_every_precision_split_k_and_an_exact_batch
     ]
     assert any("split-K: 784-2048-2048-10" in name for name in doctor.CHECK_CONFIGS)
     assert all(c.ok and c.result == "equal bitwise" for c in checks), checks
+
+
+def test_auto_resolves_to_an_indexed_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda.set_device refuses a CUDA device without an index: doctor's default
+    (--device auto) selected one and crashed on every GPU."""
+    from mnist_bench.training.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("auto") == torch.device("cuda", 0)

@@ -13,8 +13,8 @@ from mnist_bench.errors import MnistBenchError
 def resolve_device(spec: str = "auto") -> torch.device:
     """'auto' (CUDA when present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
     spec = spec.strip().lower()
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "auto":  # indexed: torch.cuda.set_device refuses a CUDA device without one
+        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
