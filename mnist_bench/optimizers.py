@@ -22,6 +22,7 @@ registered name through the whole user path without a line changed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,13 @@ from typing import Any
 import torch
 
 from mnist_bench.schedules import schedule_spec
+
+
+def quiet_capturable_warning() -> None:
+    """Adam built for capture warns whenever it steps outside a capture: expected here (the
+    warm-up, the last partial batch, eager CUDA steps), so that one warning is filtered,
+    process-wide."""
+    warnings.filterwarnings("ignore", message=r".*capturable=True.*", category=UserWarning)
 
 
 def sgd_step(
@@ -131,7 +139,8 @@ class Update:
         with torch.no_grad():
             for state in self.state_tensors():
                 for value in state.values():
-                    value.zero_()
+                    if isinstance(value, torch.Tensor):  # torch 2.2-2.3's SGD keeps None without momentum
+                        value.zero_()
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,7 @@ def _build_sgd(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, dev
 def _build_adam(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, device: torch.device) -> Update:
     kind = spec.kind
     if device.type == "cuda":  # a tensor rate: fused and capturable, eager or captured alike
+        quiet_capturable_warning()  # its eager steps (warm-up, a last partial batch, --steps eager) warn
         rates = _rates(config, device, tensor=True)
         optimizer = kind(params, lr=rates["lr"], weight_decay=config.weight_decay, capturable=True, fused=True)
         rates["momentum"] = config.momentum  # Adam has no momentum rate; one-cycle's beta1 is set from the host

@@ -28,16 +28,11 @@ from typing import Any
 
 import torch
 
+from mnist_bench.optimizers import quiet_capturable_warning
 from mnist_bench.training.device import capture_broken, mark_capture_broken
 from mnist_bench.training.step import TrainStep
 
 WARMUP_STEPS = 3  # before capture, on the training's stream (cuBLAS and autograd set themselves up)
-
-
-def quiet_capturable_warning() -> None:
-    """Adam built for capture warns whenever it steps outside a capture (the warm-up, the
-    last partial batch): expected here, so that one warning is filtered, process-wide."""
-    warnings.filterwarnings("ignore", message=r".*capturable=True.*", category=UserWarning)
 
 
 class NotCapturable(Exception):
@@ -89,6 +84,8 @@ class GraphedRunner:
             )
         if capture and stream is None:
             raise ValueError("a captured step needs the training's own stream")
+        if capture and (broken := capture_broken()) is not None:  # before a warm-up that would be undone for nothing
+            raise NotCapturable(f"an earlier capture failed in this process ({broken})")
         self.step, self.capture, self.stream = step, capture, stream
         bs = step.config.batch_size
         self.full_batches = step.x.shape[0] // bs
