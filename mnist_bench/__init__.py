@@ -15,8 +15,8 @@ layers below it (each folder's docstring says what it holds and what it may impo
   by side in lanes, the device, timing
 - ``storage``: Optuna's storages with heartbeats, stopped workers' trials, trial counts, and the
   one module that uses Optuna's private API
-- ``search``: the search space, a study's settings, trial records, the search loop, leaderboard, promote
-- ``sharing``: a search here or in worker processes on one study, and how many trials share a device
+- ``search``: the search space, a study's settings, trial records, the search loop, worker
+  processes on one study, a whole search as one call, leaderboard, promote
 - ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
 - ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
 - ``output``: console tables and the HTML report

@@ -1,7 +1,7 @@
 """What a training is: its frozen ``TrainConfig`` (what is trained) and ``Runtime`` (how fast).
 
 Both are plain data, built from command-line options, a space file's sample or a
-checkpoint's JSON; the trainer (``training.trainer``) and the step runners (``training.runners``) take
+checkpoint's JSON; the trainer (``training.trainer``) and the step runners (``training.step_runners``) take
 them and never see an Optuna trial.
 """
 
@@ -89,7 +89,7 @@ class Runtime:
 
     precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
-    graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (training.runners)
+    graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (training.step_runners)
     # On a CPU, run the graphed runner's static step (warm-up and undo included) without a
     # graph, where it stands in for one: doctor and the tests check it against eager steps.
     static_on_cpu: bool = False

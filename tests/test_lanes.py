@@ -301,7 +301,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 ) -> None:
     """After a sticky fault every later trial in the process would fail at once: the run stops,
     what was in flight fails with the fault as its reason, and a new process finishes the study."""
-    import mnist_bench.search.running as inflight_module
+    import mnist_bench.search.trial_runner as inflight_module
 
     built: list[int] = []
 

@@ -8,20 +8,17 @@ import torch.nn.functional as F
 
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.model import ModelConfig
-from mnist_bench.search.space import SearchSpace
-from mnist_bench.sharing.packing import (
-    CUDA_CONTEXT_BYTES,
-    MAX_AUTO_WORKERS,
+from mnist_bench.measure.packing import (
     StackedMLP,
-    auto_workers,
     packing_gain,
     process_throughput,
     stacked_optimizer,
     stacked_step,
     stacked_throughput,
-    trial_bytes,
 )
+from mnist_bench.model import ModelConfig
+from mnist_bench.search.capacity import CUDA_CONTEXT_BYTES, MAX_AUTO_WORKERS, auto_workers, trial_bytes
+from mnist_bench.search.space import SearchSpace
 from mnist_bench.training.start import seeded_model
 
 CPU = torch.device("cpu")

@@ -16,11 +16,11 @@ import torch
 from optuna.trial import TrialState
 
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.search.capacity import auto_workers
 from mnist_bench.search.loop import open_study
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SURPLUS, SearchSettings
-from mnist_bench.sharing.packing import auto_workers
-from mnist_bench.sharing.workers import WorkerJob, plan_devices, plan_workers, run_workers
+from mnist_bench.search.workers import WorkerJob, plan_devices, plan_workers, run_workers
 from mnist_bench.storage.rdb import heartbeat_ages, open_storage
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))

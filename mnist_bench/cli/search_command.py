@@ -1,4 +1,4 @@
-"""The search command: options in, ``sharing.study_search.search_study``, trials and leaderboard out."""
+"""The search command: options in, ``search.job.search_study``, trials and leaderboard out."""
 
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ from mnist_bench.output.console import (
     stopped_line,
     trial_line,
 )
+from mnist_bench.search.capacity import trial_bytes
+from mnist_bench.search.job import SearchStart, search_study
 from mnist_bench.search.leaderboard import trial_row
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, best_accuracy
-from mnist_bench.sharing.packing import trial_bytes
-from mnist_bench.sharing.study_search import SearchStart, search_study
-from mnist_bench.sharing.workers import plan_workers
+from mnist_bench.search.workers import plan_workers
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, redact
 from mnist_bench.training.device import resolve_device

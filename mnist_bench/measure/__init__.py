@@ -5,7 +5,8 @@
 - ``baselines``: the networks MNIST tutorials write by hand
 - ``doctor``: does this machine train right (fast paths against eager ones), and how fast
 - ``selfcheck``: the fast paths trusted on a GPU only after a one-time check there
+- ``packing``: trials in processes against trials stacked into one model, measured (``bench --section packing``)
 
 May import every library folder below it (``training``, ``storage``, ``search``,
-``sharing``, ``artifacts``); never ``output`` or ``cli``.
+``artifacts``); never ``output`` or ``cli``.
 """

@@ -47,9 +47,9 @@ from mnist_bench.measure.bench import (
     train_flops_per_sample,
     trainer_throughput,
 )
+from mnist_bench.measure.packing import packing_gain, process_throughput, stacked_throughput
 from mnist_bench.model import ModelConfig
 from mnist_bench.search.leaderboard import to_markdown
-from mnist_bench.sharing.packing import packing_gain, process_throughput, stacked_throughput
 from mnist_bench.training.timing import adam_config
 
 SECTIONS = ("floor", "training", "inflight", "classic", "runtime", "inference", "packing", "search")
@@ -324,7 +324,7 @@ def search_throughput(
     from mnist_bench.search.records import TrialRecord  # noqa: PLC0415
     from mnist_bench.search.space import SearchSpace  # noqa: PLC0415
     from mnist_bench.search.study import SearchSettings  # noqa: PLC0415
-    from mnist_bench.sharing.workers import WorkerJob, run_workers  # noqa: PLC0415
+    from mnist_bench.search.workers import WorkerJob, run_workers  # noqa: PLC0415
     from mnist_bench.storage.rdb import open_storage  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory() as tmp:

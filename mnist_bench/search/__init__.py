@@ -4,9 +4,13 @@
 - ``records``: what a trial stores, as one typed ``TrialRecord``: written and read there alone
 - ``study``: a study's settings and random streams, and one trial's bookkeeping (config, seed, outcome)
 - ``loop``: sampler, pruner, the one run loop (K trials in flight, one at a time the K = 1 case), picking a winner
-- ``running``: one pass of that loop: trials asked for, judged after each epoch and told
+- ``trial_runner``: one pass of that loop: trials asked for, judged after each epoch and told
 - ``leaderboard``: a study's trials as a DataFrame, and its CSV/Markdown/JSON files
 - ``promote``: the best trials of a study trained again, longer, as a study of their own
+- ``capacity``: one trial's worst-case device memory, and how many trials ``--workers auto`` runs at once
+- ``workers``: worker processes sharing one study through its storage (``search --workers``)
+- ``job``: a whole search, what ``search`` runs: data checked, the study opened, trials run
+  here or in workers, the leaderboard written
 
 May import the root modules, ``training`` and ``storage``.
 """

@@ -1,7 +1,7 @@
 """Running a search: sampler, pruner, the study, the one run loop, the winner.
 
 ``run_search`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
-one at a time being K = 1; what starts and judges each trial is ``running``'s, and what a
+one at a time being K = 1; what starts and judges each trial is ``trial_runner``'s, and what a
 trial is before and after training (its config, seed, attributes, outcome) is
 ``study``'s. Budget (``--trials`` counts finished trials), timeout, the wait for stopped
 workers' trials and the storage-loss policy are written here once, for every K. It
@@ -28,9 +28,9 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.records import TrialRecord, record_study_streams
-from mnist_bench.search.running import TrialRunner
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import OBJECTIVES, SearchOutcome, SearchSettings, TrialEpoch, check_streams
+from mnist_bench.search.trial_runner import TrialRunner
 from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
 from mnist_bench.storage.rdb import host_of, one_line, open_storage
 from mnist_bench.storage.trial_states import n_finished, state_counts
@@ -135,7 +135,7 @@ def run_search(
     on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> SearchOutcome:
     """Run trials until the study holds ``settings.trials`` finished ones, ``settings.parallel``
-    in flight side by side (one at a time the K = 1 case; see ``running``).
+    in flight side by side (one at a time the K = 1 case; see ``trial_runner``).
 
     One call starts at most the number missing when it began, so trials that fail (and
     do not count) cannot make it loop forever; running it again tops the study up. A

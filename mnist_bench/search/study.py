@@ -1,6 +1,6 @@
 """A study's settings and the bookkeeping of its trials.
 
-The search loop (``loop.run_search``, through ``running``) prepares a trial here (its
+The search loop (``loop.run_search``, through ``trial_runner``) prepares a trial here (its
 config, its training seed, its place among --trials) and records its outcome here
 (attributes, through ``records``; pruned or diverged; its objective values); and a study
 resumes here only with its own random streams (``check_streams``). Nothing here runs a trial.
@@ -67,7 +67,7 @@ class SearchSettings:
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
     objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
-    parallel: int = 1  # trials in flight side by side in this process (running.py); 1: one at a time
+    parallel: int = 1  # trials in flight side by side in this process (trial_runner.py); 1: one at a time
     # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
     # then no longer repeat, and the leaderboard marks each trial's streams.
     mixed_versions: bool = False
@@ -192,7 +192,7 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
     if result.stopped_early:
         record_reason(trial, f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
         raise optuna.TrialPruned()
-    # Measured on the trial's lane and stream as it finished (running.TrialRunner.trained);
+    # Measured on the trial's lane and stream as it finished (trial_runner.TrialRunner.trained);
     # here, on the calling thread, only for a result that comes without it.
     latency = result.latency_ms if result.latency_ms is not None else latency_ms(result.model, data.device)
     record_latency(trial, latency)

@@ -4,7 +4,7 @@
 the training's precision, the loss, the backward, the step's rates from the schedule's
 table, the update, max-norm, and the running loss. The eager runner calls it once per
 batch; the graphed runner captures exactly it as a CUDA graph and replays it (see
-``runners``). One function, so the two cannot drift: on the CPU stand-in a graphed
+``step_runners``). One function, so the two cannot drift: on the CPU stand-in a graphed
 training equals its eager twin bitwise, and on CUDA they launch the same kernels.
 
 No host sync inside: rates held as device tensors are copied from a device table by a

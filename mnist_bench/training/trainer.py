@@ -26,9 +26,9 @@ from mnist_bench.data import DeviceData
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import use_generator
 from mnist_bench.training.device import give_back_memory, sync
-from mnist_bench.training.runners import EagerRunner, GraphedRunner
 from mnist_bench.training.start import HostStart, host_start, make_step
 from mnist_bench.training.step import TrainStep
+from mnist_bench.training.step_runners import EagerRunner, GraphedRunner
 from mnist_bench.training.timing import latency_ms
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory

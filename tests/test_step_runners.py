@@ -12,9 +12,9 @@ from mnist_bench.measure.doctor import CONFIGS as DOCTOR_CONFIGS
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import sgd_step
 from mnist_bench.training import device as device_module
-from mnist_bench.training import runners
-from mnist_bench.training.runners import GraphedRunner, NotCapturable
+from mnist_bench.training import step_runners as runners
 from mnist_bench.training.start import make_step, schedule_table
+from mnist_bench.training.step_runners import GraphedRunner, NotCapturable
 from mnist_bench.training.trainer import Training
 
 # Every option a step has, as doctor checks them: momentum under one-cycle (which cycles

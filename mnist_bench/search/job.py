@@ -19,7 +19,7 @@ from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderb
 from mnist_bench.search.loop import open_study, run_search
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
-from mnist_bench.sharing.workers import WorkerJob, run_workers
+from mnist_bench.search.workers import WorkerJob, run_workers
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.rdb import load_study, open_storage
 from mnist_bench.storage.trial_states import n_finished, state_counts

@@ -24,10 +24,10 @@ from optuna.trial import FrozenTrial
 from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.search.capacity import auto_workers
 from mnist_bench.search.loop import run_search
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchOutcome, SearchSettings
-from mnist_bench.sharing.packing import auto_workers
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.device import resolve_device, select_device
