@@ -19,7 +19,7 @@ from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.model import ModelConfig
-from mnist_bench.search.loop import run_search, trial_config
+from mnist_bench.search.loop import run_trials, trial_config
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.training.device import DeviceFault, device_fault
@@ -229,8 +229,8 @@ def settings(tmp_path: Path, name: str, **extra: object) -> SearchSettings:
 def test_search_in_flight_is_exact_repeatable_and_trains_each_trial_as_alone(
     tmp_path: Path, tiny_data: DeviceData
 ) -> None:
-    first = run_search(settings(tmp_path, "a"), SMALL, tiny_data).study
-    again = run_search(settings(tmp_path, "b"), SMALL, tiny_data).study
+    first = run_trials(settings(tmp_path, "a"), SMALL, tiny_data).study
+    again = run_trials(settings(tmp_path, "b"), SMALL, tiny_data).study
     finished = first.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(first.trials) == len(finished) == 7  # --trials is an exact total
     assert [(t.params, t.state, t.user_attrs["val_acc"]) for t in first.trials] == [
@@ -244,7 +244,7 @@ def test_search_in_flight_is_exact_repeatable_and_trains_each_trial_as_alone(
 
 def test_diverging_trials_in_flight_are_pruned_alone(tmp_path: Path, tiny_data: DeviceData) -> None:
     wild = SearchSpace(depth=(1, 1), width=(8, 16), optimizers=("sgd",), sgd_lr=(1e4, 1e5), batch_sizes=(32,))
-    study = run_search(settings(tmp_path, "wild", trials=4), wild, tiny_data).study
+    study = run_trials(settings(tmp_path, "wild", trials=4), wild, tiny_data).study
     assert all(t.state == TrialState.PRUNED for t in study.trials) and len(study.trials) == 4
     assert all(t.user_attrs["reason"].startswith("diverged") for t in study.trials)
 
@@ -262,12 +262,12 @@ class StopAfter:
 
 def test_interrupt_fails_what_was_in_flight_and_the_study_resumes(tmp_path: Path, tiny_data: DeviceData) -> None:
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of the second round's epochs
-        run_search(settings(tmp_path, "int"), SMALL, tiny_data, stop=StopAfter(50))
+        run_trials(settings(tmp_path, "int"), SMALL, tiny_data, stop=StopAfter(50))
     study = optuna.load_study(study_name="int", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert not study.get_trials(states=(TrialState.RUNNING,))
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 3 and all(t.user_attrs["reason"].startswith("interrupted") for t in failed)
-    outcome = run_search(settings(tmp_path, "int"), SMALL, tiny_data)
+    outcome = run_trials(settings(tmp_path, "int"), SMALL, tiny_data)
     assert outcome.finished == 7
 
 
@@ -312,7 +312,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 
     monkeypatch.setattr(inflight_module, "Training", FaultsOnce)
     with pytest.raises(DeviceFault) as fault:
-        run_search(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
+        run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
     message = str(fault.value)
     assert "\n" not in message and "an illegal memory access was encountered" in message
     assert "run the same command again to resume" in message and f"{parallel} training(s) in flight" in message
@@ -322,7 +322,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
     assert len(failed) == parallel and not study.get_trials(states=(TrialState.RUNNING,))
     assert all(t.user_attrs["reason"].startswith("device fault: CUDA error: an illegal memory") for t in failed)
     monkeypatch.undo()
-    assert run_search(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data).finished == 7
+    assert run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data).finished == 7
 
 
 def test_an_out_of_memory_trial_is_no_device_fault() -> None:
@@ -408,7 +408,7 @@ def test_the_exclusive_build_holds_only_device_work(
     monkeypatch.setattr(start_module, "initial_weights", recorded("weights", start_module.initial_weights))
     monkeypatch.setattr(start_module, "schedule_table", recorded("table", start_module.schedule_table))
     monkeypatch.setattr(lanes_module, "_build", recorded("build", lanes_module._build))
-    study = run_search(settings(tmp_path, "host"), SMALL, tiny_data).study
+    study = run_trials(settings(tmp_path, "host"), SMALL, tiny_data).study
     builds = [(start, end) for phase, _, start, end in log if phase == "build"]
     host = [(phase, thread, start, end) for phase, thread, start, end in log if phase != "build"]
     assert len(builds) == len(study.trials) == 7
@@ -442,7 +442,7 @@ def test_a_search_measures_each_trials_latency_on_its_lane(
 
     monkeypatch.setattr(trainer_module, "latency_ms", on_lane)
     monkeypatch.setattr(study_module, "latency_ms", on_main)
-    study = run_search(settings(tmp_path, "latency"), SMALL, tiny_data).study
+    study = run_trials(settings(tmp_path, "latency"), SMALL, tiny_data).study
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and len(measured) == len(complete)  # the pruned and diverged ones: none
     with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's

@@ -9,7 +9,7 @@ import pandas as pd
 from rich.console import Console
 
 from mnist_bench.output.console import leaderboard_table
-from mnist_bench.search.leaderboard import COLUMNS, export, leaderboard, write_leaderboard
+from mnist_bench.search.leaderboard import COLUMNS, leaderboard, leaderboard_text, write_leaderboard
 from mnist_bench.search.space import SearchSpace, sample_config
 
 SPACE = SearchSpace()
@@ -52,7 +52,7 @@ def test_exports_load_back_in_pandas(tmp_path: Path) -> None:
     back = pd.read_csv(csv_path)
     assert back["trial"].tolist() == frame["trial"].tolist()
     assert back["best_val_acc"].iloc[0] == 0.97
-    records = json.loads(export(frame, "json"))
+    records = json.loads(leaderboard_text(frame, "json"))
     assert records[0]["trial"] == 1 and len(records) == 4
     lines = md_path.read_text().splitlines()
     assert lines[0].startswith("| rank | trial | state |") and len(lines) == 2 + 4

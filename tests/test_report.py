@@ -16,7 +16,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.output.report import write_comparison, write_study_report
 from mnist_bench.output.report_figures import FIGURES, pareto_mask
 from mnist_bench.output.report_plots import INTERACTIVE
-from mnist_bench.search.loop import run_search
+from mnist_bench.search.loop import run_trials
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 
@@ -26,7 +26,7 @@ SMALL = SearchSpace(depth=(1, 2), width=(8, 64), batch_sizes=(32, 64))
 def small_study(tmp_path: Path, data: DeviceData, name: str, trials: int) -> optuna.Study:
     settings = SearchSettings(study=name, storage=f"sqlite:///{tmp_path / 's.db'}", trials=trials, epochs=3, seed=0,
                               val_size=100, sampler="random")  # fmt: skip
-    return run_search(settings, SMALL, data).study
+    return run_trials(settings, SMALL, data).study
 
 
 def test_report_writes_every_figure_and_a_self_contained_page(tmp_path: Path, tiny_data: DeviceData) -> None:

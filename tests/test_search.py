@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search.loop import open_study, run_search
+from mnist_bench.search.loop import open_study, run_trials
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings, TrialEpoch, training_seed
 from mnist_bench.storage.rdb import load_study, open_storage
@@ -34,7 +34,7 @@ def settings(tmp_path: Path, **overrides: object) -> SearchSettings:
 
 
 def test_search_stores_trials_that_plain_optuna_can_read(tmp_path: Path, tiny_data: DeviceData) -> None:
-    outcome = run_search(settings(tmp_path), SMALL, tiny_data)
+    outcome = run_trials(settings(tmp_path), SMALL, tiny_data)
     assert outcome.ran == 4 and outcome.finished == 4
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 's.db'}")
     assert len(study.trials) == 4
@@ -51,23 +51,23 @@ def test_search_stores_trials_that_plain_optuna_can_read(tmp_path: Path, tiny_da
 
 
 def test_trials_counts_the_total_and_a_rerun_tops_up(tmp_path: Path, tiny_data: DeviceData) -> None:
-    run_search(settings(tmp_path, trials=2), SMALL, tiny_data)
-    again = run_search(settings(tmp_path, trials=2), SMALL, tiny_data)
+    run_trials(settings(tmp_path, trials=2), SMALL, tiny_data)
+    again = run_trials(settings(tmp_path, trials=2), SMALL, tiny_data)
     assert again.ran == 0 and again.finished == 2
-    more = run_search(settings(tmp_path, trials=5), SMALL, tiny_data)
+    more = run_trials(settings(tmp_path, trials=5), SMALL, tiny_data)
     assert more.ran == 3 and more.finished == 5 and len(more.study.trials) == 5
 
 
 def test_same_seed_repeats_the_study(tmp_path: Path, tiny_data: DeviceData) -> None:
-    a = run_search(settings(tmp_path, study="a"), SMALL, tiny_data).study
-    b = run_search(settings(tmp_path, study="b"), SMALL, tiny_data).study
+    a = run_trials(settings(tmp_path, study="a"), SMALL, tiny_data).study
+    b = run_trials(settings(tmp_path, study="b"), SMALL, tiny_data).study
     assert [t.params for t in a.trials] == [t.params for t in b.trials]
     assert [t.value for t in a.trials] == [t.value for t in b.trials]
 
 
 def test_diverging_trial_is_pruned_with_its_reason_and_search_goes_on(tmp_path: Path, tiny_data: DeviceData) -> None:
     explosive = SearchSpace(depth=(1, 1), width=(8, 16), optimizers=("sgd",), sgd_lr=(1e5, 1e6), batch_sizes=(32,))
-    outcome = run_search(settings(tmp_path, trials=2, epochs=3), explosive, tiny_data)
+    outcome = run_trials(settings(tmp_path, trials=2, epochs=3), explosive, tiny_data)
     assert outcome.ran == 2
     for trial in outcome.study.trials:
         assert trial.state == optuna.trial.TrialState.PRUNED
@@ -77,7 +77,7 @@ def test_diverging_trial_is_pruned_with_its_reason_and_search_goes_on(tmp_path: 
 def test_pruner_stops_hopeless_trials(tmp_path: Path, tiny_data: DeviceData) -> None:
     # Half the trials get a learning rate too small to learn anything in 6 epochs.
     space = SearchSpace(depth=(1, 1), width=(16, 16), optimizers=("sgd",), sgd_lr=(1e-7, 0.3), batch_sizes=(32,))
-    outcome = run_search(settings(tmp_path, trials=16, epochs=6, sampler="random"), space, tiny_data)
+    outcome = run_trials(settings(tmp_path, trials=16, epochs=6, sampler="random"), space, tiny_data)
     pruned = outcome.study.get_trials(states=[optuna.trial.TrialState.PRUNED])
     assert pruned, "median pruner pruned nothing"
     for trial in pruned:
@@ -86,7 +86,7 @@ def test_pruner_stops_hopeless_trials(tmp_path: Path, tiny_data: DeviceData) -> 
 
 
 def test_resuming_with_another_space_is_refused(tmp_path: Path, tiny_data: DeviceData) -> None:
-    run_search(settings(tmp_path, trials=1), SMALL, tiny_data)
+    run_trials(settings(tmp_path, trials=1), SMALL, tiny_data)
     other = SearchSpace(depth=(3, 4))
     storage = open_storage(settings(tmp_path).storage)
     with pytest.raises(MnistBenchError, match="another space"):
@@ -127,7 +127,7 @@ def test_bad_storage_urls_give_one_line(url: str, message: str) -> None:
 
 
 def test_load_study_lists_what_exists(tmp_path: Path, tiny_data: DeviceData) -> None:
-    run_search(settings(tmp_path, trials=1, study="exists"), SMALL, tiny_data)
+    run_trials(settings(tmp_path, trials=1, study="exists"), SMALL, tiny_data)
     with pytest.raises(MnistBenchError, match=r"'nope' does not exist .*studies there: exists"):
         load_study("nope", open_storage(settings(tmp_path).storage))
 
@@ -144,7 +144,7 @@ def test_multi_objective_search_has_a_pareto_front(tmp_path: Path, tiny_data: De
     from mnist_bench.search.loop import pick_trial
     from mnist_bench.search.study import best_accuracy
 
-    outcome = run_search(settings(tmp_path, trials=5, objectives=("accuracy", "params")), SMALL, tiny_data)
+    outcome = run_trials(settings(tmp_path, trials=5, objectives=("accuracy", "params")), SMALL, tiny_data)
     study = outcome.study
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     for trial in study.trials:
@@ -174,7 +174,7 @@ def test_a_trial_finished_by_another_worker_is_one_notice(tmp_path: Path, tiny_d
 
     def search() -> None:
         try:
-            run_search(chosen, SMALL, tiny_data, study=study, on_notice=notices.append)
+            run_trials(chosen, SMALL, tiny_data, study=study, on_notice=notices.append)
         except BaseException as exc:  # noqa: BLE001  (the assertion below shows it)
             errors.append(exc)
 
@@ -229,7 +229,7 @@ def test_a_trial_that_loses_the_storage_is_not_counted(tmp_path: Path, tiny_data
     chosen = settings(tmp_path, trials=3, epochs=4, pruner="none", parallel=parallel)
     outage = Outage(chosen, 1, 2)
     notices: list[str] = []
-    outcome = run_search(
+    outcome = run_trials(
         chosen, SMALL, tiny_data, study=outage.study, on_notice=notices.append, on_epoch=outage.on_epoch
     )
     outage.unlock.join()
@@ -252,7 +252,7 @@ def test_a_storage_back_within_the_retry_window_is_waited_for(
     chosen = settings(tmp_path, trials=3, epochs=4, pruner="none", parallel=parallel)
     outage = Outage(chosen, 1, 2, seconds=6.0)
     notices: list[str] = []
-    outcome = run_search(
+    outcome = run_trials(
         chosen, SMALL, tiny_data, study=outage.study, on_notice=notices.append, on_epoch=outage.on_epoch
     )
     outage.unlock.join()
@@ -275,7 +275,7 @@ def test_a_search_that_loses_the_storage_for_longer_stops_in_one_line(
     chosen = settings(tmp_path, trials=4, epochs=4, pruner="none", parallel=parallel, storage_retry_s=1.0)
     outage = Outage(chosen, 3, 2, seconds=10.0)  # trial 3 trains alone: 0, 1 and 2 are complete
     with pytest.raises(MnistBenchError) as raised:
-        run_search(chosen, SMALL, tiny_data, study=outage.study, on_epoch=outage.on_epoch)
+        run_trials(chosen, SMALL, tiny_data, study=outage.study, on_epoch=outage.on_epoch)
     outage.unlock.join()
     message = str(raised.value)
     assert message.startswith(f"lost the storage at {tmp_path / 's.db'} for over 1 s (") and "\n" not in message
@@ -299,7 +299,7 @@ def test_a_failed_trial_leaves_nothing_alive(
     monkeypatch.setattr(Training, "run_epoch", out_of_memory)
     gc.disable()
     try:
-        run_search(settings(tmp_path, trials=1), SMALL, tiny_data)
+        run_trials(settings(tmp_path, trials=1), SMALL, tiny_data)
         assert len(models) == 1 and models[0]() is None
     finally:
         gc.enable()

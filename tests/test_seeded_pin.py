@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from mnist_bench.data import DeviceData, load_split
-from mnist_bench.search.loop import run_search
+from mnist_bench.search.loop import run_trials
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 
@@ -56,7 +56,7 @@ def seeded_trials(space: str, parallel: int, data: DeviceData, folder: Path) -> 
         val_size=100,
         parallel=parallel,
     )
-    study = run_search(settings, SPACES[space], data).study
+    study = run_trials(settings, SPACES[space], data).study
     return [
         {
             "number": t.number,

@@ -263,7 +263,7 @@ def test_a_failed_capture_stays_one_trials_problem(
     every trial of the search finishes; no device fault is read into it."""
     import optuna
 
-    from mnist_bench.search.loop import run_search
+    from mnist_bench.search.loop import run_trials
     from mnist_bench.search.space import SearchSpace
     from mnist_bench.search.study import SearchSettings
     from mnist_bench.training import trainer
@@ -278,7 +278,7 @@ def test_a_failed_capture_stays_one_trials_problem(
         study="broken", storage=f"sqlite:///{tmp_path / 's.db'}", trials=6, epochs=3, seed=0, val_size=100,
         pruner="none", parallel=parallel, runtime=Runtime(static_on_cpu=True),
     )  # fmt: skip
-    outcome = run_search(settings, space, tiny_data)
+    outcome = run_trials(settings, space, tiny_data)
     trials = outcome.study.trials
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 6
     reasons = {t.number: t.user_attrs.get("eager_reason") for t in trials}

@@ -81,7 +81,7 @@ class FinalReport:
 
 
 @dataclass(frozen=True)
-class TestData:
+class FinalData:
     """Both splits on one device: train on all 60,000, score on the 10,000 test images."""
 
     device_data: DeviceData
@@ -89,7 +89,7 @@ class TestData:
     test: MnistSplit
 
     @classmethod
-    def load(cls, data_dir: Path, device: torch.device, *, verify: bool = True) -> TestData:
+    def load(cls, data_dir: Path, device: torch.device, *, verify: bool = True) -> FinalData:
         train_split = ensure_split(data_dir, "train", verify=verify)
         test_split = ensure_split(data_dir, "test", verify=verify)
         return cls(DeviceData.from_splits(train_split, test_split, device), train_split, test_split)
@@ -203,7 +203,7 @@ def train_and_test(
         return training.done
 
     # Side by side on a GPU (more seeds than lanes wait their turn); one at a time on a CPU,
-    # whose cores one training already keeps busy, and under --compile (lanes.check_in_flight).
+    # whose cores one training already keeps busy, and under --compile (lanes.check_parallel).
     runtime = runtime or Runtime()
     side_by_side = data.device.type == "cuda" and runtime.side_by_side and not runtime.compile
     lanes = min(len(seeds), MAX_LANES) if side_by_side else 1
@@ -242,7 +242,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def save_final(report: FinalReport, data: TestData, out_dir: Path, *, source: dict[str, object]) -> list[Path]:
+def save_final(report: FinalReport, data: FinalData, out_dir: Path, *, source: dict[str, object]) -> list[Path]:
     """Save runs[0] as a checkpoint with its metrics, plus the two PNG figures."""
     from mnist_bench.artifacts import checkpoint, figures  # noqa: PLC0415
     from mnist_bench.training.device import environment  # noqa: PLC0415

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from mnist_bench.artifacts import checkpoint
-from mnist_bench.artifacts.final import TestData, evaluate
+from mnist_bench.artifacts.final import FinalData, evaluate
 from mnist_bench.artifacts.predict import predict_files
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
@@ -65,7 +65,7 @@ def evaluate_cmd(
 ) -> None:
     """Re-score a checkpoint on the test set (on the CPU) and compare with the accuracy it stored."""
     loaded = checkpoint.load(checkpoint_path)
-    data = TestData.load(data_dir, resolve_device("cpu"), verify=not no_verify)
+    data = FinalData.load(data_dir, resolve_device("cpu"), verify=not no_verify)
     measured = evaluate(loaded.model, data.device_data.x_eval, data.device_data.y_eval).accuracy
     stored = loaded.meta.get("test", {}).get("accuracy")
     make_console().print(f"{loaded.path}: test accuracy {measured:.4f} (stored {stored})")

@@ -22,7 +22,7 @@ from mnist_bench.measure.selfcheck import trusted
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
 from mnist_bench.training.device import resolve_device
-from mnist_bench.training.lanes import check_in_flight
+from mnist_bench.training.lanes import check_parallel
 
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
@@ -240,7 +240,7 @@ def runtime_from(
     run on, and cut back to what each device's self-check trusts (``selfcheck``).
     ``check=False``: the command trains nothing this time, so no self-check starts."""
     runtime = Runtime(precision=precision.value, compile=compile, graphs=steps is not Steps.eager)
-    check_in_flight(runtime, parallel)
+    check_parallel(runtime, parallel)
     try:
         for device in devices:
             runtime.check(resolve_device(device))

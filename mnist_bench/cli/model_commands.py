@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mnist_bench.artifacts.final import EpochDone, TestData, TimeLeft, save_final, seeds_from, train_and_test
+from mnist_bench.artifacts.final import EpochDone, FinalData, TimeLeft, save_final, seeds_from, train_and_test
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
     MOMENTUM_TAKERS,
@@ -79,7 +79,7 @@ def _train_and_save(
     started again goes on from there (``--restart``: from scratch).
     """
     seed_list = seeds_from(config.seed, seeds)
-    data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
+    data = FinalData.load(data_dir, resolve_device(device), verify=not no_verify)
     console = make_console()
     console.print(
         f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
@@ -313,7 +313,7 @@ def baselines(
         ranked = pick_trial(optuna_study)
         config = trial_config(optuna_study, ranked.trial)
         rows.append(Baseline(f"{study} winner (trial {ranked.trial.number})", replace(config, seed=0), "-"))
-    data = TestData.load(data_dir, resolve_device(device), verify=not no_verify)
+    data = FinalData.load(data_dir, resolve_device(device), verify=not no_verify)
     frame = run_baselines(rows, data.device_data, list(range(seeds)), runtime=runtime)
     console = make_console()
     console.print(

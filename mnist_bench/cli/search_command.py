@@ -1,4 +1,4 @@
-"""The search command: options in, ``search.job.search_study``, trials and leaderboard out."""
+"""The search command: options in, ``search.job.run_search``, trials and leaderboard out."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from mnist_bench.output.console import (
     trial_line,
 )
 from mnist_bench.search.capacity import trial_bytes
-from mnist_bench.search.job import SearchStart, search_study
+from mnist_bench.search.job import StudyStart, run_search
 from mnist_bench.search.leaderboard import trial_row
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, best_accuracy
@@ -207,7 +207,7 @@ def search(
     where = training_where(worker_devices, in_flight)
     ran = 0
 
-    def on_start(start: SearchStart) -> None:
+    def on_start(start: StudyStart) -> None:
         if settings.multi_objective and pruner is not Pruner.none:
             console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
         if auto_line:
@@ -235,7 +235,7 @@ def search(
 
     with sigint_as_event() as stop:
         with contextlib.ExitStack() as live:  # the progress bar, from the start of the trials to their end
-            run = search_study(
+            run = run_search(
                 settings,
                 search_space,
                 devices=worker_devices,

@@ -44,7 +44,7 @@ from mnist_bench.output.console import (
     trial_line,
 )
 from mnist_bench.output.report import write_comparison, write_study_report
-from mnist_bench.search.leaderboard import export, leaderboard, study_dir, trial_row, write_leaderboard
+from mnist_bench.search.leaderboard import leaderboard, leaderboard_text, study_dir, trial_row, write_leaderboard
 from mnist_bench.search.loop import stored_space
 from mnist_bench.search.promote import long_settings, promote_trials, top_trials
 from mnist_bench.search.records import TrialRecord
@@ -173,7 +173,7 @@ def leaderboard_cmd(
         console = make_console()
         console.print(leaderboard_table(frame, title=f"Study {study}: {len(optuna_study.trials)} trials"))
     else:
-        sys.stdout.write(export(frame, format.value))
+        sys.stdout.write(leaderboard_text(frame, format.value))
 
 
 @app.command()

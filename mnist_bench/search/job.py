@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial
 from mnist_bench.data import DeviceData, ensure_split, validation_indices
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderboard
-from mnist_bench.search.loop import open_study, run_search
+from mnist_bench.search.loop import open_study, run_trials
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.search.workers import WorkerJob, run_workers
@@ -27,7 +27,7 @@ from mnist_bench.training.device import resolve_device
 
 
 @dataclass(frozen=True)
-class SearchStart:
+class StudyStart:
     """The study as the search finds it, before any trial runs."""
 
     study: optuna.Study
@@ -36,7 +36,7 @@ class SearchStart:
 
 
 @dataclass(frozen=True)
-class SearchRun:
+class SearchResult:
     """A search's end, read back from the storage (workers and other machines wrote to it too)."""
 
     study: optuna.Study
@@ -47,7 +47,7 @@ class SearchRun:
     interrupted: bool  # Ctrl-C stopped it; the same command resumes
 
 
-def search_study(
+def run_search(
     settings: SearchSettings,
     space: SearchSpace,
     *,
@@ -56,11 +56,11 @@ def search_study(
     verify: bool,
     studies_dir: Path,
     stop: StopFlag | None = None,
-    on_start: Callable[[SearchStart], None] | None = None,
+    on_start: Callable[[StudyStart], None] | None = None,
     on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_wait: Callable[[StoppedWait], None] | None = None,
-) -> SearchRun:
+) -> SearchResult:
     """Run (or resume) ``settings.study`` in this process (one device) or one worker per
     entry of ``devices``; write its leaderboard under ``studies_dir``.
 
@@ -82,11 +82,11 @@ def search_study(
         raise KeyboardInterrupt("stop requested")
     study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if on_start is not None:
-        on_start(SearchStart(study, len(study.trials), max(settings.trials - n_finished(study), 0)))
+        on_start(StudyStart(study, len(study.trials), max(settings.trials - n_finished(study), 0)))
     interrupted = False
     try:
         if data is not None:
-            run_search(
+            run_trials(
                 settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=on_notice, on_wait=on_wait
             )
         else:
@@ -97,4 +97,4 @@ def search_study(
     final = load_study(settings.study, open_storage(settings.storage))
     frame = leaderboard(final, space)
     paths = write_leaderboard(frame, study_dir(studies_dir, settings.study))
-    return SearchRun(final, frame, paths, state_counts(final), n_finished(final), interrupted)
+    return SearchResult(final, frame, paths, state_counts(final), n_finished(final), interrupted)

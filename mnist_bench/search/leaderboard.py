@@ -94,7 +94,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(frame: pd.DataFrame, fmt: str) -> str:
+def leaderboard_text(frame: pd.DataFrame, fmt: str) -> str:
     """The leaderboard as text in a file format: csv, markdown or json (records)."""
     if fmt == "csv":
         return frame.to_csv(index=False)
@@ -114,5 +114,5 @@ def write_leaderboard(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "leaderboard.csv", out_dir / "leaderboard.md"]
     for path, fmt in zip(paths, ("csv", "markdown"), strict=True):
-        path.write_text(export(frame, fmt))
+        path.write_text(leaderboard_text(frame, fmt))
     return paths

@@ -1,12 +1,12 @@
 """Running a search: sampler, pruner, the study, the one run loop, the winner.
 
-``run_search`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
+``run_trials`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
 one at a time being K = 1; what starts and judges each trial is ``trial_runner``'s, and what a
 trial is before and after training (its config, seed, attributes, outcome) is
 ``study``'s. Budget (``--trials`` counts finished trials), timeout, the wait for stopped
 workers' trials and the storage-loss policy are written here once, for every K. It
 returns plain data; the CLI renders it. Several processes, on one machine or many, may
-run ``run_search`` on one study at once: they share it through its storage.
+run ``run_trials`` on one study at once: they share it through its storage.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.records import TrialRecord, record_study_streams
 from mnist_bench.search.space import SearchSpace, sample_config
-from mnist_bench.search.study import OBJECTIVES, SearchOutcome, SearchSettings, TrialEpoch, check_streams
+from mnist_bench.search.study import OBJECTIVES, SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
 from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
 from mnist_bench.storage.rdb import host_of, one_line, open_storage
@@ -122,7 +122,7 @@ def pareto_numbers(study: optuna.Study) -> set[int]:
     return {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
 
 
-def run_search(
+def run_trials(
     settings: SearchSettings,
     space: SearchSpace,
     data: DeviceData,
@@ -133,7 +133,7 @@ def run_search(
     on_notice: Callable[[str], None] | None = None,
     on_epoch: Callable[[TrialEpoch], None] | None = None,
     on_wait: Callable[[StoppedWait], None] | None = None,
-) -> SearchOutcome:
+) -> TrialCounts:
     """Run trials until the study holds ``settings.trials`` finished ones, ``settings.parallel``
     in flight side by side (one at a time the K = 1 case; see ``trial_runner``).
 
@@ -183,7 +183,7 @@ def run_search(
                 runner.storage_down(exc)
     if runner.stopping():
         raise KeyboardInterrupt("stop requested")
-    return SearchOutcome(
+    return TrialCounts(
         study=study, ran=runner.ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
     )
 

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_search, stored_space
+from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
 from mnist_bench.search.records import PROMOTED_FROM, TrialRecord, promotion_attrs
 from mnist_bench.search.study import SearchSettings, TrialEpoch
 from mnist_bench.storage.heartbeats import StoppedWait
@@ -156,7 +156,7 @@ def promote_trials(
         )
     long.set_user_attr(PROMOTED_FROM, short.study_name)
     queue_promotions(long, chosen)
-    run_search(
+    run_trials(
         settings,
         space,
         data,

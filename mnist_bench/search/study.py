@@ -1,6 +1,6 @@
 """A study's settings and the bookkeeping of its trials.
 
-The search loop (``loop.run_search``, through ``trial_runner``) prepares a trial here (its
+The search loop (``loop.run_trials``, through ``trial_runner``) prepares a trial here (its
 config, its training seed, its place among --trials) and records its outcome here
 (attributes, through ``records``; pruned or diverged; its objective values); and a study
 resumes here only with its own random streams (``check_streams``). Nothing here runs a trial.
@@ -226,7 +226,7 @@ class TrialEpoch:
 
 
 @dataclass(frozen=True)
-class SearchOutcome:
+class TrialCounts:
     study: optuna.Study
     ran: int  # trials started by this call
     finished: int  # finished trials the study holds now

@@ -12,7 +12,7 @@ met it is failed with the reason ``lost the storage: ...`` where the storage ans
 at once, and leaves its place to another (it is ``lost``, never counted among this call's
 trials). Where it does not, the runner is ``down``: it starts no trial, gives up those in
 flight (kept to be failed once the storage is back, ``untold``) and lets the pass end; the
-loop (``loop.run_search``) waits for the storage as ``--storage-retry`` says.
+loop (``loop.run_trials``) waits for the storage as ``--storage-retry`` says.
 """
 
 from __future__ import annotations

@@ -25,9 +25,9 @@ from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.capacity import auto_workers
-from mnist_bench.search.loop import run_search
+from mnist_bench.search.loop import run_trials
 from mnist_bench.search.space import SearchSpace
-from mnist_bench.search.study import SearchOutcome, SearchSettings
+from mnist_bench.search.study import SearchSettings, TrialCounts
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.device import resolve_device, select_device
@@ -90,7 +90,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
     try:
         split = ensure_split(job.data_dir, "train", verify=job.verify)
         data = DeviceData.with_validation(split, device, val_size=job.settings.val_size)
-        run_search(
+        run_trials(
             replace(job.settings, worker=index),
             job.space,
             data,
@@ -116,7 +116,7 @@ def run_workers(
     stop: StopFlag | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_wait: Callable[[StoppedWait], None] | None = None,
-) -> SearchOutcome:
+) -> TrialCounts:
     """Start one process per entry of ``job.devices`` and wait for all of them.
 
     A worker's notices (a trial another worker finished first) go to ``on_notice``,
@@ -172,6 +172,6 @@ def run_workers(
     if errors:
         more = f" (and {len(errors) - 1} other worker(s) failed)" if len(errors) > 1 else ""
         raise MnistBenchError(errors[0] + more)
-    return SearchOutcome(
+    return TrialCounts(
         study=study, ran=ran, finished=n_finished(study), target=job.settings.trials, counts=state_counts(study)
     )

@@ -157,7 +157,7 @@ def device_lanes(k: int, device: torch.device) -> list[Lane]:
         return [_LANES[(str(device), i)] for i in range(k)]
 
 
-def check_in_flight(runtime: Runtime, k: int) -> None:
+def check_parallel(runtime: Runtime, k: int) -> None:
     """Refuse what cannot run with ``k`` trainings in flight, before any starts."""
     if runtime.compile and k > 1:
         # torch.compile's CUDA graphs capture through torch.cuda.graph, whose entry
