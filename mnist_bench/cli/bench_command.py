@@ -31,6 +31,18 @@ from mnist_bench.output.console import (
 )
 from mnist_bench.training.device import resolve_device
 
+_FULL, _QUICK = BenchSettings(), BenchSettings.quick()
+
+
+def _either(name: str) -> str:
+    """A setting's default as --help shows it: the full run's, and --quick's where it differs."""
+
+    def shown(value: object) -> str:
+        return ", ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    full, quick = shown(getattr(_FULL, name)), shown(getattr(_QUICK, name))
+    return full if full == quick else f"{full}; --quick {quick}"
+
 
 @app.command()
 def bench(
@@ -38,32 +50,55 @@ def bench(
         bool, typer.Option("--quick", help="A short run (every section, few points) that CI affords.")
     ] = False,
     network: Annotated[
-        list[str] | None, typer.Option("--network", "-n", help="Network to time, e.g. 784-128-10; repeat for more.")
+        list[str] | None,
+        typer.Option(
+            "--network",
+            "-n",
+            help="Network to time, e.g. 784-128-10; repeat for more.",
+            show_default=_either("networks"),
+        ),
     ] = None,
     batch_size: Annotated[
-        list[int] | None, typer.Option("--batch-size", "-b", help="Batch size to time; repeat for more.")
+        list[int] | None,
+        typer.Option(
+            "--batch-size", "-b", help="Batch size to time; repeat for more.", show_default=_either("batch_sizes")
+        ),
     ] = None,
     precision: Annotated[
         list[Precision] | None,
-        typer.Option(help="Precisions for the runtime section; repeat for more. [default: all the device has]"),
+        typer.Option(
+            help="Precisions for the runtime section; repeat for more (the default skips those the device lacks).",
+            show_default=_either("precisions"),
+        ),
     ] = None,
     no_compile: Annotated[
         bool, typer.Option("--no-compile", help="Leave torch.compile out of the runtime section.")
     ] = False,
     workers: Annotated[
         list[int] | None,
-        typer.Option("--workers", "-w", help="Trials at once to time (packing, search); repeat for more."),
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Trials at once to time (packing, search); repeat for more.",
+            show_default=_either("workers"),
+        ),
     ] = None,
     section: Annotated[
-        list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}. [default: all]")
+        list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}.", show_default="all")
     ] = None,
-    repeats: Annotated[int | None, typer.Option(help="Timed repeats per figure (median reported).")] = None,
-    search_trials: Annotated[int | None, typer.Option(help="Trials per timed search. [default: 8; --quick 2]")] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="Timed repeats per figure (median reported).", show_default=_either("repeats"))
+    ] = None,
+    search_trials: Annotated[
+        int | None, typer.Option(help="Trials per timed search.", show_default=_either("search_trials"))
+    ] = None,
     search_epochs: Annotated[
-        int | None, typer.Option(help="Most epochs per trial of a timed search. [default: 2; --quick 1]")
+        int | None, typer.Option(help="Most epochs per trial of a timed search.", show_default=_either("search_epochs"))
     ] = None,
     steps: StepsOpt = Steps.auto,
-    out: Annotated[Path | None, typer.Option(help="Output folder. [default: studies/bench/<device>]")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder.", show_default="STUDIES_DIR/bench/cpu or STUDIES_DIR/bench/cuda")
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from mnist_bench.artifacts import checkpoint
+from mnist_bench.artifacts.demo import DEMO_FILE
 from mnist_bench.artifacts.final import FinalData, evaluate
 from mnist_bench.artifacts.predict import predict_files
 from mnist_bench.cli.common import (
@@ -77,11 +78,12 @@ def evaluate_cmd(
 def demo(
     checkpoint_path: CheckpointPath,
     out: Annotated[
-        Path | None, typer.Option(help="HTML file (or folder) to write. [default: demo.html beside the checkpoint]")
+        Path | None,
+        typer.Option(help="HTML file (or folder) to write.", show_default=f"{DEMO_FILE} beside the checkpoint"),
     ] = None,
 ) -> None:
     """Write a self-contained page to draw a digit on and see the model's answer live, offline."""
-    from mnist_bench.artifacts.demo import DEMO_FILE, write_demo  # noqa: PLC0415
+    from mnist_bench.artifacts.demo import write_demo  # noqa: PLC0415
 
     loaded = checkpoint.load(checkpoint_path)
     path = write_demo(loaded, out or loaded.path.parent / DEMO_FILE)
@@ -97,7 +99,7 @@ def export_cmd(
     checkpoint_path: CheckpointPath,
     format: Annotated[ExportFormat, typer.Option("--format", help="Model format.")] = ExportFormat.onnx,
     out: Annotated[
-        Path | None, typer.Option(help="File to write. [default: model.<format> beside the checkpoint]")
+        Path | None, typer.Option(help="File to write.", show_default="model.FORMAT beside the checkpoint")
     ] = None,
 ) -> None:
     """Export a checkpoint for other runtimes: input raw pixels (N, 28, 28), output logits and probabilities."""

@@ -133,8 +133,8 @@ Storage = Annotated[
     typer.Option(
         # From the environment too, so a database password need not sit on a command line.
         envvar="MNIST_BENCH_STORAGE",
-        help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., mysql+pymysql://... "
-        "Unset: SQLite in --studies-dir.",
+        help="Optuna storage URL: sqlite:///..., postgresql+psycopg://..., mysql+pymysql://...",
+        show_default="SQLite in --studies-dir",
     ),
 ]
 DataDir = Annotated[
@@ -147,7 +147,10 @@ Seeds = Annotated[
 ]
 AugmentOpt = Annotated[
     Augment | None,
-    typer.Option(help="Training-time augmentation on the device: " + AUGMENT_CHOICES + "."),
+    typer.Option(
+        help="Training-time augmentation on the device: " + AUGMENT_CHOICES + ".",
+        show_default="none; for best, the trial's",
+    ),
 ]
 PrecisionOpt = Annotated[
     Precision, typer.Option(help="Matmul precision: fp32, tf32 (CUDA, Ampere+) or bf16 (autocast).")
@@ -164,7 +167,9 @@ DeformOpt = Annotated[
     typer.Option(
         help="Deformation strengths for --augment affine/elastic, e.g. rotate_deg=15,scale=0.15,shear_deg=15,"
         "shift_px=2,elastic_alpha_px=6,elastic_sigma_px=5 (names as in a space file; unnamed ones keep "
-        "their values). Check them by eye with `mnist-bench deformations`."
+        "their values). Check them by eye with `mnist-bench deformations`.",
+        show_default=",".join(f"{name}={value:g}" for name, value in vars(DEFAULT_DEFORM).items())
+        + "; for best, the trial's",
     ),
 ]
 

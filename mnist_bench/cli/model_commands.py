@@ -138,12 +138,14 @@ def _train_and_save(
 def best(
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
-    trial: Annotated[int | None, typer.Option(help="Show (or retrain) this trial instead of the best.")] = None,
+    trial: Annotated[
+        int | None, typer.Option(help="Show (or retrain) this trial instead of the best.", show_default="the best")
+    ] = None,
     retrain: Annotated[
         bool, typer.Option("--retrain", help="Retrain on all 60,000 training images, test once, save a checkpoint.")
     ] = False,
     epochs: Annotated[
-        int | None, typer.Option(help="Epochs for --retrain. [default: as many as the trial ran]")
+        int | None, typer.Option(help="Epochs for --retrain.", show_default="as many as the trial ran")
     ] = None,
     seeds: Seeds = 1,
     augment: AugmentOpt = None,
@@ -241,13 +243,18 @@ def train_cmd(
     label_smoothing: Annotated[float, typer.Option(help="Cross-entropy label smoothing.")] = 0.0,
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
-    max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
+    max_norm: Annotated[
+        float | None, typer.Option(help="Cap on each hidden unit's weight norm.", show_default="no cap")
+    ] = None,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps.auto,
     restart: RestartOpt = False,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
+        Path | None,
+        typer.Option(
+            help="Output folder.", show_default="STUDIES_DIR/train/LAYERS-OPTIMIZER-lrLR-bsBATCH-eEPOCHS-sSEED"
+        ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -294,10 +301,15 @@ def train_cmd(
 def baselines(
     seeds: Seeds = 3,
     study: Annotated[
-        str | None, typer.Option("--study", help="Add a row for this study's best trial, retrained the same way.")
+        str | None,
+        typer.Option(
+            "--study", help="Add a row for this study's best trial, retrained the same way.", show_default="no row"
+        ),
     ] = None,
     storage: Storage = None,
-    out: Annotated[Path | None, typer.Option(help="Write the table here as CSV too.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the table here as CSV too.", show_default="printed only")
+    ] = None,
     steps: StepsOpt = Steps.auto,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",

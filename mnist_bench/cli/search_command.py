@@ -118,9 +118,12 @@ def search(
         ),
     ] = "accuracy",
     seed: Annotated[
-        int | None, typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.")
+        int | None,
+        typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.", show_default="unseeded"),
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Seconds after which no new trial starts.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds after which no new trial starts.", show_default="no limit")
+    ] = None,
     val_size: Annotated[
         int, typer.Option(help="Training images held out as the validation split the search optimizes.")
     ] = 5000,
@@ -145,7 +148,8 @@ def search(
     devices: Annotated[
         str | None,
         typer.Option(
-            help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,... Unset: --device."
+            help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,...",
+            show_default="--device",
         ),
     ] = None,
     heartbeat: Annotated[
@@ -161,7 +165,10 @@ def search(
     ] = 60.0,
     augment: Annotated[
         Augment | None,
-        typer.Option(help="Fix the augmentation instead of the space's choice: " + AUGMENT_CHOICES + "."),
+        typer.Option(
+            help="Fix the augmentation instead of the space's choice: " + AUGMENT_CHOICES + ".",
+            show_default="the space's choice",
+        ),
     ] = None,
     mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,

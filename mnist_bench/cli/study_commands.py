@@ -59,11 +59,15 @@ def promote(
     top: Annotated[int, typer.Option(help="How many of the study's best complete trials to train longer.")] = 4,
     epochs: Annotated[int, typer.Option(help="Epochs of each longer training (its own whole schedule).")] = 40,
     into: Annotated[
-        str | None, typer.Option(help="Study that holds the longer trials. [default: STUDY-Nep, N the epochs]")
+        str | None,
+        typer.Option(help="Study that holds the longer trials.", show_default="STUDY-Nep, N the epochs"),
     ] = None,
     storage: Storage = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of the longer study (its trials keep their own training seeds).")
+        int | None,
+        typer.Option(
+            help="Seed of the longer study (its trials keep their own training seeds).", show_default="unseeded"
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
     parallel: Annotated[
@@ -158,7 +162,7 @@ def promote(
 def leaderboard_cmd(
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
-    top: Annotated[int | None, typer.Option(help="Show only the best K trials. [default: all]")] = None,
+    top: Annotated[int | None, typer.Option(help="Show only the best K trials.", show_default="all")] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     studies_dir: StudiesDir = Path("studies"),
 ) -> None:
@@ -179,12 +183,18 @@ def leaderboard_cmd(
 @app.command()
 def report(
     study: Annotated[
-        list[str] | None, typer.Option("--study", help="Study to report; repeat to compare several side by side.")
+        list[str] | None,
+        typer.Option(
+            "--study", help="Study to report; repeat to compare several side by side.", show_default=DEFAULT_STUDY
+        ),
     ] = None,
     storage: Storage = None,
     target_acc: Annotated[float, typer.Option(help="Accuracy whose time-to-reach the comparison reports.")] = 0.98,
     out: Annotated[
-        Path | None, typer.Option(help="Report folder. [default: studies/<study>/report, or studies/<A>-vs-<B>/report]")
+        Path | None,
+        typer.Option(
+            help="Report folder.", show_default="STUDIES_DIR/STUDY/report; STUDIES_DIR/A-vs-B/report for several"
+        ),
     ] = None,
     studies_dir: StudiesDir = Path("studies"),
 ) -> None:
