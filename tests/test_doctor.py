@@ -3,8 +3,11 @@ command on the CPU (.ci/run); these stay short."""
 
 from __future__ import annotations
 
+import builtins
+import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -65,6 +68,46 @@ def test_a_check_that_raises_is_a_failed_check_and_exit_1(monkeypatch: pytest.Mo
     assert "Self-check verdict for this machine and code: fast paths off" in result.stdout
     kept = selfcheck.load_verdict(selfcheck.machine_key(CPU))
     assert kept is not None and not kept.graphed and kept.in_flight
+
+
+def hide_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every open() of a /proc path fails, as on a system without /proc."""
+    real_open = builtins.open
+
+    def no_proc(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(file).startswith("/proc"):
+            raise FileNotFoundError(2, "No such file or directory", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+
+
+def test_memory_check_off_linux_reads_the_peak(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without /proc (macOS, the BSDs) the memory check reads getrusage's peak instead, and
+    passes on a process whose memory does not pile up."""
+    hide_proc(monkeypatch)
+    check = doctor.check_memory(synthetic_data(CPU, n_train=200, n_eval=50))
+    assert check.ok is True and check.result.startswith("peak resident "), check
+    _, what = doctor.used_memory(CPU) or (0.0, "")
+    assert what == "peak resident"
+
+
+def test_doctor_passes_where_no_memory_can_be_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Neither /proc nor the resource module (Windows): the memory check says "not measured"
+    and doctor still exits 0, where it once failed reading /proc/self/statm."""
+    monkeypatch.setenv("MNIST_BENCH_CACHE_DIR", str(tmp_path))
+    hide_proc(monkeypatch)
+    monkeypatch.setitem(sys.modules, "resource", None)  # `import resource` raises ImportError, as on Windows
+    assert doctor.peak_resident_bytes() is None and doctor.used_memory(CPU) is None
+    monkeypatch.setattr(doctor, "check_graphed_against_eager", lambda data, steps: [Check("graphed", "equal", True)])
+    monkeypatch.setattr(doctor, "check_in_flight", lambda data: Check("in flight", "equal bitwise", True))
+    monkeypatch.setattr(doctor, "check_resume", lambda data, steps: Check("resume", "equal bitwise", True))
+    monkeypatch.setattr(doctor, "check_speed", lambda data, steps: [Check("steps/s", "1,000", None)])
+    monkeypatch.setattr(doctor, "check_precision", lambda device: [Check("against fp32", "bf16 0.70x", None)])
+    result = runner.invoke(app, ["doctor", "--device", "cpu"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "not measured: this system reports no memory of a process" in result.stdout
+    assert "All checks passed" in result.stdout
 
 
 def test_precision_names_the_fastest_of_the_rates_it_measured() -> None:

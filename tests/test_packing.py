@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +20,7 @@ from mnist_bench.measure.packing import (
     stacked_throughput,
 )
 from mnist_bench.model import ModelConfig
+from mnist_bench.search import capacity
 from mnist_bench.search.capacity import CUDA_CONTEXT_BYTES, MAX_AUTO_WORKERS, auto_workers, trial_bytes
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.training.start import seeded_model
@@ -44,6 +48,23 @@ def test_auto_workers_bound_by_memory_cores_or_cap() -> None:
     tight = auto_workers(CPU, space, free_bytes=int(3.5 * per_trial / 0.8), cpu_count=64)
     assert tight.workers == 3 and "GiB free" in tight.reason
     assert auto_workers(CPU, space, free_bytes=1, cpu_count=64).workers == 1  # never zero
+
+
+def test_free_ram_off_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without /proc/meminfo, physical memory from sysconf (macOS); without os.sysconf or its
+    names (Windows), no memory bound at all, said in the reason, rather than a crash."""
+    monkeypatch.setattr(capacity, "MEMINFO", str(tmp_path / "no-proc" / "meminfo"))
+    assert capacity._available_ram() == os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+    def unknown(name: str) -> int:
+        raise ValueError(f"unrecognized configuration name {name!r}")
+
+    monkeypatch.setattr(os, "sysconf", unknown)
+    assert capacity._available_ram() is None
+    monkeypatch.delattr(os, "sysconf")
+    assert capacity._available_ram() is None
+    plan = auto_workers(CPU, SearchSpace(), cpu_count=2)
+    assert plan.workers == 2 and "2 CPU core(s)" in plan.reason and "free memory not measured" in plan.reason
 
 
 def test_auto_workers_counts_the_cuda_context() -> None:

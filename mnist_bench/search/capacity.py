@@ -59,7 +59,8 @@ def auto_workers(
     Bounded by memory (free bytes over one trial's worst case), by CPU cores (each
     worker process needs one to launch its kernels or, on the CPU, to compute) and by
     ``MAX_AUTO_WORKERS``. ``free_bytes`` and ``cpu_count`` default to what the machine
-    reports; tests pass their own.
+    reports; tests pass their own. Where the system reports no free memory, the bound by
+    memory is left out and the reason says so.
     """
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     per_trial = trial_bytes(space, n_train, n_eval)
@@ -69,22 +70,31 @@ def auto_workers(
             free_bytes, _ = torch.cuda.mem_get_info(device)
     elif free_bytes is None:
         free_bytes = _available_ram()
-    by_memory = int(free_bytes * MEMORY_HEADROOM // per_trial)
-    bounds = {
-        f"{free_bytes / 2**30:.1f} GiB free / {per_trial / 2**20:.0f} MiB per trial": by_memory,
-        f"{cores} CPU core(s)": cores,
-        f"at most {MAX_AUTO_WORKERS}": MAX_AUTO_WORKERS,
-    }
+    bounds: dict[str, int] = {}
+    if free_bytes is not None:
+        by_memory = int(free_bytes * MEMORY_HEADROOM // per_trial)
+        bounds[f"{free_bytes / 2**30:.1f} GiB free / {per_trial / 2**20:.0f} MiB per trial"] = by_memory
+    bounds |= {f"{cores} CPU core(s)": cores, f"at most {MAX_AUTO_WORKERS}": MAX_AUTO_WORKERS}
     why, workers = min(bounds.items(), key=lambda item: item[1])
-    return WorkerPlan(max(1, workers), f"{max(1, workers)} worker(s) on {device}, bound by {why}")
+    unmeasured = "" if free_bytes is not None else " (free memory not measured on this system)"
+    return WorkerPlan(max(1, workers), f"{max(1, workers)} worker(s) on {device}, bound by {why}{unmeasured}")
 
 
-def _available_ram() -> int:
+MEMINFO = "/proc/meminfo"  # Linux's: MemAvailable counts the page cache a new process can take back
+
+
+def _available_ram() -> int | None:
+    """Bytes of RAM new worker processes may use: Linux's MemAvailable, else the physical
+    memory where sysconf names it (macOS, the BSDs), else None (Windows has no os.sysconf)."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        page, pages = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no os.sysconf, or a name unknown here
+        return None
+    return page * pages if page > 0 and pages > 0 else None  # -1: the system cannot tell
