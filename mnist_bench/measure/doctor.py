@@ -165,9 +165,9 @@ def check_graphed_against_eager(
 
 
 def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb: bool = False) -> Check:
-    """Four trainings side by side, on lanes of their own (threads, and streams on CUDA),
-    each against itself trained alone: bitwise. ``perturb`` trains one of them on another
-    seed in flight (the self-check's rehearsal of a failure)."""
+    """The check's trainings (``CHECK_CONFIGS``, six) side by side, on lanes of their own
+    (threads, and streams on CUDA), each against itself trained alone: bitwise. ``perturb``
+    trains one of them on another seed in flight (the self-check's rehearsal of a failure)."""
     configs = list(CHECK_CONFIGS.values())  # the split-K net among them: its workspace is what lanes share
     runtime = runtime or fast_runtime(data.device)
     alone = [run_to_end(Training(c, data, runtime=runtime)) for c in configs]
