@@ -16,7 +16,8 @@ from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
 from mnist_bench.output.console import duration_text
 from mnist_bench.search.loop import trial_config
-from mnist_bench.search.promote import PROMOTED_FROM, PromotedRow, Promotion
+from mnist_bench.search.promote import PromotedRow, Promotion
+from mnist_bench.search.records import PROMOTED_FROM
 from mnist_bench.search.study import TrialEpoch
 from mnist_bench.storage.rdb import default_storage
 from mnist_bench.training.trainer import train
