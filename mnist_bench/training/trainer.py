@@ -8,7 +8,6 @@ epoch's evaluation accuracy and answers whether to stop (pruning).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import threading
 import time
@@ -258,7 +257,7 @@ class Training:
         with self.on_stream():  # read after the training's last kernel
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
-            "config": dataclasses.asdict(self.config),
+            "config": self.config.to_dict(),
             "model": weights,
             "generator": self.generator.get_state(),
             "runner": self.runner.state(),
@@ -279,7 +278,7 @@ class Training:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
-        if state.get("config") != dataclasses.asdict(self.config):
+        if _saved_config(state.get("config")) != self.config:
             raise ValueError(f"{path} is the state of another configuration")
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
@@ -327,6 +326,21 @@ class Training:
             eager_reason=self.eager_reason or self.runner.fallen_back,
             latency_ms=self.latency_ms,
         )
+
+
+def _saved_config(values: Any) -> TrainConfig | None:
+    """The config a saved state was written for (None if it cannot be read as one).
+
+    States written by 0.2.0 or earlier hold it as ``dataclasses.asdict`` gave it: the
+    model's fields nested under ``model``, not beside the training's."""
+    if not isinstance(values, dict):
+        return None
+    if isinstance(values.get("model"), dict):
+        values = {**values["model"], **{k: v for k, v in values.items() if k != "model"}}
+    try:
+        return TrainConfig.from_dict(values)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
