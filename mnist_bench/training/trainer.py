@@ -261,7 +261,6 @@ class Training:
             "model": weights,
             "generator": self.generator.get_state(),
             "runner": self.runner.state(),
-            "runner_graphed": self.graphed,
             "train_loss": self.train_loss,
             "eval_acc": self.eval_acc,
             "train_time": self.train_time,
@@ -331,8 +330,8 @@ class Training:
 def _saved_config(values: Any) -> TrainConfig | None:
     """The config a saved state was written for (None if it cannot be read as one).
 
-    States written by 0.2.0 or earlier hold it as ``dataclasses.asdict`` gave it: the
-    model's fields nested under ``model``, not beside the training's."""
+    States saved before configs had one codec (by 0.1.0 and 0.2.0) hold it as
+    ``dataclasses.asdict`` gave it: the model's fields nested under ``model``."""
     if not isinstance(values, dict):
         return None
     if isinstance(values.get("model"), dict):
@@ -344,17 +343,18 @@ def _saved_config(values: Any) -> TrainConfig | None:
 
 
 def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
-    """A runner's state in today's form, from what 0.2.0 wrote too: its eager runner saved
-    torch's optimizer and scheduler state dicts, its graphed one per-parameter state, SGD
+    """A runner's state in the form runners restore, also from the layout 0.1.0 and 0.2.0
+    saved before the eager and graphed runners shared one step: the eager runner saved
+    torch's optimizer and scheduler state dicts, the graphed one per-parameter state, SGD
     buffers and step counters. The numbers are the same; only the layout moved."""
     if "update" in saved:
         return saved
-    if "schedule" in saved:  # 0.2.0's eager runner
+    if "schedule" in saved:  # that layout's eager runner
         per_param = saved["optimizer"]["state"]
         schedule = saved["schedule"]
         update = [dict(per_param.get(i, {})) for i in range(n_params)]
         return {"update": update, "rates": {"step": schedule["last_epoch"] if schedule else 0}}
-    buffers = saved["sgd_buffers"]  # 0.2.0's graphed runner
+    buffers = saved["sgd_buffers"]  # that layout's graphed runner
     update = [{"momentum_buffer": b} for b in buffers] if buffers else saved["optimizer"] or [{}] * n_params
     return {"update": update, "rates": {"step": max(int(saved["step_no"]), int(saved["host_step"]))}}
 
