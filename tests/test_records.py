@@ -65,7 +65,7 @@ def result(config_seed: int = 7) -> TrainResult:
     config = sample_config(optuna.trial.FixedTrial(PARAMS), SPACE, epochs=3, seed=config_seed)
     return TrainResult(
         config=config,
-        eval_acc=(0.9, 0.95, 0.94),
+        val_accs=(0.9, 0.95, 0.94),
         train_loss=(0.6, float("nan"), 0.3),
         train_time_s=2.00004,
         samples_seen=9000,
@@ -94,7 +94,7 @@ def test_a_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> None:
     record = TrialRecord.of(stored[0])
     assert record.number == 0 and record.state is TrialState.COMPLETE and record.values == (0.95,)
     assert record.accuracy == 0.95 and record.final_accuracy == 0.94 and record.best_epoch == 2
-    assert record.epoch_accuracies == (0.9, 0.95, 0.94) and record.epochs_run == 3
+    assert record.val_accs == (0.9, 0.95, 0.94) and record.epochs_run == 3
     assert record.train_loss == (0.6, None, 0.3)  # a NaN loss is stored as null (JSON has no NaN)
     assert record.train_time_s == 2.0 and record.samples_per_s == 4499.9  # both rounded as stored
     assert record.n_params == 32 * 784 + 32 + 32 * 10 + 10 and record.latency_ms == 0.125
@@ -107,7 +107,7 @@ def test_a_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> None:
     second = TrialRecord.of(stored[1])
     assert second.state is TrialState.PRUNED and second.values is None and second.accuracy is None
     assert second.reason.startswith("pruned by median") and second.epochs_run is None
-    assert second.epoch_accuracies == () and second.train_loss == ()
+    assert second.val_accs == () and second.train_loss == ()
     assert promotion_attrs(record) == {"promoted_from": 0, "train_seed": 99}
 
 
@@ -157,7 +157,7 @@ def test_a_study_written_by_0_2_0_loads_through_the_record(tmp_path: Path) -> No
 
     loaded = optuna.load_study(study_name="old", storage=url)
     old, new, dead = (TrialRecord.of(t) for t in loaded.trials)
-    assert old.accuracy == 0.97 and old.final_accuracy == 0.96 and old.epoch_accuracies == (0.9, 0.97, 0.96)
+    assert old.accuracy == 0.97 and old.final_accuracy == 0.96 and old.val_accs == (0.9, 0.97, 0.96)
     assert old.train_loss == (0.5, None, 0.2) and old.latency_ms == 0.05 and old.train_seed == 1234
     assert old.streams_version is None and old.eager_reason is None
     assert new.accuracy == 0.98  # no best_val_acc stored: the objective value is the accuracy

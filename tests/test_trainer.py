@@ -33,7 +33,7 @@ def test_learns_the_synthetic_digits(tiny_data: DeviceData) -> None:
 def test_same_seed_same_result_other_seed_other_weights(tiny_data: DeviceData) -> None:
     a, b = train(config(seed=7), tiny_data), train(config(seed=7), tiny_data)
     c = train(config(seed=8), tiny_data)
-    assert a.eval_acc == b.eval_acc and a.train_loss == b.train_loss
+    assert a.val_accs == b.val_accs and a.train_loss == b.train_loss
     assert a.train_loss != c.train_loss
 
 
@@ -51,13 +51,13 @@ def test_divergence_is_detected_not_raised(tiny_data: DeviceData) -> None:
 def test_on_epoch_can_stop_training(tiny_data: DeviceData) -> None:
     seen: list[tuple[int, float]] = []
 
-    def stop_after_two(epoch: int, acc: float) -> bool:
-        seen.append((epoch, acc))
+    def stop_after_two(epoch: int, val_acc: float) -> bool:
+        seen.append((epoch, val_acc))
         return epoch == 2
 
     result = train(config(epochs=5), tiny_data, on_epoch=stop_after_two)
     assert result.stopped_early and result.epochs_run == 2
-    assert [e for e, _ in seen] == [1, 2] and tuple(a for _, a in seen) == result.eval_acc
+    assert [e for e, _ in seen] == [1, 2] and tuple(a for _, a in seen) == result.val_accs
 
 
 @pytest.mark.parametrize(

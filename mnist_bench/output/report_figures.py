@@ -111,7 +111,7 @@ def _learning_curves(study: optuna.Study, path: Path) -> None:
     fig = new_figure()
     ax = fig.add_subplot()
     for trial in _finished(study):
-        curve = TrialRecord.of(trial).epoch_accuracies
+        curve = TrialRecord.of(trial).val_accs
         if not curve:
             continue
         epochs = range(1, len(curve) + 1)

@@ -70,7 +70,7 @@ class TrialRecord:
     # finished an epoch.
     accuracy: float | None
     final_accuracy: float | None  # validation accuracy after its last epoch
-    epoch_accuracies: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
+    val_accs: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
     best_epoch: int | None  # the epoch (from 1) that reached ``accuracy``
     epochs_run: int | None  # epochs trained; None if its training never finished (failed, running)
     train_loss: tuple[float | None, ...]  # mean training loss of each epoch; None where not finite
@@ -103,7 +103,7 @@ class TrialRecord:
             values=values,
             accuracy=accuracy,
             final_accuracy=_float(attrs.get(FINAL_VAL_ACC)),
-            epoch_accuracies=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
+            val_accs=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
             best_epoch=_int(attrs.get(BEST_EPOCH)),
             epochs_run=_int(attrs.get(EPOCHS_RUN)),
             train_loss=tuple(None if x is None else float(x) for x in attrs.get(TRAIN_LOSS) or ()),
@@ -150,7 +150,7 @@ def record_trial(trial: optuna.Trial, result: TrainResult) -> None:
         FINAL_VAL_ACC: result.final_acc,
         BEST_VAL_ACC: result.best_acc,
         BEST_EPOCH: result.best_epoch,
-        VAL_ACC: list(result.eval_acc),
+        VAL_ACC: list(result.val_accs),
         TRAIN_LOSS: [x if math.isfinite(x) else None for x in result.train_loss],  # JSON has no NaN
         N_PARAMS: result.config.model.n_params,
         STEP: "graphed" if result.graphed else "eager",

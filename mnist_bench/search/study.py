@@ -216,7 +216,7 @@ class TrialEpoch:
     number: int  # the trial's number in its study
     epoch: int
     epochs: int  # the most it will run (pruning may stop it sooner)
-    acc: float  # validation accuracy after this epoch
+    val_acc: float  # validation accuracy after this epoch
     wall_s: float  # wall time since the trial started, evaluation included
 
     @property
