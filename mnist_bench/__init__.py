@@ -30,5 +30,5 @@ __version__ = "0.2.0"
 # and changes only with a change that alters what a seed gives, so a study resumed by a
 # later version with the same streams repeats its seeded trials. 0.1.0 had its own streams
 # and 0.2.0 changed them; studies those two made store only ``__version__``, which then
-# names their streams as well (see ``search.records.study_streams``).
+# names their streams as well (see ``search.records.StudyRecord``).
 STREAMS_VERSION = "0.2.0"

@@ -2,13 +2,15 @@
 
 Both are plain data, built from command-line options, a space file's sample or a
 checkpoint's JSON; the trainer (``training.trainer``) and the step runners (``training.step_runners``) take
-them and never see an Optuna trial.
+them and never see an Optuna trial. ``TrainConfig.to_dict`` and ``from_dict`` are the one
+way a config is stored and read back (checkpoints, saved training states).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
@@ -62,6 +64,25 @@ class TrainConfig:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
         if self.epochs < 1:
             raise ValueError(f"epochs={self.epochs} must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON values, in the layout checkpoints have always stored: the
+        model's fields (``hidden``, ``dropout``) beside the training's, ``deform`` a dict."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("model", "deform")}
+        values.update({f.name: getattr(self.model, f.name) for f in fields(self.model)})
+        values["hidden"] = list(self.model.hidden)
+        values["deform"] = asdict(self.deform)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The inverse of ``to_dict``. A key an earlier version did not write takes its
+        default (plain training); an unknown one is a TypeError, never dropped."""
+        values = dict(values)
+        model = {f.name: values.pop(f.name) for f in fields(ModelConfig) if f.name in values}
+        model["hidden"] = tuple(model["hidden"])
+        deform = Deform(**values.pop("deform", {}))
+        return cls(model=ModelConfig(**model), deform=deform, **values)
 
     def summary(self) -> dict[str, Any]:
         """Flat, table-friendly view (no nested dataclasses)."""

@@ -35,7 +35,7 @@ def test_seeds_give_mean_and_spread(tiny_data: DeviceData) -> None:
     assert report.mean == pytest.approx(sum(report.accuracies) / 3)
     assert report.std >= 0
     # Final training does not look at the evaluation images between epochs.
-    assert all(run.result.eval_acc == () for run in report.runs)
+    assert all(run.result.val_accs == () for run in report.runs)
     assert report.runs[0].result.epochs_run == 3
     # Each seed trains what it would alone (on a GPU the seeds train side by side).
     for run in report.runs:

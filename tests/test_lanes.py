@@ -76,7 +76,7 @@ def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceDat
         alone = train(config, tiny_data)
         together = finished[config.seed][0]
         assert together is not None
-        assert together.eval_acc == list(alone.eval_acc) and together.train_loss == list(alone.train_loss)
+        assert together.val_accs == list(alone.val_accs) and together.train_loss == list(alone.train_loss)
         for a, b in zip(alone.model.parameters(), together.model.parameters(), strict=True):
             assert torch.equal(a, b)
 
@@ -238,7 +238,7 @@ def test_search_in_flight_is_exact_repeatable_and_trains_each_trial_as_alone(
     ]  # --seed repeats the study trial for trial
     for trial in first.get_trials(states=(TrialState.COMPLETE,)):
         alone = train(trial_config(first, trial, epochs=3), tiny_data)
-        assert list(alone.eval_acc) == trial.user_attrs["val_acc"]
+        assert list(alone.val_accs) == trial.user_attrs["val_acc"]
     assert all(t.user_attrs["device"] == "cpu" for t in first.trials)
 
 

@@ -16,7 +16,8 @@ from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
 from mnist_bench.output.console import duration_text
 from mnist_bench.search.loop import trial_config
-from mnist_bench.search.promote import PROMOTED_FROM, PromotedRow, Promotion
+from mnist_bench.search.promote import PromotedRow, Promotion
+from mnist_bench.search.records import PROMOTED_FROM
 from mnist_bench.search.study import TrialEpoch
 from mnist_bench.storage.rdb import default_storage
 from mnist_bench.training.trainer import train
@@ -67,12 +68,12 @@ def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epoch
     assert trial_config(long, promoted) == config
     # The whole validation curve of a fresh training of that config, on the same split.
     alone = train(config, tiny_data)
-    assert promoted.user_attrs["val_acc"] == pytest.approx(list(alone.eval_acc), abs=1e-6)
+    assert promoted.user_attrs["val_acc"] == pytest.approx(list(alone.val_accs), abs=1e-6)
 
 
 def epoch_lines(output: str) -> list[tuple[int, int, str]]:
     found = re.findall(r"trial +(\d+) epoch (\d+)/3: val acc (\d\.\d{4}), \d+ s so far, \d+ s left", output)
-    return sorted((int(number), int(epoch), acc) for number, epoch, acc in found)
+    return sorted((int(number), int(epoch), val_acc) for number, epoch, val_acc in found)
 
 
 def test_promoted_trials_side_by_side_train_what_they_train_one_at_a_time(tmp_path: Path, tiny_mnist: Path) -> None:
@@ -91,9 +92,9 @@ def test_promoted_trials_side_by_side_train_what_they_train_one_at_a_time(tmp_pa
     # trial's own line follows), with the accuracy the study stores and the time left.
     for name in ("one", "two"):
         expected = [
-            (t.number, epoch, f"{acc:.4f}")
+            (t.number, epoch, f"{val_acc:.4f}")
             for t in load(tmp_path, name).trials
-            for epoch, acc in enumerate(t.user_attrs["val_acc"][:-1], start=1)
+            for epoch, val_acc in enumerate(t.user_attrs["val_acc"][:-1], start=1)
         ]
         assert shown[name] == sorted(expected) and len(expected) == 4
 

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,7 +33,7 @@ def test_learns_the_synthetic_digits(tiny_data: DeviceData) -> None:
 def test_same_seed_same_result_other_seed_other_weights(tiny_data: DeviceData) -> None:
     a, b = train(config(seed=7), tiny_data), train(config(seed=7), tiny_data)
     c = train(config(seed=8), tiny_data)
-    assert a.eval_acc == b.eval_acc and a.train_loss == b.train_loss
+    assert a.val_accs == b.val_accs and a.train_loss == b.train_loss
     assert a.train_loss != c.train_loss
 
 
@@ -49,13 +51,13 @@ def test_divergence_is_detected_not_raised(tiny_data: DeviceData) -> None:
 def test_on_epoch_can_stop_training(tiny_data: DeviceData) -> None:
     seen: list[tuple[int, float]] = []
 
-    def stop_after_two(epoch: int, acc: float) -> bool:
-        seen.append((epoch, acc))
+    def stop_after_two(epoch: int, val_acc: float) -> bool:
+        seen.append((epoch, val_acc))
         return epoch == 2
 
     result = train(config(epochs=5), tiny_data, on_epoch=stop_after_two)
     assert result.stopped_early and result.epochs_run == 2
-    assert [e for e, _ in seen] == [1, 2] and tuple(a for _, a in seen) == result.eval_acc
+    assert [e for e, _ in seen] == [1, 2] and tuple(a for _, a in seen) == result.val_accs
 
 
 @pytest.mark.parametrize(
@@ -182,3 +184,37 @@ def test_a_private_generator_draws_the_weights_the_global_one_did() -> None:
     ]
     for a, b in zip(reference, built, strict=True):
         assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+
+
+@pytest.mark.parametrize("runner", ["eager", "graphed"])
+def test_a_state_saved_by_0_2_0_resumes_exactly(runner: str, tmp_path: Path, tiny_data: DeviceData) -> None:
+    """0.2.0 saved the config as dataclasses.asdict gave it, and each runner's state in a
+    layout of its own: torch's optimizer and scheduler state dicts (eager), or per-parameter
+    state, its own SGD's momentum buffers and step counters (graphed)."""
+    sgd = config(optimizer="sgd", lr=0.05, momentum=0.9, schedule="exponential")
+    whole = Training(sgd, tiny_data)
+    while not whole.done:
+        whole.run_epoch()
+    first = Training(sgd, tiny_data)
+    first.run_epoch()
+    path = tmp_path / "state.pt"
+    first.save_state(path)
+    state = torch.load(path, weights_only=True)
+    update, step = state["runner"]["update"], state["runner"]["rates"]["step"]
+    if runner == "eager":
+        layout = {"optimizer": {"state": dict(enumerate(update)), "param_groups": []}, "schedule": {"last_epoch": step}}
+    else:
+        buffers = [s["momentum_buffer"] for s in update]
+        layout = {"optimizer": [], "sgd_buffers": buffers, "step_no": step, "host_step": step, "rates": {}}
+    old = {**state, "config": dataclasses.asdict(sgd), "runner": layout, "runner_graphed": runner == "graphed"}
+    torch.save(old, path)
+
+    resumed = Training(sgd, tiny_data)
+    assert resumed.resume(path) == 1
+    while not resumed.done:
+        resumed.run_epoch()
+    assert resumed.train_loss == whole.train_loss
+    for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="another configuration"):
+        Training(dataclasses.replace(sgd, lr=0.01), tiny_data).resume(path)

@@ -11,7 +11,6 @@ Version 1 is the only format so far; a reader refuses any other.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -21,42 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnist_bench.augment import Deform
 from mnist_bench.config import TrainConfig
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.model import ModelConfig, build_mlp
+from mnist_bench.model import build_mlp
 
 FORMAT = "mnist-bench-checkpoint"
 FORMAT_VERSION = 1
 META_FILE = "checkpoint.json"
 WEIGHTS_FILE = "model.pt"
-
-
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return {
-        "hidden": list(config.model.hidden),
-        "optimizer": config.optimizer,
-        "lr": config.lr,
-        "momentum": config.momentum,
-        "batch_size": config.batch_size,
-        "epochs": config.epochs,
-        "seed": config.seed,
-        "dropout": config.model.dropout,
-        "weight_decay": config.weight_decay,
-        "schedule": config.schedule,
-        "label_smoothing": config.label_smoothing,
-        "augment": config.augment,
-        "max_norm": config.max_norm,
-        "deform": dataclasses.asdict(config.deform),
-    }
-
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """The inverse of config_to_dict; keys added since version 1 began default to plain training."""
-    values = dict(values)
-    model = ModelConfig(hidden=tuple(values.pop("hidden")), dropout=values.pop("dropout", 0.0))
-    deform = Deform(**values.pop("deform", {}))
-    return TrainConfig(model=model, deform=deform, **values)
 
 
 def save(folder: Path, model: nn.Module, config: TrainConfig, metadata: dict[str, Any]) -> Path:
@@ -70,7 +41,7 @@ def save(folder: Path, model: nn.Module, config: TrainConfig, metadata: dict[str
         "weights": WEIGHTS_FILE,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
         "layers": config.model.layers,
-        "config": config_to_dict(config),
+        "config": config.to_dict(),
         **metadata,
     }
     path = folder / META_FILE
@@ -121,7 +92,7 @@ def load(path: Path) -> Checkpoint:
             f"this mnist-bench reads version {FORMAT_VERSION}"
         )
     try:
-        config = config_from_dict(meta["config"])
+        config = TrainConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MnistBenchError(f"{meta_path} has an invalid config: {exc}") from None
     weights = meta_path.parent / meta.get("weights", WEIGHTS_FILE)

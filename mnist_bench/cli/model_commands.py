@@ -55,7 +55,7 @@ from mnist_bench.output.console import (
 )
 from mnist_bench.search.leaderboard import leaderboard, study_dir
 from mnist_bench.search.loop import pick_trial, stored_space, trial_config
-from mnist_bench.search.records import TrialRecord
+from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.search.study import DEFAULT_STUDY
 from mnist_bench.storage.rdb import default_storage, load_study, open_storage
 from mnist_bench.training.device import resolve_device
@@ -172,7 +172,7 @@ def best(
     if len(optuna_study.directions) > 1:
         frame = leaderboard(optuna_study, stored_space(optuna_study))
         front = frame[frame["pareto"]]
-        objectives = ", ".join(optuna_study.user_attrs.get("objectives", []))
+        objectives = ", ".join(StudyRecord.of(optuna_study).objectives)
         title = f"Pareto-optimal trials ({objectives}): retrain any with --trial N --retrain"
         console.print(leaderboard_table(front, title=title))
     config = trial_config(optuna_study, ranked.trial, epochs=epochs)

@@ -131,7 +131,7 @@ def promote(
     def on_epoch(done: TrialEpoch) -> None:
         if not quiet and done.epoch % every == 0 and done.epoch < done.epochs:
             console.print(
-                f"trial {done.number:3d} epoch {done.epoch}/{done.epochs}: val acc {done.acc:.4f}, "
+                f"trial {done.number:3d} epoch {done.epoch}/{done.epochs}: val acc {done.val_acc:.4f}, "
                 f"{duration_text(done.wall_s)} so far, {duration_text(done.left_s)} left",
                 markup=False,
             )

@@ -29,7 +29,7 @@ from mnist_bench.output.report_figures import (
 )
 from mnist_bench.search.leaderboard import leaderboard
 from mnist_bench.search.loop import stored_space
-from mnist_bench.search.records import TrialRecord, study_streams
+from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.storage.trial_states import state_counts
 
 if TYPE_CHECKING:
@@ -78,26 +78,32 @@ def _table(rows: dict[str, Any]) -> str:
 
 def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     """Settings and environment of a study, from what it stored."""
-    attrs = study.user_attrs
+    record = StudyRecord.of(study)
     trials = study.get_trials(deepcopy=False)
     devices = sorted({d for d in (TrialRecord.of(t).device for t in trials) if d is not None})
     counts = state_counts(study)
+
+    def known(value: Any) -> Any:
+        return "?" if value is None else value
+
+    # The five settings were stored together: a study without its sampler has no seed stored either.
+    seed = "?" if record.sampler is None else "none" if record.seed is None else record.seed
     return {
         "study": study.study_name,
         "storage": storage_url,
         "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none",
-        "objective": attrs.get("objective", "?"),
+        "objective": known(record.objective),
         "directions": ", ".join(d.name.lower() for d in study.directions),
-        "sampler": attrs.get("sampler", "?"),
-        "pruner": attrs.get("pruner", "?"),
-        "epochs (most per trial)": attrs.get("epochs", "?"),
-        "seed": attrs.get("seed", "?") if attrs.get("seed", "?") is not None else "none",
-        "validation images": attrs.get("val_size", "?"),
+        "sampler": known(record.sampler),
+        "pruner": known(record.pruner),
+        "epochs (most per trial)": known(record.epochs),
+        "seed": seed,
+        "validation images": known(record.val_size),
         "devices": ", ".join(devices) or "?",
-        "torch (of the trials)": attrs.get("torch", "?"),
-        "mnist-bench": attrs.get("mnist_bench_version", "?"),
-        "random streams": study_streams(attrs),
-        "search space": attrs.get("space", "?"),
+        "torch (of the trials)": known(record.torch_version),
+        "mnist-bench": known(record.mnist_bench_version),
+        "random streams": record.streams_version,
+        "search space": "?" if record.space is None else record.space.to_dict(),
     }
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench.search.records import TrialRecord
+from mnist_bench.search.records import StudyRecord, TrialRecord
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -111,7 +111,7 @@ def _learning_curves(study: optuna.Study, path: Path) -> None:
     fig = new_figure()
     ax = fig.add_subplot()
     for trial in _finished(study):
-        curve = TrialRecord.of(trial).epoch_accuracies
+        curve = TrialRecord.of(trial).val_accs
         if not curve:
             continue
         epochs = range(1, len(curve) + 1)
@@ -203,11 +203,12 @@ def build_figures(study: optuna.Study, folder: Path) -> Report:
         "tradeoff.png": (bool(complete), "no complete trial yet", lambda p: _tradeoff(study, p)),
     }
     if len(study.directions) > 1:
-        names = [o.replace("accuracy", "validation accuracy") for o in study.user_attrs.get("objectives", [])]
+        names = [o.replace("accuracy", "validation accuracy") for o in StudyRecord.of(study).objectives]
+        named = names if len(names) == len(study.directions) else None
         makers["pareto.png"] = (
             len(complete) >= 1,
             "no complete trial yet",
-            lambda p: _optuna_plot(lambda: ovm.plot_pareto_front(study, target_names=names or None), p),
+            lambda p: _optuna_plot(lambda: ovm.plot_pareto_front(study, target_names=named), p),
         )
     for name, (possible, why, make) in makers.items():
         if not possible:

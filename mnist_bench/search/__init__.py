@@ -1,7 +1,7 @@
 """A search: the space, the study's settings, the loops that run trials, and the ranking.
 
 - ``space``: what a trial may choose (shipped spaces in ``spaces/*.toml``) and the one trial -> config function
-- ``records``: what a trial stores, as one typed ``TrialRecord``: written and read there alone
+- ``records``: what a study and a trial store, as ``StudyRecord`` and ``TrialRecord``: written and read there alone
 - ``study``: a study's settings and random streams, and one trial's bookkeeping (config, seed, outcome)
 - ``loop``: sampler, pruner, the one run loop (K trials in flight, one at a time the K = 1 case), picking a winner
 - ``trial_runner``: one pass of that loop: trials asked for, judged after each epoch and told

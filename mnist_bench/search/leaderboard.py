@@ -11,7 +11,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.search.loop import pareto_numbers
-from mnist_bench.search.records import TrialRecord, study_streams
+from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.search.space import SearchSpace, sample_config
 
 FORMATS = ("table", "csv", "markdown", "json")
@@ -69,7 +69,7 @@ def leaderboard(study: optuna.Study, space: SearchSpace) -> pd.DataFrame:
         key=lambda t: (_STATE_ORDER.get(t.state, 2), -(accuracy[t.number] or -1.0), t.number),
     )
     front = pareto_numbers(study)
-    streams = study_streams(study.user_attrs)
+    streams = StudyRecord.of(study).streams_version
     rows = [{**trial_row(t, space, streams=streams), "pareto": t.number in front} for t in ordered]
     frame = pd.DataFrame(rows, columns=COLUMNS[1:])
     frame.insert(0, "rank", range(1, len(frame) + 1))

@@ -19,15 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench import __version__
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.records import TrialRecord, record_study_streams
+from mnist_bench.search.records import StudyRecord, TrialRecord, record_new_study
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import OBJECTIVES, SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
@@ -75,28 +73,26 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
         directions=[OBJECTIVES[o] for o in settings.objectives],
         load_if_exists=True,
     )
-    stored_values = study.user_attrs.get("space")
-    if stored_values is None:
-        study.set_user_attr("space", space.to_dict())
-        study.set_user_attr("val_size", settings.val_size)
-        study.set_user_attr("objective", "best validation accuracy over the epochs trained")
-        study.set_user_attr("objectives", list(settings.objectives))
-        study.set_user_attr("mnist_bench_version", __version__)
-        record_study_streams(study)
-        # The settings it was started with, for reports (a resume may change them).
-        study.set_user_attr("sampler", settings.sampler)
-        study.set_user_attr("pruner", settings.pruner)
-        study.set_user_attr("epochs", settings.epochs)
-        study.set_user_attr("seed", settings.seed)
-        study.set_user_attr("torch", torch.__version__)
+    record = StudyRecord.of(study)
+    if record.space is None:
+        record_new_study(
+            study,
+            space=space,
+            val_size=settings.val_size,
+            objectives=settings.objectives,
+            sampler=settings.sampler,
+            pruner=settings.pruner,
+            epochs=settings.epochs,
+            seed=settings.seed,
+        )
     else:
         # Compared as spaces, so a study from before a key existed still matches its defaults.
         differs = [
             name
             for name, same in (
-                ("space", SearchSpace.from_dict(stored_values) == space),
-                ("val_size", study.user_attrs.get("val_size") == settings.val_size),
-                ("objective", study.user_attrs.get("objectives", ["accuracy"]) == list(settings.objectives)),
+                ("space", record.space == space),
+                ("val_size", record.val_size == settings.val_size),
+                ("objective", record.objectives == tuple(settings.objectives)),
             )
             if not same
         ]
@@ -105,13 +101,14 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
                 f"study {settings.study!r} was run with another {' and '.join(differs)}; "
                 "resume it with the same settings, or start a new study with --study NAME"
             )
-        check_streams(study, settings)
+        check_streams(record, settings)
     return study
 
 
 def stored_space(study: optuna.Study) -> SearchSpace:
-    values = study.user_attrs.get("space")
-    return SearchSpace.from_dict(values) if values else SearchSpace()
+    """The space a study searches (the default space for a study mnist-bench did not create)."""
+    space = StudyRecord.of(study).space
+    return SearchSpace() if space is None else space
 
 
 KEPT = "stored trials are kept, run the same command again to resume"  # after a storage is lost

@@ -28,7 +28,7 @@ from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
-from mnist_bench.search.records import PROMOTED_FROM, TrialRecord, promotion_attrs
+from mnist_bench.search.records import StudyRecord, TrialRecord, promotion_attrs, record_promoted_from
 from mnist_bench.search.study import SearchSettings, TrialEpoch
 from mnist_bench.storage.heartbeats import StoppedWait
 
@@ -80,7 +80,8 @@ def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> Se
     """The long study's settings: ``top`` trials, no pruning, the short study's validation split."""
     if settings.study == short.study_name:
         raise MnistBenchError(f"--into {settings.study!r}: the longer trials need a study of their own")
-    val_size = short.user_attrs.get("val_size", settings.val_size)
+    stored = StudyRecord.of(short).val_size
+    val_size = settings.val_size if stored is None else stored
     return replace(settings, trials=top, pruner="none", val_size=val_size, objectives=("accuracy",))
 
 
@@ -149,12 +150,12 @@ def promote_trials(
     chosen = top_trials(short, top)
     space = stored_space(short)
     long = open_study(settings, space, storage)
-    source = long.user_attrs.get(PROMOTED_FROM, short.study_name)
-    if source != short.study_name:
+    source = StudyRecord.of(long).promoted_from
+    if source is not None and source != short.study_name:
         raise MnistBenchError(
             f"study {settings.study!r} holds trials promoted from study {source!r}; choose another name with --into"
         )
-    long.set_user_attr(PROMOTED_FROM, short.study_name)
+    record_promoted_from(long, short.study_name)
     queue_promotions(long, chosen)
     run_trials(
         settings,

@@ -1,26 +1,25 @@
-"""What a trial stores, as one typed record: written here, and read here alone.
+"""What a study and each of its trials store, as typed records: written here, and read here alone.
 
-Optuna keeps a trial's attributes as a dict of JSON values. ``record_*`` write them under
-the names every version so far has used, so studies written by earlier versions load
-here and Optuna's own dashboard shows the same names; ``TrialRecord.of`` reads them back
-into one frozen dataclass, with None (or an empty tuple) for whatever an earlier version
-did not write. The rest of the package reads trial attributes only through the record.
-
-The study-level streams version (which random streams made the study) lives here too:
-each trial records the same attribute, and the two are compared together.
+Optuna keeps a study's and a trial's attributes as dicts of JSON values. ``record_*``
+write them under the names every version so far has used, so studies written by earlier
+versions load here and Optuna's own dashboard shows the same names; ``StudyRecord.of``
+and ``TrialRecord.of`` read them back into frozen dataclasses, with None (or a default)
+for whatever an earlier version did not write. The rest of the package reads study and
+trial attributes only through the records.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench import STREAMS_VERSION
+from mnist_bench import STREAMS_VERSION, __version__
+from mnist_bench.search.space import SearchSpace
 from mnist_bench.training.trainer import TrainResult
 
 # Stored attribute names (trial user attributes unless said otherwise). Renaming one
@@ -44,6 +43,16 @@ PROMOTED_FROM = "promoted_from"  # also a study attribute of a promotion study: 
 STREAMS = "streams_version"  # also a study attribute: the streams the study was created with
 MNIST_BENCH_VERSION = "mnist_bench_version"  # study attribute: the package version that created it
 RETRY_OF = "failed_trial"  # system attribute, set by Optuna on the retry of a stale trial
+# Study attributes, each written once, when the study is created (``record_new_study``).
+STUDY_SPACE = "space"  # the search space, as SearchSpace.to_dict
+STUDY_VAL_SIZE = "val_size"
+STUDY_OBJECTIVE = "objective"  # the first objective, in words
+STUDY_OBJECTIVES = "objectives"
+STUDY_SAMPLER = "sampler"
+STUDY_PRUNER = "pruner"
+STUDY_EPOCHS = "epochs"
+STUDY_SEED = "seed"
+STUDY_TORCH = "torch"  # torch's version
 # What a study or trial without STREAMS was made with, when nothing else says: the
 # version that stored neither attribute was 0.1.0's first search.
 EARLIEST_STREAMS = "0.1.0"
@@ -61,7 +70,7 @@ class TrialRecord:
     # finished an epoch.
     accuracy: float | None
     final_accuracy: float | None  # validation accuracy after its last epoch
-    epoch_accuracies: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
+    val_accs: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
     best_epoch: int | None  # the epoch (from 1) that reached ``accuracy``
     epochs_run: int | None  # epochs trained; None if its training never finished (failed, running)
     train_loss: tuple[float | None, ...]  # mean training loss of each epoch; None where not finite
@@ -77,7 +86,7 @@ class TrialRecord:
     promoted_from: int | None  # in a promotion study: the short study's trial trained longer here
     retry_of: int | None  # the stale (crashed) trial whose parameters this one runs again
     # The random streams it trained with (``mnist_bench.STREAMS_VERSION``); None for a trial
-    # stored before trials recorded it (0.2.0 or earlier: see ``study_streams``).
+    # stored before trials recorded it (0.2.0 or earlier: see ``StudyRecord.streams_version``).
     streams_version: str | None
 
     @classmethod
@@ -94,7 +103,7 @@ class TrialRecord:
             values=values,
             accuracy=accuracy,
             final_accuracy=_float(attrs.get(FINAL_VAL_ACC)),
-            epoch_accuracies=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
+            val_accs=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
             best_epoch=_int(attrs.get(BEST_EPOCH)),
             epochs_run=_int(attrs.get(EPOCHS_RUN)),
             train_loss=tuple(None if x is None else float(x) for x in attrs.get(TRAIN_LOSS) or ()),
@@ -141,7 +150,7 @@ def record_trial(trial: optuna.Trial, result: TrainResult) -> None:
         FINAL_VAL_ACC: result.final_acc,
         BEST_VAL_ACC: result.best_acc,
         BEST_EPOCH: result.best_epoch,
-        VAL_ACC: list(result.eval_acc),
+        VAL_ACC: list(result.val_accs),
         TRAIN_LOSS: [x if math.isfinite(x) else None for x in result.train_loss],  # JSON has no NaN
         N_PARAMS: result.config.model.n_params,
         STEP: "graphed" if result.graphed else "eager",
@@ -175,17 +184,89 @@ def promotion_attrs(short: TrialRecord) -> dict[str, Any]:
     return attrs
 
 
-def study_streams(study_attrs: Mapping[str, Any]) -> str:
-    """The random streams a study was created with, from its user attributes.
+@dataclass(frozen=True)
+class StudyRecord:
+    """One study as stored: what it searches and how it was started.
 
-    Studies made before it was stored hold only the package version that created them;
-    0.1.0 and 0.2.0 each had their own streams, so that version names them too (a study
-    made by 0.2.0 resumes with 0.2.0's streams, unchanged since).
+    A resume compares ``space``, ``val_size`` and ``objectives`` with its own settings
+    (``loop.open_study``) and ``streams_version`` with this version's (``study.check_streams``);
+    the rest says, in reports, what the study was started with (a resume may change it).
     """
-    stored = study_attrs.get(STREAMS) or study_attrs.get(MNIST_BENCH_VERSION)
-    return str(stored) if stored else EARLIEST_STREAMS
+
+    space: SearchSpace | None  # what its trials may choose; None for a study mnist-bench did not create
+    val_size: int | None  # training images held out for validation
+    objective: str | None  # the first objective, in words
+    # What it optimizes, accuracy first; ("accuracy",) for a study made before it was
+    # stored, when accuracy was the only objective.
+    objectives: tuple[str, ...]
+    mnist_bench_version: str | None  # the package version that created it
+    # The random streams it was created with. Never None: a study made before they were
+    # stored holds only the version that created it, and 0.1.0 and 0.2.0 each had their own
+    # streams, so that version names them too (a study made by 0.2.0 resumes with 0.2.0's
+    # streams, unchanged since); one that stored neither is 0.1.0's.
+    streams_version: str
+    # The settings it was started with. None for a study made before they were stored,
+    # all five at once; ``seed`` is also None for an unseeded study (tell the two apart by
+    # ``sampler``).
+    sampler: str | None
+    pruner: str | None
+    epochs: int | None  # the most epochs one trial may train
+    seed: int | None
+    torch_version: str | None
+    promoted_from: str | None  # a promotion study's short study (see ``promote``); None for any other
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyRecord:
+        """The record of a stored study; attributes it lacks (an earlier version's) read as None or defaults."""
+        attrs = study.user_attrs  # one read from the storage
+        space = attrs.get(STUDY_SPACE)
+        objectives = attrs.get(STUDY_OBJECTIVES)
+        streams = attrs.get(STREAMS) or attrs.get(MNIST_BENCH_VERSION)
+        return cls(
+            space=None if space is None else SearchSpace.from_dict(space, source=f"study {study.study_name!r}"),
+            val_size=_int(attrs.get(STUDY_VAL_SIZE)),
+            objective=_str(attrs.get(STUDY_OBJECTIVE)),
+            objectives=tuple(str(o) for o in objectives) if objectives else ("accuracy",),
+            mnist_bench_version=_str(attrs.get(MNIST_BENCH_VERSION)),
+            streams_version=str(streams) if streams else EARLIEST_STREAMS,
+            sampler=_str(attrs.get(STUDY_SAMPLER)),
+            pruner=_str(attrs.get(STUDY_PRUNER)),
+            epochs=_int(attrs.get(STUDY_EPOCHS)),
+            seed=_int(attrs.get(STUDY_SEED)),
+            torch_version=_str(attrs.get(STUDY_TORCH)),
+            promoted_from=_str(attrs.get(PROMOTED_FROM)),
+        )
 
 
-def record_study_streams(study: optuna.Study) -> None:
-    """Store this version's streams on a study being created."""
-    study.set_user_attr(STREAMS, STREAMS_VERSION)
+def record_new_study(
+    study: optuna.Study,
+    *,
+    space: SearchSpace,
+    val_size: int,
+    objectives: tuple[str, ...],
+    sampler: str,
+    pruner: str,
+    epochs: int,
+    seed: int | None,
+) -> None:
+    """What a study being created searches and is started with, and this version's name and streams."""
+    attrs: dict[str, Any] = {
+        STUDY_SPACE: space.to_dict(),
+        STUDY_VAL_SIZE: val_size,
+        STUDY_OBJECTIVE: "best validation accuracy over the epochs trained",
+        STUDY_OBJECTIVES: list(objectives),
+        MNIST_BENCH_VERSION: __version__,
+        STREAMS: STREAMS_VERSION,
+        STUDY_SAMPLER: sampler,
+        STUDY_PRUNER: pruner,
+        STUDY_EPOCHS: epochs,
+        STUDY_SEED: seed,
+        STUDY_TORCH: torch.__version__,
+    }
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+
+
+def record_promoted_from(study: optuna.Study, short_study: str) -> None:
+    """A promotion study's source: the short study whose trials it trains longer."""
+    study.set_user_attr(PROMOTED_FROM, short_study)

@@ -22,13 +22,13 @@ from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.records import (
+    StudyRecord,
     TrialRecord,
     record_latency,
     record_reason,
     record_start,
     record_trial,
     seed_to_reuse,
-    study_streams,
 )
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
@@ -105,14 +105,14 @@ class SearchSettings:
         return len(self.objectives) > 1
 
 
-def check_streams(study: optuna.Study, settings: SearchSettings) -> None:
+def check_streams(study: StudyRecord, settings: SearchSettings) -> None:
     """Refuse to resume a study made with other random streams, unless ``settings.mixed_versions``.
 
     A study made before studies stored their streams has its creating version's (0.2.0's
     studies resume here: the streams are unchanged since). Its stored version is kept
     either way: it is the study's, and each trial records its own.
     """
-    made = study_streams(study.user_attrs)
+    made = study.streams_version
     if made != STREAMS_VERSION and not settings.mixed_versions:
         raise MnistBenchError(
             f"study {settings.study!r} was made with the random streams of mnist-bench {made}, "
@@ -216,7 +216,7 @@ class TrialEpoch:
     number: int  # the trial's number in its study
     epoch: int
     epochs: int  # the most it will run (pruning may stop it sooner)
-    acc: float  # validation accuracy after this epoch
+    val_acc: float  # validation accuracy after this epoch
     wall_s: float  # wall time since the trial started, evaluation included
 
     @property

@@ -168,11 +168,11 @@ class TrialRunner:
             self._fail(trial, slot.error)
             return True
         assert run is not None
-        if self.on_epoch is not None and slot.last_acc is not None:
+        if self.on_epoch is not None and slot.val_acc is not None:
             wall = time.monotonic() - self.began[trial.number]
-            self.on_epoch(TrialEpoch(trial.number, run.epoch, run.config.epochs, slot.last_acc, wall))
-        if run.diverged is None and slot.last_acc is not None and not self.settings.multi_objective:
-            trial.report(slot.last_acc, run.epoch)  # Optuna supports neither report nor pruning with several objectives
+            self.on_epoch(TrialEpoch(trial.number, run.epoch, run.config.epochs, slot.val_acc, wall))
+        if run.diverged is None and slot.val_acc is not None and not self.settings.multi_objective:
+            trial.report(slot.val_acc, run.epoch)  # Optuna supports neither report nor pruning with several objectives
             if trial.should_prune():
                 run.stop_early()
         if not run.done:

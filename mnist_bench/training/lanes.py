@@ -109,7 +109,7 @@ class Slot(Generic[T]):
     # its traceback holds the frames, and so the model and the graph, alive until a full
     # garbage collection, and one out-of-memory failure would make the next ones likelier.
     error: str | None = None
-    last_acc: float | None = None  # evaluation accuracy of its last epoch
+    val_acc: float | None = None  # validation accuracy of its last epoch
     fault: str | None = None  # a sticky device fault its last epoch raised: the run ends
 
 
@@ -235,7 +235,7 @@ def _epoch(slot: Slot[T], lane: Lane, on_done: OnDone | None) -> None:
         return  # its building failed: slot.error says why
     try:
         if not slot.training.done:  # done already: a finished training resumed from its saved state
-            slot.last_acc = slot.training.run_epoch()
+            slot.val_acc = slot.training.run_epoch()
             if slot.training.done and on_done is not None:
                 on_done(slot.training)
         slot.error = None

@@ -2,13 +2,12 @@
 
 The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
 trial: the search reaches it only through the ``on_epoch`` callback, which gets the
-epoch's evaluation accuracy and answers whether to stop (pruning).
+epoch's validation accuracy and answers whether to stop (pruning).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import threading
 import time
@@ -33,14 +32,14 @@ from mnist_bench.training.timing import latency_ms
 
 EVAL_CHUNK = 8192  # images per forward pass when scoring; bounds eval memory
 
-# Called after every epoch with (epoch, evaluation accuracy); True means stop now.
+# Called after every epoch with (epoch, validation accuracy); True means stop now.
 EpochCallback = Callable[[int, float], bool]
 
 
 @dataclass(frozen=True)
 class TrainResult:
     config: TrainConfig
-    eval_acc: tuple[float, ...]  # evaluation accuracy after each epoch run
+    val_accs: tuple[float, ...]  # validation accuracy after each epoch run (on data.x_eval)
     train_loss: tuple[float, ...]  # mean training loss of each epoch run
     train_time_s: float  # optimizer steps only; evaluation excluded
     samples_seen: int  # training images processed
@@ -57,15 +56,15 @@ class TrainResult:
 
     @property
     def final_acc(self) -> float:
-        return self.eval_acc[-1] if self.eval_acc else float("nan")
+        return self.val_accs[-1] if self.val_accs else float("nan")
 
     @property
     def best_acc(self) -> float:
-        return max(self.eval_acc) if self.eval_acc else float("nan")
+        return max(self.val_accs) if self.val_accs else float("nan")
 
     @property
     def best_epoch(self) -> int:
-        return 1 + self.eval_acc.index(self.best_acc) if self.eval_acc else 0
+        return 1 + self.val_accs.index(self.best_acc) if self.val_accs else 0
 
     @property
     def samples_per_s(self) -> float:
@@ -151,7 +150,7 @@ class Training:
             if self.stream is not None:  # the data was made on the default stream
                 self.stream.wait_stream(torch.cuda.default_stream(data.device))
             self.runner: EagerRunner | GraphedRunner = self._graphed(runtime) or self._eager(runtime)
-        self.eval_acc: list[float] = []
+        self.val_accs: list[float] = []
         self.train_loss: list[float] = []
         self.train_time = 0.0
         self.samples = 0
@@ -215,7 +214,7 @@ class Training:
         return self.stopped or self.diverged is not None or self.epoch >= self.config.epochs
 
     def run_epoch(self) -> float | None:
-        """Train one epoch; returns its evaluation accuracy (None when not scoring). One host sync."""
+        """Train one epoch; returns its validation accuracy (None when not scoring). One host sync."""
         device = self.data.device
         x, y = self.data.x_train, self.data.y_train
         n = x.shape[0]
@@ -233,12 +232,12 @@ class Training:
             self.samples += n
             mean_loss = loss_sum.item() / self.steps_per_epoch
             self.train_loss.append(mean_loss)
-            acc = accuracy(self.model, self.data.x_eval, self.data.y_eval) if self.score_epochs else None
-        if acc is not None:
-            self.eval_acc.append(acc)
+            val_acc = accuracy(self.model, self.data.x_eval, self.data.y_eval) if self.score_epochs else None
+        if val_acc is not None:
+            self.val_accs.append(val_acc)
         if not math.isfinite(mean_loss):
             self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
-        return acc
+        return val_acc
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -258,13 +257,12 @@ class Training:
         with self.on_stream():  # read after the training's last kernel
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
-            "config": dataclasses.asdict(self.config),
+            "config": self.config.to_dict(),
             "model": weights,
             "generator": self.generator.get_state(),
             "runner": self.runner.state(),
-            "runner_graphed": self.graphed,
             "train_loss": self.train_loss,
-            "eval_acc": self.eval_acc,
+            "eval_acc": self.val_accs,  # the stored name since states were first saved
             "train_time": self.train_time,
             "samples": self.samples,
         }
@@ -279,14 +277,14 @@ class Training:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
-        if state.get("config") != dataclasses.asdict(self.config):
+        if _saved_config(state.get("config")) != self.config:
             raise ValueError(f"{path} is the state of another configuration")
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
         self.generator.set_state(state["generator"])
         self.runner.restore(_current_runner_state(state["runner"], len(list(self.model.parameters()))))
-        self.train_loss, self.eval_acc = list(state["train_loss"]), list(state["eval_acc"])
+        self.train_loss, self.val_accs = list(state["train_loss"]), list(state["eval_acc"])
         self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
         return self.epoch
 
@@ -316,7 +314,7 @@ class Training:
     def result(self) -> TrainResult:
         return TrainResult(
             config=self.config,
-            eval_acc=tuple(self.eval_acc),
+            val_accs=tuple(self.val_accs),
             train_loss=tuple(self.train_loss),
             train_time_s=self.train_time,
             samples_seen=self.samples,
@@ -329,18 +327,34 @@ class Training:
         )
 
 
+def _saved_config(values: Any) -> TrainConfig | None:
+    """The config a saved state was written for (None if it cannot be read as one).
+
+    States saved before configs had one codec (by 0.1.0 and 0.2.0) hold it as
+    ``dataclasses.asdict`` gave it: the model's fields nested under ``model``."""
+    if not isinstance(values, dict):
+        return None
+    if isinstance(values.get("model"), dict):
+        values = {**values["model"], **{k: v for k, v in values.items() if k != "model"}}
+    try:
+        return TrainConfig.from_dict(values)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
-    """A runner's state in today's form, from what 0.2.0 wrote too: its eager runner saved
-    torch's optimizer and scheduler state dicts, its graphed one per-parameter state, SGD
+    """A runner's state in the form runners restore, also from the layout 0.1.0 and 0.2.0
+    saved before the eager and graphed runners shared one step: the eager runner saved
+    torch's optimizer and scheduler state dicts, the graphed one per-parameter state, SGD
     buffers and step counters. The numbers are the same; only the layout moved."""
     if "update" in saved:
         return saved
-    if "schedule" in saved:  # 0.2.0's eager runner
+    if "schedule" in saved:  # that layout's eager runner
         per_param = saved["optimizer"]["state"]
         schedule = saved["schedule"]
         update = [dict(per_param.get(i, {})) for i in range(n_params)]
         return {"update": update, "rates": {"step": schedule["last_epoch"] if schedule else 0}}
-    buffers = saved["sgd_buffers"]  # 0.2.0's graphed runner
+    buffers = saved["sgd_buffers"]  # that layout's graphed runner
     update = [{"momentum_buffer": b} for b in buffers] if buffers else saved["optimizer"] or [{}] * n_params
     return {"update": update, "rates": {"step": max(int(saved["step_no"]), int(saved["host_step"]))}}
 
@@ -363,8 +377,8 @@ def train(
     run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
     try:
         while not run.done:
-            acc = run.run_epoch()
-            if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
+            val_acc = run.run_epoch()
+            if run.diverged is None and val_acc is not None and on_epoch is not None and on_epoch(run.epoch, val_acc):
                 run.stop_early()
     finally:
         run.release()
