@@ -116,6 +116,8 @@ def test_bench_cli_quick_on_tiny_data(tmp_path: Path, tiny_mnist: Path) -> None:
         (["-b", "0"], "batch size 0"),
         (["--precision", "tf32"], "--precision tf32"),
         (["--section", "nonsense"], "unknown section"),
+        (["--search-trials", "0"], "--search-trials 0"),
+        (["--worker-counts", "0"], "workers must be at least 1"),
     ],
 )
 def test_bench_bad_input(tmp_path: Path, tiny_mnist: Path, args: list[str], message: str) -> None:

@@ -23,7 +23,7 @@ runner = CliRunner()
 # The command, as a user runs it; whether it trains. doctor is the check itself.
 COMMANDS: dict[str, tuple[list[str], bool]] = {
     "search": (["search", "--trials", "1", "--epochs", "1", "--val-size", "100", "--space", "{space}"], True),
-    "promote": (["promote", "--top", "1", "--epochs", "1"], True),
+    "promote": (["promote", "--best", "1", "--epochs", "1"], True),
     "best": (["best"], False),
     "best --retrain": (["best", "--retrain", "--epochs", "1"], True),
     "train": (["train", "--layers", "16", "--epochs", "1", "--out", "{tmp}/t"], True),

@@ -28,7 +28,7 @@ runner = CliRunner()
 
 def promote_args(tmp_path: Path, data: Path, *extra: str) -> list[str]:
     return [
-        "promote", "--top", "2", "--epochs", "3", "--data-dir", str(data), "--no-verify",
+        "promote", "--best", "2", "--epochs", "3", "--data-dir", str(data), "--no-verify",
         "--studies-dir", str(tmp_path / "studies"), "--device", "cpu", *extra,
     ]  # fmt: skip
 
@@ -61,7 +61,7 @@ def test_a_promoted_trial_trains_what_the_short_trial_would_have_with_more_epoch
     tmp_path: Path, tiny_mnist: Path, tiny_data: DeviceData
 ) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--pruner", "none")).exit_code == 0
-    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1")).exit_code == 0
+    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--best", "1")).exit_code == 0
     short, long = load(tmp_path, "mnist-mlp"), load(tmp_path, "mnist-mlp-3ep")
     (promoted,) = long.get_trials(states=(TrialState.COMPLETE,))
     config = trial_config(short, short.trials[promoted.user_attrs[PROMOTED_FROM]], epochs=3)
@@ -106,10 +106,10 @@ def test_a_trials_time_left_is_its_rate_so_far() -> None:
 
 def test_promote_again_keeps_finished_trials_and_adds_only_missing_ones(tmp_path: Path, tiny_mnist: Path) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--trials", "4", "--pruner", "none")).exit_code == 0
-    quiet = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1", "--quiet"))
+    quiet = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--best", "1", "--quiet"))
     assert quiet.exit_code == 0 and epoch_lines(quiet.output) == []  # --quiet: no trial nor epoch lines
     first = load(tmp_path, "mnist-mlp-3ep").get_trials(states=(TrialState.COMPLETE,))
-    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "3"))
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--best", "3"))
     assert result.exit_code == 0, result.output
     trials = load(tmp_path, "mnist-mlp-3ep").get_trials()
     assert len(trials) == 3 and all(t.state is TrialState.COMPLETE for t in trials)
@@ -128,7 +128,7 @@ def test_an_interrupted_promotion_resumes_where_it_stopped(tmp_path: Path, tiny_
     failed = long.ask()
     failed.set_user_attr(PROMOTED_FROM, best.number)
     long.tell(failed, state=TrialState.FAIL)
-    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1"))
+    result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--best", "1"))
     assert result.exit_code == 0, result.output
     states = [t.state for t in load(tmp_path, "mnist-mlp-3ep").get_trials()]
     assert states == [TrialState.FAIL, TrialState.COMPLETE]
@@ -137,7 +137,7 @@ def test_an_interrupted_promotion_resumes_where_it_stopped(tmp_path: Path, tiny_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--top", "0"], "--top 0: must be at least 1"),
+        (["--best", "0"], "--best 0: must be at least 1"),
         (["--epochs", "0"], "--epochs 0: must be at least 1"),
         (["--into", "mnist-mlp"], "need a study of their own"),
         (["--study", "nope"], "nope"),
@@ -158,7 +158,7 @@ def test_bad_promote_input_is_one_line_and_nonzero(
 def test_promote_refuses_a_study_promoted_from_another(tmp_path: Path, tiny_mnist: Path) -> None:
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist)).exit_code == 0
     assert runner.invoke(app, search_args(tmp_path, tiny_mnist, "--study", "other")).exit_code == 0
-    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--top", "1", "--into", "long")).exit_code == 0
+    assert runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--best", "1", "--into", "long")).exit_code == 0
     result = runner.invoke(app, promote_args(tmp_path, tiny_mnist, "--study", "other", "--into", "long"))
     assert result.exit_code == 1
     assert "promoted from study 'mnist-mlp'" in result.output
@@ -214,7 +214,7 @@ def test_real_mnist_frontier_pipeline_at_small_scale(tmp_path: Path, real_mnist_
     search = ["search", "--space", "frontier-cpu", "--study", "f", "--trials", "2", "--epochs", "1", "--seed", "0",
               "--val-size", "2000"]  # fmt: skip
     assert runner.invoke(app, [*search, "--pruner", "none", *common]).exit_code == 0
-    promoted = runner.invoke(app, ["promote", "--study", "f", "--top", "2", "--epochs", "2", *common])
+    promoted = runner.invoke(app, ["promote", "--study", "f", "--best", "2", "--epochs", "2", *common])
     assert promoted.exit_code == 0, promoted.output
     long = load(tmp_path, "f-2ep")
     assert all(t.value > t_short.value for t, t_short in zip(long.trials, ranked_short(tmp_path), strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,12 +19,9 @@ from mnist_bench.cli.common import (
     StudiesDir,
     app,
     make_console,
-    require_positive,
     runtime_from,
 )
-from mnist_bench.data import ensure_split
-from mnist_bench.measure.reference import hand_written_search
-from mnist_bench.measure.suite import SECTIONS, BenchSettings, run_bench, search_throughput, write_results
+from mnist_bench.measure.suite import SECTIONS, BenchSettings, bench_on, write_results
 from mnist_bench.output.console import (
     BENCH_COLUMNS,
     frame_table,
@@ -44,61 +41,88 @@ def _either(name: str) -> str:
     return full if full == quick else f"{full}; --quick {quick}"
 
 
+# bench's own options, each with the default it shows: the full run's, and --quick's where it differs.
+Quick = Annotated[bool, typer.Option("--quick", help="A short run (every section, few points) that CI affords.")]
+Networks = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--network", "-n", help="Network to time, e.g. 784-128-10; repeat for more.", show_default=_either("networks")
+    ),
+]
+BatchSizes = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--batch-size", "-b", help="Batch size to time; repeat for more.", show_default=_either("batch_sizes")
+    ),
+]
+Precisions = Annotated[
+    list[Precision] | None,
+    typer.Option(
+        "--precision",
+        help="Precisions for the runtime section; repeat for more (the default skips those the device lacks).",
+        show_default=_either("precisions"),
+    ),
+]
+NoCompile = Annotated[bool, typer.Option("--no-compile", help="Leave torch.compile out of the runtime section.")]
+WorkerCounts = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--worker-counts",
+        "-w",
+        help="How many trials at once to time (worker processes in the packing and search sections); repeat for more.",
+        show_default=_either("workers"),
+    ),
+]
+Sections = Annotated[
+    list[str] | None, typer.Option("--section", help=f"Sections to run: {', '.join(SECTIONS)}.", show_default="all")
+]
+Repeats = Annotated[
+    int | None, typer.Option(help="Timed repeats per figure (median reported).", show_default=_either("repeats"))
+]
+SearchTrials = Annotated[
+    int | None, typer.Option(help="Trials per timed search.", show_default=_either("search_trials"))
+]
+SearchEpochs = Annotated[
+    int | None, typer.Option(help="Most epochs per trial of a timed search.", show_default=_either("search_epochs"))
+]
+BenchOut = Annotated[
+    Path | None,
+    typer.Option("--out", help="Output folder.", show_default="STUDIES_DIR/bench/cpu or STUDIES_DIR/bench/cuda"),
+]
+
+
+def trusted_settings(settings: BenchSettings, device: str, precisions: list[Precision], steps: Steps) -> BenchSettings:
+    """``settings`` as far as ``device`` can run and its self-check trusts them.
+
+    Precisions asked for that the device lacks are refused; what bench times on CUDA
+    (graphed steps, trainings side by side) goes through the self-check first, and a path
+    it does not trust is left out, as the command says."""
+    for precision in precisions:
+        runtime_from(precision, False, [device], steps=Steps.graphed)
+    runtime, in_flight = runtime_from(
+        Precision.fp32, False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
+    )
+    if not runtime.graphs:
+        settings = replace(settings, graphs=False)
+    if in_flight == 1:
+        settings = replace(settings, inflight=(1,), search_parallel=())
+    return settings
+
+
 @app.command()
 def bench(
-    quick: Annotated[
-        bool, typer.Option("--quick", help="A short run (every section, few points) that CI affords.")
-    ] = False,
-    network: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--network",
-            "-n",
-            help="Network to time, e.g. 784-128-10; repeat for more.",
-            show_default=_either("networks"),
-        ),
-    ] = None,
-    batch_size: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--batch-size", "-b", help="Batch size to time; repeat for more.", show_default=_either("batch_sizes")
-        ),
-    ] = None,
-    precision: Annotated[
-        list[Precision] | None,
-        typer.Option(
-            help="Precisions for the runtime section; repeat for more (the default skips those the device lacks).",
-            show_default=_either("precisions"),
-        ),
-    ] = None,
-    no_compile: Annotated[
-        bool, typer.Option("--no-compile", help="Leave torch.compile out of the runtime section.")
-    ] = False,
-    workers: Annotated[
-        list[int] | None,
-        typer.Option(
-            "--workers",
-            "-w",
-            help="Trials at once to time (packing, search); repeat for more.",
-            show_default=_either("workers"),
-        ),
-    ] = None,
-    section: Annotated[
-        list[str] | None, typer.Option(help=f"Sections to run: {', '.join(SECTIONS)}.", show_default="all")
-    ] = None,
-    repeats: Annotated[
-        int | None, typer.Option(help="Timed repeats per figure (median reported).", show_default=_either("repeats"))
-    ] = None,
-    search_trials: Annotated[
-        int | None, typer.Option(help="Trials per timed search.", show_default=_either("search_trials"))
-    ] = None,
-    search_epochs: Annotated[
-        int | None, typer.Option(help="Most epochs per trial of a timed search.", show_default=_either("search_epochs"))
-    ] = None,
+    quick: Quick = False,
+    network: Networks = None,
+    batch_size: BatchSizes = None,
+    precision: Precisions = None,
+    no_compile: NoCompile = False,
+    worker_counts: WorkerCounts = None,
+    section: Sections = None,
+    repeats: Repeats = None,
+    search_trials: SearchTrials = None,
+    search_epochs: SearchEpochs = None,
     steps: StepsOpt = Steps.auto,
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder.", show_default="STUDIES_DIR/bench/cpu or STUDIES_DIR/bench/cuda")
-    ] = None,
+    out: BenchOut = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -106,61 +130,25 @@ def bench(
 ) -> None:
     """Time the trainer against the hardware floor and the classic DataLoader pipeline."""
     torch_device = resolve_device(device)
-    base = BenchSettings.quick() if quick else BenchSettings()
-    changes: dict[str, Any] = {}
-    if network:
-        changes["networks"] = tuple(network)
-    if batch_size:
-        changes["batch_sizes"] = tuple(batch_size)
-    if precision:
-        runtime_devices = [str(torch_device)]
-        for p in precision:
-            runtime_from(p, False, runtime_devices, steps=Steps.graphed)  # asked for: refuse what the device lacks
-        changes["precisions"] = tuple(p.value for p in precision)
-    if no_compile:
-        changes["compile"] = False
-    if workers:
-        changes["workers"] = tuple(workers)
-    if repeats is not None:
-        changes["repeats"] = repeats
-    for name, value in (("search_trials", search_trials), ("search_epochs", search_epochs)):
-        require_positive(f"--{name.replace('_', '-')}", value)
-        if value is not None:
-            changes[name] = value
-    settings = replace(base, **changes)
-    # What bench times on CUDA (graphed steps, trainings side by side) goes through the
-    # self-check first: a path it does not trust is left out, and the command says so.
-    trusted_runtime, in_flight = runtime_from(
-        Precision.fp32, False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
+    settings = (_QUICK if quick else _FULL).given(
+        networks=network,
+        batch_sizes=batch_size,
+        precisions=[p.value for p in precision or ()],
+        compile=False if no_compile else None,
+        workers=worker_counts,
+        repeats=repeats,
+        search_trials=search_trials,
+        search_epochs=search_epochs,
     )
-    if not trusted_runtime.graphs:
-        settings = replace(settings, graphs=False)
-    if in_flight == 1:
-        settings = replace(settings, inflight=(1,), search_parallel=())
-    split = ensure_split(data_dir, "train", verify=not no_verify)
+    settings = trusted_settings(settings, device, precision or [], steps)
     console = make_console()
     console.print(f"Benchmarking on {torch_device} ({'quick' if quick else 'full'} run)...")
-
-    def search_runner(n: int, parallel: int) -> dict[str, Any]:
-        return search_throughput(
-            n,
-            parallel,
-            device=str(torch_device),
-            data_dir=data_dir,
-            verify=not no_verify,
-            trials=settings.search_trials,
-            epochs=settings.search_epochs,
-        )
-
-    results = run_bench(
+    results = bench_on(
         settings,
-        split,
         torch_device,
+        data_dir=data_dir,
+        verify=not no_verify,
         sections=tuple(section) if section else SECTIONS,
-        search_runner=search_runner,
-        reference_runner=lambda: hand_written_search(
-            split, torch_device, trials=settings.search_trials, epochs=settings.search_epochs
-        ),
         log=lambda line: console.print(f"[dim]{line}[/]"),
     )
     for name, frame in results.items():

@@ -205,6 +205,15 @@ StepsOpt = Annotated[
         "unchecked) or eager (launched op by op). The CPU always runs eagerly.",
     ),
 ]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")]
+Parallel = Annotated[
+    str,
+    typer.Option(
+        help="Trials in flight side by side in each process, each with its own model, optimizer and "
+        "CUDA stream, one epoch per round (deterministic with --seed); auto: 1 on a CPU, on a GPU as many "
+        "as free memory allows (at most 16)."
+    ),
+]
 NoVerify = Annotated[
     bool, typer.Option("--no-verify", help="Skip the MNIST checksum check (for other data in the same format).")
 ]

@@ -41,7 +41,7 @@ from mnist_bench.cli.common import (
 )
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.measure.baselines import BASELINES, Baseline, describe, run_baselines
+from mnist_bench.measure.baselines import BASELINES, Baseline, run_baselines
 from mnist_bench.model import ModelConfig
 from mnist_bench.output.console import (
     baselines_table,
@@ -52,6 +52,7 @@ from mnist_bench.output.console import (
     per_class_table,
     plural,
     seeds_line,
+    trial_table,
 )
 from mnist_bench.search.leaderboard import leaderboard, study_dir
 from mnist_bench.search.loop import pick_trial, stored_space, trial_config
@@ -179,37 +180,15 @@ def best(
     if augment is not None:
         config = replace(config, augment=augment.value)
     config = replace(config, deform=deform_from(deform, config.deform))
-    record = TrialRecord.of(ranked.trial)
-
-    def num(value: float | None) -> float:
-        return float("nan") if value is None else value
-
     console.print(
-        key_value_table(
-            {
-                "trial": ranked.trial.number,
-                "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
-                "layers": config.model.layers,
-                "optimizer": describe(replace(config, epochs=record.epochs_run or config.epochs)),
-                "validation accuracy": f"{num(record.accuracy):.4f} (best epoch {record.best_epoch or '?'})",
-                "epochs run": "?" if record.epochs_run is None else record.epochs_run,
-                "train time": f"{num(record.train_time_s):.1f} s",
-                "samples/s": f"{num(record.samples_per_s):,.0f}",
-                "parameters": f"{config.model.n_params:,}",
-                "training seed": config.seed,
-                "params": ", ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ranked.trial.params.items()
-                ),
-            },
-            title=f"Study {study}: {'best trial' if trial is None else f'trial {trial}'}",
-        )
+        trial_table(ranked, config, title=f"Study {study}: {'best trial' if trial is None else f'trial {trial}'}")
     )
     if retrain:
         source = {
             "command": "best --retrain",
             "study": study,
             "trial": ranked.trial.number,
-            "val_acc": record.accuracy,
+            "val_acc": TrialRecord.of(ranked.trial).accuracy,
         }
         out_dir = study_dir(studies_dir, study) / f"trial-{ranked.trial.number}"
         _train_and_save(

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import optuna
 import typer
 from optuna.trial import FrozenTrial
 
@@ -18,8 +17,10 @@ from mnist_bench.cli.common import (
     Device,
     Format,
     NoVerify,
+    Parallel,
     Precision,
     PrecisionOpt,
+    Quiet,
     Steps,
     StepsOpt,
     Storage,
@@ -31,32 +32,27 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.cli.search_command import MixedVersions, parallel_option
-from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.console import (
-    duration_text,
     leaderboard_table,
     plural,
     promotion_line,
     promotion_table,
-    stopped_line,
-    trial_line,
 )
+from mnist_bench.output.progress import TrialLines
 from mnist_bench.output.report import write_comparison, write_study_report
-from mnist_bench.search.leaderboard import leaderboard, leaderboard_text, study_dir, trial_row, write_leaderboard
+from mnist_bench.search.leaderboard import leaderboard, leaderboard_text, study_dir
 from mnist_bench.search.loop import stored_space
-from mnist_bench.search.promote import long_settings, promote_trials, top_trials
-from mnist_bench.search.records import TrialRecord
-from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, TrialEpoch, best_accuracy
+from mnist_bench.search.promote import long_settings, promote_trials
+from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
 from mnist_bench.storage.rdb import default_storage, load_study, open_storage, redact
-from mnist_bench.training.device import resolve_device
 
 
 @app.command()
 def promote(
     study: StudyName = DEFAULT_STUDY,
-    top: Annotated[int, typer.Option(help="How many of the study's best complete trials to train longer.")] = 4,
+    best: Annotated[int, typer.Option(help="How many of the study's best complete trials to train longer.")] = 4,
     epochs: Annotated[int, typer.Option(help="Epochs of each longer training (its own whole schedule).")] = 40,
     into: Annotated[
         str | None,
@@ -69,11 +65,8 @@ def promote(
             help="Seed of the longer study (its trials keep their own training seeds).", show_default="unseeded"
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines.")] = False,
-    parallel: Annotated[
-        str,
-        typer.Option(help="Trials trained side by side, as search --parallel (auto: 1 on a CPU, more on a GPU)."),
-    ] = "1",
+    quiet: Quiet = False,
+    parallel: Parallel = "1",
     mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision.fp32,
     compile: CompileOpt = False,
@@ -85,75 +78,41 @@ def promote(
 ) -> None:
     """Train a study's best few trials longer, on the same validation split; rank them again.
 
-    The second stage of a multi-fidelity search: short trials rank many recipes, the best
-    --top are each trained for --epochs in study --into, and the table shows both ranks
+    The second stage of a multi-fidelity search: short trials rank many recipes, the
+    --best N are each trained for --epochs in study --into, and the table shows both ranks
     and their correlation. Retrain the winner with `best --study INTO --retrain`.
     """
-    require_positive("--top", top)
+    require_positive("--best", best)
     require_positive("--epochs", epochs)
     url = storage or default_storage(studies_dir)
     short = load_study(study, open_storage(url, must_exist=True))
     settings = SearchSettings(
-        study=into or f"{study}-{epochs}ep",
-        storage=url,
-        trials=top,
-        epochs=epochs,
-        seed=seed,
+        study=into or f"{study}-{epochs}ep", storage=url, trials=best, epochs=epochs, seed=seed,
         mixed_versions=mixed_versions,
-    )
-    settings = long_settings(short, settings, top)
-    runtime, in_flight = runtime_from(
-        precision,
-        compile,
-        [device],
-        steps=steps,
-        parallel=min(parallel_option(parallel, device, stored_space(short)), top),
-    )
+    )  # fmt: skip
+    settings = long_settings(short, settings, best)
+    in_flight = min(parallel_option(parallel, device, stored_space(short)), best)
+    runtime, in_flight = runtime_from(precision, compile, [device], steps=steps, parallel=in_flight)
     settings = replace(settings, runtime=runtime, parallel=in_flight)
-    chosen = top_trials(short, top)
-    split = ensure_split(data_dir, "train", verify=not no_verify)
-    data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
-    del split
     console = make_console()
-    console.print(
-        f"Promoting the best {plural(len(chosen), 'trial')} of study {study} "
-        f"({', '.join(str(t.number) for t in chosen)}) to {epochs} epochs in study {settings.study}, on {data.device}."
-    )
+    lines = TrialLines(console, quiet=quiet, source=study, epoch_lines=10)  # a long promotion is watched
 
-    def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
-        if not quiet:
-            line = trial_line(trial_row(frozen, stored_space(s)), best_accuracy(s))
-            source = TrialRecord.of(frozen).promoted_from
-            console.print(f"{line}  (trial {'?' if source is None else source} of {study})", markup=False)
-
-    every = max(1, epochs // 10)  # about ten lines a trial, however long: a long promotion is watched
-
-    def on_epoch(done: TrialEpoch) -> None:
-        if not quiet and done.epoch % every == 0 and done.epoch < done.epochs:
-            console.print(
-                f"trial {done.number:3d} epoch {done.epoch}/{done.epochs}: val acc {done.val_acc:.4f}, "
-                f"{duration_text(done.wall_s)} so far, {duration_text(done.left_s)} left",
-                markup=False,
-            )
+    def on_start(chosen: list[FrozenTrial], where: object) -> None:
+        numbers = ", ".join(str(t.number) for t in chosen)
+        console.print(
+            f"Promoting the best {plural(len(chosen), 'trial')} of study {study} ({numbers}) "
+            f"to {epochs} epochs in study {settings.study}, on {where}."
+        )
 
     try:
         with sigint_as_event() as stop:
             outcome = promote_trials(
-                short,
-                settings,
-                top,
-                data,
-                storage=open_storage(url, heartbeat_s=settings.heartbeat_s),
-                on_trial=on_trial,
-                stop=stop,
-                on_epoch=on_epoch,
-                on_wait=lambda wait: console.print(stopped_line(wait), markup=False),
-            )
+                short, settings, data_dir=data_dir, verify=not no_verify, device=device, studies_dir=studies_dir,
+                stop=stop, on_start=on_start, on_trial=lines.trial, on_epoch=lines.epoch, on_wait=lines.wait,
+            )  # fmt: skip
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: run the same command again to finish study {settings.study}.", err=True)
         raise typer.Exit(130) from None
-    final = load_study(settings.study, open_storage(url))
-    write_leaderboard(leaderboard(final, stored_space(final)), study_dir(studies_dir, settings.study))
     console.print(promotion_table(outcome.rows, short=study, long=settings.study, epochs=epochs))
     console.print(promotion_line(outcome.spearman, outcome.winner, long=settings.study))
 

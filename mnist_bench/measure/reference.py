@@ -1,14 +1,17 @@
-"""The reference a search is measured against: the search users write by hand.
+"""The two searches ``bench``'s search section times, the same way: ``mnist-bench search``
+itself (``search_throughput``), and the reference it is measured against, the search
+users write by hand (``hand_written_search``).
 
-After Optuna's PyTorch example: per-sample transforms, a DataLoader, a host-to-device
-copy per batch, a validation pass per epoch with report and prune. ``bench``'s search
-section times it beside ``mnist-bench search``, the same way.
+The reference follows Optuna's PyTorch example: per-sample transforms, a DataLoader, a
+host-to-device copy per batch, a validation pass per epoch with report and prune.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,3 +85,49 @@ def hand_written_search(split: MnistSplit, device: torch.device, *, trials: int,
     study.optimize(objective, n_trials=trials)
     wall = time.perf_counter() - start
     return {"trials": trials, "wall_s": wall, "trials_per_min": trials / wall * 60}
+
+
+def search_throughput(
+    workers: int,
+    parallel: int = 1,
+    *,
+    device: str,
+    data_dir: Path,
+    verify: bool,
+    trials: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """Wall-clock of a fresh default-space study (median pruner), as ``search --workers W --parallel K`` runs it.
+
+    Data load included: each worker process loads its own copy, as the command does.
+    """
+    from mnist_bench.search.loop import open_study  # noqa: PLC0415
+    from mnist_bench.search.records import TrialRecord  # noqa: PLC0415
+    from mnist_bench.search.space import SearchSpace  # noqa: PLC0415
+    from mnist_bench.search.study import SearchSettings  # noqa: PLC0415
+    from mnist_bench.search.workers import WorkerJob, run_workers  # noqa: PLC0415
+    from mnist_bench.storage.rdb import open_storage  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        settings = SearchSettings(
+            study="bench", storage=storage, trials=trials, epochs=epochs, seed=0, parallel=parallel
+        )
+        space = SearchSpace()
+        study = open_study(settings, space, open_storage(storage))
+        start = time.perf_counter()
+        run_workers(WorkerJob(settings, space, data_dir, verify, (device,) * workers), study)
+        wall = time.perf_counter() - start
+        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
+        trained = [
+            r.samples_per_s * r.train_time_s
+            for r in records
+            if r.samples_per_s is not None and r.train_time_s is not None
+        ]
+        samples = sum(trained)
+    return {
+        "trials": len(trained),
+        "wall_s": wall,
+        "trials_per_min": len(trained) / wall * 60,
+        "aggregate_samples_per_s": samples / wall,
+    }

@@ -21,10 +21,8 @@ Sections, each a DataFrame:
 from __future__ import annotations
 
 import json
-import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ import pandas as pd
 import torch
 
 from mnist_bench.config import PRECISIONS, Runtime
-from mnist_bench.data import DeviceData, MnistSplit
+from mnist_bench.data import DeviceData, MnistSplit, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.measure.bench import (
     BATCH_SIZES,
@@ -48,6 +46,7 @@ from mnist_bench.measure.bench import (
     trainer_throughput,
 )
 from mnist_bench.measure.packing import packing_gain, process_throughput, stacked_throughput
+from mnist_bench.measure.reference import hand_written_search, search_throughput
 from mnist_bench.model import ModelConfig
 from mnist_bench.search.leaderboard import to_markdown
 from mnist_bench.training.timing import adam_config
@@ -93,6 +92,16 @@ class BenchSettings:
                 raise MnistBenchError(f"batch size {bs}: must be at least 1")
         if min(self.steps, self.repeats) < 1 or min((*self.workers, *self.inflight), default=1) < 1:
             raise MnistBenchError("steps, repeats and workers must be at least 1")
+        for name in ("search_trials", "search_epochs"):
+            if getattr(self, name) < 1:
+                raise MnistBenchError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+
+    def given(self, **options: Any) -> BenchSettings:
+        """These settings with the options a user gave (None or empty: not given); lists become tuples."""
+        chosen: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if v not in (None, [], ())
+        }
+        return replace(self, **chosen)
 
     @classmethod
     def quick(cls) -> BenchSettings:
@@ -306,50 +315,37 @@ def run_bench(
     return out
 
 
-def search_throughput(
-    workers: int,
-    parallel: int = 1,
+def bench_on(
+    settings: BenchSettings,
+    device: torch.device,
     *,
-    device: str,
     data_dir: Path,
     verify: bool,
-    trials: int,
-    epochs: int,
-) -> dict[str, Any]:
-    """Wall-clock of a fresh default-space study (median pruner), as ``search --workers W --parallel K`` runs it.
+    sections: tuple[str, ...] = SECTIONS,
+    log: Log = lambda _: None,
+) -> dict[str, pd.DataFrame]:
+    """``mnist-bench bench``: the training split loaded once, every section run on ``device``,
+    the search section's two searches (``search_throughput``, ``hand_written_search``) among them."""
+    split = ensure_split(data_dir, "train", verify=verify)
 
-    Data load included: each worker process loads its own copy, as the command does.
-    """
-    from mnist_bench.search.loop import open_study  # noqa: PLC0415
-    from mnist_bench.search.records import TrialRecord  # noqa: PLC0415
-    from mnist_bench.search.space import SearchSpace  # noqa: PLC0415
-    from mnist_bench.search.study import SearchSettings  # noqa: PLC0415
-    from mnist_bench.search.workers import WorkerJob, run_workers  # noqa: PLC0415
-    from mnist_bench.storage.rdb import open_storage  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        settings = SearchSettings(
-            study="bench", storage=storage, trials=trials, epochs=epochs, seed=0, parallel=parallel
+    def search_runner(workers: int, parallel: int) -> dict[str, Any]:
+        return search_throughput(
+            workers,
+            parallel,
+            device=str(device),
+            data_dir=data_dir,
+            verify=verify,
+            trials=settings.search_trials,
+            epochs=settings.search_epochs,
         )
-        space = SearchSpace()
-        study = open_study(settings, space, open_storage(storage))
-        start = time.perf_counter()
-        run_workers(WorkerJob(settings, space, data_dir, verify, (device,) * workers), study)
-        wall = time.perf_counter() - start
-        records = [TrialRecord.of(t) for t in study.get_trials(deepcopy=False)]
-        trained = [
-            r.samples_per_s * r.train_time_s
-            for r in records
-            if r.samples_per_s is not None and r.train_time_s is not None
-        ]
-        samples = sum(trained)
-    return {
-        "trials": len(trained),
-        "wall_s": wall,
-        "trials_per_min": len(trained) / wall * 60,
-        "aggregate_samples_per_s": samples / wall,
-    }
+
+    def reference_runner() -> dict[str, Any]:
+        return hand_written_search(split, device, trials=settings.search_trials, epochs=settings.search_epochs)
+
+    return run_bench(
+        settings, split, device, sections=sections, search_runner=search_runner, reference_runner=reference_runner,
+        log=log,
+    )  # fmt: skip
 
 
 def write_results(results: dict[str, pd.DataFrame], out_dir: Path, settings: BenchSettings) -> list[Path]:

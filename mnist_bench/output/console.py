@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 from rich.table import Table
+
+from mnist_bench.measure.baselines import describe
+from mnist_bench.search.records import TrialRecord
 
 # Leaderboard columns shown on screen: (frame column, header, format).
 _SCREEN = [
@@ -147,6 +151,29 @@ def key_value_table(rows: dict[str, Any], *, title: str) -> Table:
     for key, value in rows.items():
         table.add_row(key, _fmt(value, "{:.6g}") if isinstance(value, float) else str(value))
     return table
+
+
+def trial_table(ranked: Any, config: Any, *, title: str) -> Table:
+    """A stored trial as ``best`` shows it: ``ranked`` a ``loop.RankedTrial``, ``config`` its ``TrainConfig``."""
+    record = TrialRecord.of(ranked.trial)
+    return key_value_table(
+        {
+            "trial": ranked.trial.number,
+            "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
+            "layers": config.model.layers,
+            "optimizer": describe(replace(config, epochs=record.epochs_run or config.epochs)),
+            "validation accuracy": f"{_fmt(record.accuracy, '{:.4f}')} (best epoch {record.best_epoch or '?'})",
+            "epochs run": "?" if record.epochs_run is None else record.epochs_run,
+            "train time": f"{_fmt(record.train_time_s, '{:.1f}')} s",
+            "samples/s": _fmt(record.samples_per_s, "{:,.0f}"),
+            "parameters": f"{config.model.n_params:,}",
+            "training seed": config.seed,
+            "params": ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ranked.trial.params.items()
+            ),
+        },
+        title=title,
+    )
 
 
 def per_class_table(per_class: Sequence[float], *, title: str) -> Table:

@@ -2,7 +2,7 @@
 
 A search ranks recipes by what they reach in a few epochs; deformations and regularizers
 may pay only in long training, so short trials can rank them wrongly. ``promote_trials``
-trains the ``top`` complete trials of a finished study again, each with its own
+trains the best few complete trials of a finished study again, each with its own
 parameters and training seed but ``epochs`` epochs (a whole learning-rate schedule of
 that length, not a continuation), as trials of a second study with the same space and
 validation split. Its winner is what ``best --retrain`` should reproduce; the table of
@@ -19,18 +19,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench.data import DeviceData
+from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderboard
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
 from mnist_bench.search.records import StudyRecord, TrialRecord, promotion_attrs, record_promoted_from
 from mnist_bench.search.study import SearchSettings, TrialEpoch
 from mnist_bench.storage.heartbeats import StoppedWait
+from mnist_bench.storage.rdb import load_study, open_storage
+from mnist_bench.training.device import resolve_device
 
 # A promoted trial already stands for its short trial once it is finished, queued or running.
 _STANDING = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING, TrialState.RUNNING)
@@ -71,7 +76,7 @@ class Promotion:
 def top_trials(short: optuna.Study, top: int) -> list[FrozenTrial]:
     """The ``top`` best complete trials of ``short``, best first (ranked as ``best`` ranks them)."""
     if top < 1:
-        raise MnistBenchError(f"--top {top}: must be at least 1")
+        raise MnistBenchError(f"--best {top}: must be at least 1")
     pick_trial(short)  # the one-line error of a study with no complete trial yet
     return ranked_complete(short)[:top]
 
@@ -132,40 +137,44 @@ def promotion_rows(long: optuna.Study, chosen: list[FrozenTrial]) -> tuple[Promo
 def promote_trials(
     short: optuna.Study,
     settings: SearchSettings,
-    top: int,
-    data: DeviceData,
     *,
-    storage: optuna.storages.BaseStorage,
-    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    data_dir: Path,
+    verify: bool,
+    device: str,
+    studies_dir: Path,
     stop: StopFlag | None = None,
+    on_start: Callable[[list[FrozenTrial], torch.device], None] | None = None,
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     on_epoch: Callable[[TrialEpoch], None] | None = None,
     on_wait: Callable[[StoppedWait], None] | None = None,
 ) -> Promotion:
-    """Train the ``top`` trials of ``short`` for ``settings.epochs`` epochs in study ``settings.study``.
+    """Train the ``settings.trials`` best trials of ``short`` for ``settings.epochs`` epochs in
+    study ``settings.study``, on the short study's validation split; write its leaderboard.
 
     ``settings`` come from ``long_settings``. Trials finished by an earlier, interrupted
-    call are kept; only the missing ones train.
+    call are kept; only the missing ones train. ``on_start`` hears which trials and where,
+    once the data is on the device.
     """
-    chosen = top_trials(short, top)
+    chosen = top_trials(short, settings.trials)
     space = stored_space(short)
-    long = open_study(settings, space, storage)
+    split = ensure_split(data_dir, "train", verify=verify)  # before the study: a bad start leaves no empty study
+    data = DeviceData.with_validation(split, resolve_device(device), val_size=settings.val_size)
+    del split
+    long = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     source = StudyRecord.of(long).promoted_from
     if source is not None and source != short.study_name:
         raise MnistBenchError(
             f"study {settings.study!r} holds trials promoted from study {source!r}; choose another name with --into"
         )
+    if on_start is not None:
+        on_start(chosen, data.device)
     record_promoted_from(long, short.study_name)
     queue_promotions(long, chosen)
     run_trials(
-        settings,
-        space,
-        data,
-        on_trial=on_trial,
-        study=long,
-        stop=stop,
-        on_notice=on_notice,
-        on_epoch=on_epoch,
+        settings, space, data, on_trial=on_trial, study=long, stop=stop, on_notice=on_notice, on_epoch=on_epoch,
         on_wait=on_wait,
-    )
+    )  # fmt: skip
+    final = load_study(settings.study, open_storage(settings.storage))
+    write_leaderboard(leaderboard(final, space), study_dir(studies_dir, settings.study))
     return Promotion(study=long, rows=promotion_rows(long, chosen))
