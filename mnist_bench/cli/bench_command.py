@@ -62,7 +62,7 @@ def bench(
     search_epochs: Annotated[
         int | None, typer.Option(help="Most epochs per trial of a timed search. [default: 2; --quick 1]")
     ] = None,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     out: Annotated[Path | None, typer.Option(help="Output folder. [default: studies/bench/<device>]")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -80,7 +80,7 @@ def bench(
     if precision:
         runtime_devices = [str(torch_device)]
         for p in precision:
-            runtime_from(p, False, runtime_devices, steps=Steps.graphed)  # asked for: refuse what the device lacks
+            runtime_from(p, False, runtime_devices, steps=Steps["graphed"])  # asked for: refuse what the device lacks
         changes["precisions"] = tuple(p.value for p in precision)
     if no_compile:
         changes["compile"] = False
@@ -96,7 +96,7 @@ def bench(
     # What bench times on CUDA (graphed steps, trainings side by side) goes through the
     # self-check first: a path it does not trust is left out, and the command says so.
     trusted_runtime, in_flight = runtime_from(
-        Precision.fp32, False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
+        Precision["fp32"], False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
     )
     if not trusted_runtime.graphs:
         settings = replace(settings, graphs=False)

@@ -148,9 +148,9 @@ def best(
     seeds: Seeds = 1,
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     restart: RestartOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -242,9 +242,9 @@ def train_cmd(
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
     max_norm: Annotated[float | None, typer.Option(help="Cap on each hidden unit's weight norm.")] = None,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     restart: RestartOpt = False,
     out: Annotated[
         Path | None, typer.Option(help="Output folder. [default: studies/train/<layers>-<optimizer>-...]")
@@ -298,7 +298,7 @@ def baselines(
     ] = None,
     storage: Storage = None,
     out: Annotated[Path | None, typer.Option(help="Write the table here as CSV too.")] = None,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -306,7 +306,7 @@ def baselines(
 ) -> None:
     """Train the five networks MNIST tutorials write by hand and compare with what they report."""
     require_positive("--seeds", seeds)
-    runtime, _ = runtime_from(Precision.fp32, False, [device], steps=steps)  # graphed, seeds side by side
+    runtime, _ = runtime_from(Precision["fp32"], False, [device], steps=steps)  # graphed, seeds side by side
     rows = list(BASELINES)
     if study is not None:
         optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
