@@ -9,14 +9,16 @@ layers below it (each folder's docstring says what it holds and what it may impo
   ``model`` (the MLP and its frozen ``ModelConfig``), ``augment`` (deformations of a
   batch on its device, and their registry), ``optimizers`` and ``schedules`` (the registry
   of each choice: declared once, read by config, space, CLI and checkpoints), ``config``
-  (what a training is: ``TrainConfig`` and ``Runtime``),
+  (what a training is: ``TrainConfig`` and ``Runtime``, with the registries of a runtime's
+  precisions and steps modes),
   ``errors`` and ``interrupt`` (Ctrl-C as a flag the trainer checks between batches)
 - ``training``: the trainer, how its steps execute (eager or a CUDA graph), trainings side
   by side in lanes, the device, timing
 - ``storage``: Optuna's storages with heartbeats, stopped workers' trials, trial counts, and the
   one module that uses Optuna's private API
-- ``search``: the search space, a study's settings, trial records, the search loop, worker
-  processes on one study, a whole search as one call, leaderboard, promote
+- ``search``: the search space, the registries of samplers, pruners and objectives, a
+  study's settings, trial records, the search loop, worker processes on one study, a whole
+  search as one call, leaderboard, promote
 - ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
 - ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
 - ``output``: console tables and the HTML report

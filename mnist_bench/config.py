@@ -4,12 +4,18 @@ Both are plain data, built from command-line options, a space file's sample or a
 checkpoint's JSON; the trainer (``training.trainer``) and the step runners (``training.step_runners``) take
 them and never see an Optuna trial. ``TrainConfig.to_dict`` and ``from_dict`` are the one
 way a config is stored and read back (checkpoints, saved training states).
+
+A runtime's two choices with names are declared here once, as the optimizers and schedules
+are in theirs: ``PRECISIONS`` (``--precision``: what each asks of the device) and
+``STEPS`` (``--steps``: what each means for ``Runtime.graphs`` and the GPU self-check).
+The runtime's validation, the CLI's choices and help, doctor and the self-check read them;
+an unknown name is an error naming the known ones.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -19,8 +25,6 @@ from mnist_bench.augment import DEFAULT_DEFORM, Deform, augment_spec
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
 from mnist_bench.schedules import schedule_spec
-
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -104,11 +108,90 @@ class TrainConfig:
         }
 
 
+def _any_device(device: torch.device) -> None:
+    """fp32 trains everywhere."""
+
+
+def _needs_ampere(device: torch.device) -> None:
+    if not (device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8):
+        raise ValueError(f"precision=tf32 needs a CUDA GPU of compute capability 8.0 or newer, not {device}")
+
+
+def _needs_bf16(device: torch.device) -> None:
+    # Every CPU autocasts to bfloat16 (fast only with AMX or AVX-512 BF16: doctor says which is fastest).
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(device)}")
+
+
+@dataclass(frozen=True)
+class PrecisionSpec:
+    """One ``--precision``: its name, what it needs of the device, and its line of help."""
+
+    name: str  # what runtimes, the CLI and doctor's figures say
+    help: str  # one line, for help and docs
+    check: Callable[[torch.device], None]  # a one-line ValueError where ``device`` cannot train in it
+
+
+PRECISIONS: dict[str, PrecisionSpec] = {
+    spec.name: spec
+    for spec in (
+        PrecisionSpec("fp32", "float32 throughout", _any_device),
+        PrecisionSpec("tf32", "CUDA matmuls in TF32, on Ampere or newer", _needs_ampere),
+        PrecisionSpec("bf16", "autocast to bfloat16", _needs_bf16),
+    )
+}
+
+
+def precision_spec(name: str) -> PrecisionSpec:
+    """The registered precision ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return PRECISIONS[name]
+    except KeyError:
+        raise ValueError(f"precision={name!r} must be one of {tuple(PRECISIONS)}") from None
+
+
+@dataclass(frozen=True)
+class StepsSpec:
+    """One ``--steps`` mode: how a training's steps run on a CUDA GPU (a CPU runs them eagerly)."""
+
+    name: str  # what the CLI and the self-check say
+    help: str  # one line, for help and docs
+    graphs: bool  # Runtime.graphs: steps captured as CUDA graphs and replayed (False: launched op by op)
+    # The fast paths (graphed steps, trainings in flight) wait for the machine's one-time
+    # self-check and are turned off where it failed (``measure.selfcheck.trusted``);
+    # False: they run as asked, unchecked.
+    self_check: bool
+
+
+STEPS: dict[str, StepsSpec] = {
+    spec.name: spec
+    for spec in (
+        StepsSpec(
+            "auto",
+            "replayed as CUDA graphs, trainings side by side, once a one-time self-check has shown on this "
+            "machine that they train as eager ones",
+            graphs=True,
+            self_check=True,
+        ),
+        StepsSpec("graphed", "the same, unchecked", graphs=True, self_check=False),
+        StepsSpec("eager", "launched op by op", graphs=False, self_check=False),
+    )
+}
+
+
+def steps_spec(name: str) -> StepsSpec:
+    """The registered steps mode ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return STEPS[name]
+    except KeyError:
+        raise ValueError(f"steps={name!r} must be one of {tuple(STEPS)}") from None
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How steps execute; none of it changes what is trained, only how fast."""
 
-    precision: str = "fp32"  # fp32; tf32 (CUDA matmuls in TF32); bf16 (autocast to bfloat16)
+    precision: str = "fp32"  # a name of PRECISIONS
     compile: bool = False  # torch.compile the model (CUDA graphs on CUDA via reduce-overhead)
     graphs: bool = True  # on CUDA, capture each training's step as a CUDA graph and replay it (training.step_runners)
     # On a CPU, run the graphed runner's static step (warm-up and undo included) without a
@@ -119,14 +202,8 @@ class Runtime:
     side_by_side: bool = True
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r} must be one of {PRECISIONS}")
+        precision_spec(self.precision)
 
     def check(self, device: torch.device) -> None:
         """Refuse what the device cannot do, before any training starts."""
-        if self.precision == "tf32" and not (
-            device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-        ):
-            raise ValueError(f"precision=tf32 needs a CUDA GPU of compute capability 8.0 or newer, not {device}")
-        if self.precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision=bf16 is not supported on {torch.cuda.get_device_name(device)}")
+        precision_spec(self.precision).check(device)

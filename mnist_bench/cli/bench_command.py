@@ -98,9 +98,9 @@ def trusted_settings(settings: BenchSettings, device: str, precisions: list[Prec
     (graphed steps, trainings side by side) goes through the self-check first, and a path
     it does not trust is left out, as the command says."""
     for precision in precisions:
-        runtime_from(precision, False, [device], steps=Steps.graphed)
+        runtime_from(precision, False, [device], steps=Steps["graphed"])
     runtime, in_flight = runtime_from(
-        Precision.fp32, False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
+        Precision["fp32"], False, [device], steps=steps, parallel=max((*settings.inflight, *settings.workers))
     )
     if not runtime.graphs:
         settings = replace(settings, graphs=False)
@@ -121,7 +121,7 @@ def bench(
     repeats: Repeats = None,
     search_trials: SearchTrials = None,
     search_epochs: SearchEpochs = None,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     out: BenchOut = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",

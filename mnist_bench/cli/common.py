@@ -15,12 +15,15 @@ from typer.core import TyperGroup
 
 from mnist_bench import __version__
 from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, parse_deform
-from mnist_bench.config import Runtime
+from mnist_bench.config import PRECISIONS, STEPS, Runtime, steps_spec
 from mnist_bench.data import default_data_dir
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.measure.selfcheck import trusted
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
+from mnist_bench.search.objectives import OBJECTIVES
+from mnist_bench.search.pruners import PRUNERS
+from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import check_parallel
 
@@ -78,18 +81,6 @@ app = typer.Typer(
 )
 
 
-class Pruner(StrEnum):
-    median = "median"
-    hyperband = "hyperband"
-    none = "none"
-
-
-class Sampler(StrEnum):
-    tpe = "tpe"
-    random = "random"
-    nsga2 = "nsga2"
-
-
 class Background(StrEnum):
     auto = "auto"
     dark = "dark"
@@ -100,16 +91,19 @@ class Background(StrEnum):
 Optimizer = StrEnum("Optimizer", [(name, name) for name in OPTIMIZERS])  # type: ignore[misc]
 Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])  # type: ignore[misc]
 Augment = StrEnum("Augment", [(name, name) for name in AUGMENTS])  # type: ignore[misc]
+Sampler = StrEnum("Sampler", [(name, name) for name in SAMPLERS])  # type: ignore[misc]
+Pruner = StrEnum("Pruner", [(name, name) for name in PRUNERS])  # type: ignore[misc]
+Precision = StrEnum("Precision", [(name, name) for name in PRECISIONS])  # type: ignore[misc]
+Steps = StrEnum("Steps", [(name, name) for name in STEPS])  # type: ignore[misc]
 # What help texts say of the choices, from the registries too.
 AUGMENT_CHOICES = "; ".join(f"{spec.name} ({spec.description})" for spec in AUGMENTS.values())
+SAMPLER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in SAMPLERS.values())
+PRUNER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRUNERS.values())
+OBJECTIVE_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in OBJECTIVES.values())
+PRECISION_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRECISIONS.values())
+STEPS_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in STEPS.values())
 MOMENTUM_TAKERS = ", ".join(spec.name for spec in OPTIMIZERS.values() if spec.momentum)
 WEIGHT_DECAYS = "; ".join(f"{spec.name}: {spec.weight_decay}" for spec in OPTIMIZERS.values() if spec.weight_decay)
-
-
-class Precision(StrEnum):
-    fp32 = "fp32"
-    tf32 = "tf32"
-    bf16 = "bf16"
 
 
 class Format(StrEnum):
@@ -152,9 +146,11 @@ AugmentOpt = Annotated[
         show_default="none; for best, the trial's",
     ),
 ]
-PrecisionOpt = Annotated[
-    Precision, typer.Option(help="Matmul precision: fp32, tf32 (CUDA, Ampere+) or bf16 (autocast).")
+SamplerOpt = Annotated[
+    Sampler, typer.Option(help="How the next trial's parameters are chosen: " + SAMPLER_CHOICES + ".")
 ]
+PrunerOpt = Annotated[Pruner, typer.Option(help="Which trials stop early, and when: " + PRUNER_CHOICES + ".")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="Matmul precision: " + PRECISION_CHOICES + ".")]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (CUDA graphs on CUDA); eager otherwise.")
 ]
@@ -191,19 +187,8 @@ RestartOpt = Annotated[
 ]
 
 
-class Steps(StrEnum):
-    auto = "auto"
-    graphed = "graphed"
-    eager = "eager"
-
-
 StepsOpt = Annotated[
-    Steps,
-    typer.Option(
-        help="How steps run on a CUDA GPU: auto (replayed as CUDA graphs, trainings side by side, once a "
-        "one-time self-check has shown on this machine that they train as eager ones), graphed (the same, "
-        "unchecked) or eager (launched op by op). The CPU always runs eagerly.",
-    ),
+    Steps, typer.Option(help="How steps run on a CUDA GPU: " + STEPS_CHOICES + ". The CPU always runs eagerly.")
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")]
 Parallel = Annotated[
@@ -246,14 +231,14 @@ def runtime_from(
     compile: bool,
     devices: Sequence[str],
     *,
-    steps: Steps = Steps.auto,
+    steps: Steps = Steps["auto"],
     parallel: int = 1,
     check: bool = True,
 ) -> tuple[Runtime, int]:
     """The runtime options and trainings in flight, checked against every device they will
     run on, and cut back to what each device's self-check trusts (``selfcheck``).
     ``check=False``: the command trains nothing this time, so no self-check starts."""
-    runtime = Runtime(precision=precision.value, compile=compile, graphs=steps is not Steps.eager)
+    runtime = Runtime(precision=precision.value, compile=compile, graphs=steps_spec(steps.value).graphs)
     check_parallel(runtime, parallel)
     try:
         for device in devices:

@@ -151,9 +151,9 @@ def best(
     seeds: Seeds = 1,
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     restart: RestartOpt = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -225,9 +225,9 @@ def train_cmd(
     max_norm: Annotated[
         float | None, typer.Option(help="Cap on each hidden unit's weight norm.", show_default="no cap")
     ] = None,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     restart: RestartOpt = False,
     out: Annotated[
         Path | None,
@@ -289,7 +289,7 @@ def baselines(
     out: Annotated[
         Path | None, typer.Option(help="Write the table here as CSV too.", show_default="printed only")
     ] = None,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -297,7 +297,7 @@ def baselines(
 ) -> None:
     """Train the five networks MNIST tutorials write by hand and compare with what they report."""
     require_positive("--seeds", seeds)
-    runtime, _ = runtime_from(Precision.fp32, False, [device], steps=steps)  # graphed, seeds side by side
+    runtime, _ = runtime_from(Precision["fp32"], False, [device], steps=steps)  # graphed, seeds side by side
     rows = list(BASELINES)
     if study is not None:
         optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))

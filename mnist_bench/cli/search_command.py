@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mnist_bench.cli.common import (
     AUGMENT_CHOICES,
     DEFAULT_DATA_DIR,
+    OBJECTIVE_CHOICES,
     Augment,
     CompileOpt,
     DataDir,
@@ -25,7 +26,9 @@ from mnist_bench.cli.common import (
     Precision,
     PrecisionOpt,
     Pruner,
+    PrunerOpt,
     Sampler,
+    SamplerOpt,
     Steps,
     StepsOpt,
     Storage,
@@ -46,6 +49,8 @@ from mnist_bench.output.console import (
 from mnist_bench.search.capacity import trial_bytes
 from mnist_bench.search.job import StudyStart, run_search
 from mnist_bench.search.leaderboard import trial_row
+from mnist_bench.search.objectives import FIRST, parse_objectives
+from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, best_accuracy
 from mnist_bench.search.workers import plan_workers
@@ -70,6 +75,15 @@ def parallel_option(value: str, device: str, space: SearchSpace) -> int:
         return parse_parallel(value, resolve_device(device), largest_trial_bytes=trial_bytes(space, 0, 0))
     except MnistBenchError as exc:
         raise typer.BadParameter(str(exc).removeprefix(f"--parallel {value!r}: "), param_hint="--parallel") from None
+
+
+def objectives_option(value: str) -> str:
+    """``--objective`` checked against the registry; a bad one is a usage error (exit 2)."""
+    try:
+        parse_objectives(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 def trial_progress(console: Console, *, quiet: bool) -> Progress:
@@ -108,15 +122,16 @@ def search(
         str,
         typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file."),
     ] = "default",
-    pruner: Annotated[Pruner, typer.Option(help="Stop unpromising trials early.")] = Pruner.median,
-    sampler: Annotated[Sampler, typer.Option(help="How the next trial's parameters are chosen.")] = Sampler.tpe,
+    pruner: PrunerOpt = Pruner["median"],
+    sampler: SamplerOpt = Sampler["tpe"],
     objective: Annotated[
         str,
         typer.Option(
-            help="What to optimize: accuracy, or accuracy with latency and/or params (comma-separated), "
-            "a multi-objective search with a Pareto front; Optuna cannot prune those."
+            callback=objectives_option,
+            help=f"What to optimize, comma-separated, {FIRST} first: " + OBJECTIVE_CHOICES + ". More than one "
+            "is a multi-objective search with a Pareto front; Optuna cannot prune those.",
         ),
-    ] = "accuracy",
+    ] = FIRST,
     seed: Annotated[
         int | None,
         typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.", show_default="unseeded"),
@@ -171,9 +186,9 @@ def search(
         ),
     ] = None,
     mixed_versions: MixedVersions = False,
-    precision: PrecisionOpt = Precision.fp32,
+    precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
-    steps: StepsOpt = Steps.auto,
+    steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -192,7 +207,7 @@ def search(
         val_size=val_size,
         heartbeat_s=heartbeat,
         storage_retry_s=storage_retry,
-        objectives=tuple(part.strip() for part in objective.split(",") if part.strip()),
+        objectives=parse_objectives(objective),
         mixed_versions=mixed_versions,
     )
     search_space = load_space(space)
@@ -215,7 +230,7 @@ def search(
     ran = 0
 
     def on_start(start: StudyStart) -> None:
-        if settings.multi_objective and pruner is not Pruner.none:
+        if settings.multi_objective and pruner_spec(settings.pruner).prunes:
             console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
         if auto_line:
             console.print(auto_line)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from mnist_bench import __version__
-from mnist_bench.config import Runtime
+from mnist_bench.config import Runtime, steps_spec
 from mnist_bench.training.device import device_name
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ CHECK_TIMEOUT_S = 180.0  # a healthy GPU checks in seconds; CUDA's first start c
 # A check that crashed or hung may have met a passing trouble (a GPU busy with another job, a
 # first start compiling kernels): its verdict is kept this long, then the check runs again.
 INCONCLUSIVE_KEEP_S = 24 * 3600.0
-STEPS = ("auto", "graphed", "eager")
 # Environment settings under which the same code captures or multiplies differently (with
 # caching off a capture must fail): part of what a verdict holds for.
 CUDA_SETTINGS = (
@@ -316,16 +315,15 @@ def trusted(
 ) -> tuple[Runtime, int]:
     """The runtime and count in flight a command may use on ``device``.
 
-    ``steps``: auto (the machine's verdict decides), graphed (the fast paths as asked,
-    unchecked) or eager (steps launched op by op). ``check`` gives the verdict (default:
-    ``verdict_for``; a test passes its own); ``say`` gets the lines a user reads: that a check
-    runs, and what a failed verdict turns off.
+    ``steps``: a name of ``config.STEPS``: auto (the machine's verdict decides), graphed
+    (the fast paths as asked, unchecked) or eager (steps launched op by op, unchecked).
+    ``check`` gives the verdict (default: ``verdict_for``; a test passes its own); ``say``
+    gets the lines a user reads: that a check runs, and what a failed verdict turns off.
     """
-    if steps not in STEPS:
-        raise ValueError(f"steps={steps!r} must be one of {STEPS}")
-    if steps == "eager":
-        return replace(runtime, graphs=False), parallel
-    if steps == "graphed" or not needs_check(device, runtime, parallel):
+    mode = steps_spec(steps)
+    if not mode.graphs:
+        runtime = replace(runtime, graphs=False)
+    if not mode.self_check or not needs_check(device, runtime, parallel):
         return runtime, parallel
     verdict, fresh = check(device) if check is not None else verdict_for(device, say=say)
     if fresh and verdict.ok:

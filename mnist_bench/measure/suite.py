@@ -64,7 +64,7 @@ class BenchSettings:
     warmup: int = 20  # untimed steps before timing
     classic_networks: tuple[str, ...] = ("784-128-10",)
     classic_batch_sizes: tuple[int, ...] = (64,)
-    precisions: tuple[str, ...] = PRECISIONS  # those the device lacks are skipped and said so
+    precisions: tuple[str, ...] = tuple(PRECISIONS)  # those the device lacks are skipped and said so
     compile: bool = True  # include torch.compile rows in the runtime section
     # On CUDA, steps replayed as graphs (and eager ones beside them); off where the machine's
     # self-check did not trust graphed steps (bench --steps).

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_bench.search.objectives import OBJECTIVES
 from mnist_bench.search.records import StudyRecord, TrialRecord
 
 if TYPE_CHECKING:
@@ -203,7 +204,8 @@ def build_figures(study: optuna.Study, folder: Path) -> Report:
         "tradeoff.png": (bool(complete), "no complete trial yet", lambda p: _tradeoff(study, p)),
     }
     if len(study.directions) > 1:
-        names = [o.replace("accuracy", "validation accuracy") for o in StudyRecord.of(study).objectives]
+        # A name this version does not know (a later version's study) is shown as it is.
+        names = [OBJECTIVES[o].label if o in OBJECTIVES else o for o in StudyRecord.of(study).objectives]
         named = names if len(names) == len(study.directions) else None
         makers["pareto.png"] = (
             len(complete) >= 1,

@@ -2,8 +2,11 @@
 
 - ``space``: what a trial may choose (shipped spaces in ``spaces/*.toml``) and the one trial -> config function
 - ``records``: what a study and a trial store, as ``StudyRecord`` and ``TrialRecord``: written and read there alone
+- ``samplers``, ``pruners``, ``objectives``: the registry of each choice of a search (``--sampler``,
+  ``--pruner``, ``--objective``): what each builds or reads, its help; an unknown name is an error
 - ``study``: a study's settings and random streams, and one trial's bookkeeping (config, seed, outcome)
-- ``loop``: sampler, pruner, the one run loop (K trials in flight, one at a time the K = 1 case), picking a winner
+- ``loop``: the study with its sampler and pruner, the one run loop (K trials in flight, one at a
+  time the K = 1 case), picking a winner
 - ``trial_runner``: one pass of that loop: trials asked for, judged after each epoch and told
 - ``leaderboard``: a study's trials as a DataFrame, and its CSV/Markdown/JSON files
 - ``promote``: the best trials of a study trained again, longer, as a study of their own

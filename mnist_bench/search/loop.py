@@ -1,4 +1,4 @@
-"""Running a search: sampler, pruner, the study, the one run loop, the winner.
+"""Running a search: the study with its sampler and pruner, the one run loop, the winner.
 
 ``run_trials`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
 one at a time being K = 1; what starts and judges each trial is ``trial_runner``'s, and what a
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,37 +24,17 @@ from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
+from mnist_bench.search.objectives import objective_spec
+from mnist_bench.search.pruners import NO_PRUNER, make_pruner
 from mnist_bench.search.records import StudyRecord, TrialRecord, record_new_study
+from mnist_bench.search.samplers import make_sampler
 from mnist_bench.search.space import SearchSpace, sample_config
-from mnist_bench.search.study import OBJECTIVES, SearchSettings, TrialCounts, TrialEpoch, check_streams
+from mnist_bench.search.study import SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
 from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
 from mnist_bench.storage.rdb import host_of, one_line, open_storage
 from mnist_bench.storage.trial_states import n_finished, state_counts
 from mnist_bench.training.lanes import run_in_flight
-
-
-def make_sampler(name: str, seed: int | None, *, parallel: int = 1) -> optuna.samplers.BaseSampler:
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        # Constant liar: trials still in flight count as bad ones, so trials asked for
-        # side by side spread out instead of repeating each other. (Off for one trial at
-        # a time, so such studies repeat those made before it existed.)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=10, constant_liar=parallel > 1)
-
-
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    if name == "median":
-        # Let 5 trials finish first, and judge no trial on its first epoch alone (steps are
-        # epochs counted from 1; Optuna prunes once step >= n_warmup_steps).
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
-    return optuna.pruners.NopPruner()
 
 
 def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -69,8 +48,8 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             None if settings.seed is None else settings.seed + settings.worker,
             parallel=settings.parallel,
         ),
-        pruner=make_pruner("none" if settings.multi_objective else settings.pruner, settings.epochs),
-        directions=[OBJECTIVES[o] for o in settings.objectives],
+        pruner=make_pruner(NO_PRUNER if settings.multi_objective else settings.pruner, settings.epochs),
+        directions=[objective_spec(o).direction for o in settings.objectives],
         load_if_exists=True,
     )
     record = StudyRecord.of(study)

@@ -31,6 +31,8 @@ from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderboard
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
+from mnist_bench.search.objectives import FIRST
+from mnist_bench.search.pruners import NO_PRUNER
 from mnist_bench.search.records import StudyRecord, TrialRecord, promotion_attrs, record_promoted_from
 from mnist_bench.search.study import SearchSettings, TrialEpoch
 from mnist_bench.storage.heartbeats import StoppedWait
@@ -87,7 +89,7 @@ def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> Se
         raise MnistBenchError(f"--into {settings.study!r}: the longer trials need a study of their own")
     stored = StudyRecord.of(short).val_size
     val_size = settings.val_size if stored is None else stored
-    return replace(settings, trials=top, pruner="none", val_size=val_size, objectives=("accuracy",))
+    return replace(settings, trials=top, pruner=NO_PRUNER, val_size=val_size, objectives=(FIRST,))
 
 
 def queue_promotions(long: optuna.Study, chosen: list[FrozenTrial]) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import optuna
@@ -21,6 +20,8 @@ from mnist_bench import STREAMS_VERSION
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.search.objectives import check_objectives, objective_values
+from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.records import (
     StudyRecord,
     TrialRecord,
@@ -30,21 +31,13 @@ from mnist_bench.search.records import (
     record_trial,
     seed_to_reuse,
 )
+from mnist_bench.search.samplers import sampler_spec
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
 from mnist_bench.storage.trial_states import UNDERWAY
 from mnist_bench.training.timing import latency_ms
 from mnist_bench.training.trainer import TrainResult
 
-PRUNERS = ("median", "hyperband", "none")
-SAMPLERS = ("tpe", "random", "nsga2")
-# What a search can optimize: validation accuracy (up), and optionally, down, the time to
-# classify one image (ms, measured after training) or the parameter count.
-OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
-    "accuracy": "maximize",
-    "latency": "minimize",
-    "params": "minimize",
-}
 DEFAULT_STUDY = "mnist-mlp"
 SURPLUS = "surplus: another worker took the last place at the same moment; it did not train"
 # Study names become folder names under studies/.
@@ -57,8 +50,8 @@ class SearchSettings:
     storage: str  # Optuna storage URL
     trials: int  # finished (complete or pruned) trials the study should hold in total
     epochs: int  # most epochs one trial may train
-    pruner: str = "median"  # one of PRUNERS
-    sampler: str = "tpe"  # one of SAMPLERS
+    pruner: str = "median"  # a name of pruners.PRUNERS
+    sampler: str = "tpe"  # a name of samplers.SAMPLERS
     seed: int | None = None  # sampler seed, and root of every trial's training seed
     timeout: float | None = None  # seconds after which no new trial starts
     val_size: int = 5000  # training images held out for validation
@@ -66,7 +59,7 @@ class SearchSettings:
     storage_retry_s: float = 60.0  # how long to keep retrying a storage that stopped answering
     worker: int = 0  # index among workers sharing the study: offsets the sampler seed
     runtime: Runtime = field(default_factory=Runtime)  # precision and compilation of training steps
-    objectives: tuple[str, ...] = ("accuracy",)  # accuracy first; latency and/or params make it multi-objective
+    objectives: tuple[str, ...] = ("accuracy",)  # names of objectives.OBJECTIVES, accuracy first; more: multi-objective
     parallel: int = 1  # trials in flight side by side in this process (trial_runner.py); 1: one at a time
     # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
     # then no longer repeat, and the leaderboard marks each trial's streams.
@@ -78,26 +71,27 @@ class SearchSettings:
             raise MnistBenchError(f"--trials {self.trials}: must be at least 1")
         if self.epochs < 1:
             raise MnistBenchError(f"--epochs {self.epochs}: must be at least 1")
-        if self.pruner not in PRUNERS:
-            raise MnistBenchError(f"--pruner {self.pruner!r}: choose one of {', '.join(PRUNERS)}")
-        if self.sampler not in SAMPLERS:
-            raise MnistBenchError(f"--sampler {self.sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        objectives = ",".join(self.objectives)
+        for option, value, check in (
+            ("--pruner", self.pruner, lambda: pruner_spec(self.pruner)),
+            ("--sampler", self.sampler, lambda: sampler_spec(self.sampler)),
+            ("--objective", objectives, lambda: check_objectives(self.objectives)),
+        ):
+            try:
+                check()
+            except ValueError as exc:
+                raise MnistBenchError(f"{option} {value}: {exc}") from None
+        sampler = sampler_spec(self.sampler)
+        if self.multi_objective and not sampler.multi_objective:
+            raise MnistBenchError(f"--sampler {self.sampler}: takes one objective, not {objectives}")
+        if sampler.missing():
+            raise MnistBenchError(f"--sampler {self.sampler}: needs {', '.join(sampler.missing())}, not installed here")
         if self.timeout is not None and not self.timeout > 0:
             raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
         if self.parallel < 1:
             raise MnistBenchError(f"--parallel {self.parallel}: must be at least 1")
         if self.heartbeat_s < 1:
             raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
-        unknown = [o for o in self.objectives if o not in OBJECTIVES]
-        if (
-            unknown
-            or not self.objectives
-            or self.objectives[0] != "accuracy"
-            or len(set(self.objectives)) != len(self.objectives)
-        ):
-            raise MnistBenchError(
-                f"--objective {','.join(self.objectives)}: accuracy first, then any of latency, params"
-            )
 
     @property
     def multi_objective(self) -> bool:
@@ -196,10 +190,8 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
     # here, on the calling thread, only for a result that comes without it.
     latency = result.latency_ms if result.latency_ms is not None else latency_ms(result.model, data.device)
     record_latency(trial, latency)
-    values = {"accuracy": result.best_acc, "latency": latency, "params": float(result.config.model.n_params)}
-    if not settings.multi_objective:
-        return result.best_acc
-    return tuple(values[o] for o in settings.objectives)  # type: ignore[return-value]
+    values = objective_values(settings.objectives, result, latency)
+    return values[0] if len(values) == 1 else values  # type: ignore[return-value]
 
 
 def best_accuracy(study: optuna.Study) -> float | None:

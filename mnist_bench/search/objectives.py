@@ -1,0 +1,86 @@
+"""What a search optimizes: one registry entry per objective, its direction and its value.
+
+Every search optimizes ``FIRST``, validation accuracy, and ranks, prunes and picks its
+trials by it; any other objectives beside it make a multi-objective search with a Pareto
+front (which Optuna cannot prune). Everything that names an objective derives from
+``OBJECTIVES``: the settings' validation, the study's directions, a trial's values, the
+CLI's help and the report's axis names. An unknown name is an error naming the known ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from mnist_bench.training.trainer import TrainResult
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """One objective of ``--objective``: its name, direction, value and line of help."""
+
+    name: str  # what --objective and the study's record say
+    help: str  # one line, for help and docs
+    label: str  # how figures name its axis
+    direction: Literal["maximize", "minimize"]
+    # (a finished training, the time it takes to classify one image in ms) -> the trial's value
+    value: Callable[[TrainResult, float], float]
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {
+    spec.name: spec
+    for spec in (
+        ObjectiveSpec(
+            "accuracy",
+            "the best validation accuracy over the epochs trained",
+            "validation accuracy",
+            "maximize",
+            lambda result, _latency: result.best_acc,
+        ),
+        ObjectiveSpec(
+            "latency",
+            "the time to classify one image, in ms, measured after training",
+            "latency (ms)",
+            "minimize",
+            lambda _result, latency: latency,
+        ),
+        ObjectiveSpec(
+            "params",
+            "the parameter count",
+            "parameters",
+            "minimize",
+            lambda result, _latency: float(result.config.model.n_params),
+        ),
+    )
+}
+FIRST = "accuracy"  # every search's first objective: trials are ranked, pruned and picked by it
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    """The registered objective ``name``; a ValueError naming the known ones otherwise."""
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(f"objective={name!r} must be one of {tuple(OBJECTIVES)}") from None
+
+
+def check_objectives(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a study's objectives: each registered, each once, ``FIRST`` first; a ValueError otherwise."""
+    for name in names:
+        objective_spec(name)
+    if not names or names[0] != FIRST or len(set(names)) != len(names):
+        others = ", ".join(name for name in OBJECTIVES if name != FIRST)
+        raise ValueError(f"{FIRST} first, then any of {others}, each once")
+    return tuple(names)
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    """``--objective``'s comma-separated names, checked as ``check_objectives`` does."""
+    return check_objectives([part.strip() for part in text.split(",") if part.strip()])
+
+
+def objective_values(names: Sequence[str], result: TrainResult, latency: float) -> tuple[float, ...]:
+    """A finished trial's value of each objective in ``names``, in that order."""
+    return tuple(objective_spec(name).value(result, latency) for name in names)
