@@ -142,8 +142,8 @@ Seeds = Annotated[
 AugmentOpt = Annotated[
     Augment | None,
     typer.Option(
-        help="Training-time augmentation on the device: " + AUGMENT_CHOICES + ".",
-        show_default="none; for best, the trial's",
+        help="Training-time augmentation on the device: " + AUGMENT_CHOICES + " (search: fixes the space's choice).",
+        show_default="none; for best, the trial's; for search, the space's",
     ),
 ]
 SamplerOpt = Annotated[

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-import optuna
 import typer
-from optuna.trial import FrozenTrial
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mnist_bench.cli.common import (
-    AUGMENT_CHOICES,
     DEFAULT_DATA_DIR,
     OBJECTIVE_CHOICES,
     Augment,
+    AugmentOpt,
     CompileOpt,
     DataDir,
     Device,
     NoVerify,
+    Parallel,
     Precision,
     PrecisionOpt,
     Pruner,
     PrunerOpt,
+    Quiet,
     Sampler,
     SamplerOpt,
     Steps,
@@ -40,22 +36,15 @@ from mnist_bench.cli.common import (
 )
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import sigint_as_event
-from mnist_bench.output.console import (
-    counts_line,
-    leaderboard_table,
-    stopped_line,
-    trial_line,
-)
+from mnist_bench.output.progress import SearchLines
 from mnist_bench.search.capacity import trial_bytes
-from mnist_bench.search.job import StudyStart, run_search
-from mnist_bench.search.leaderboard import trial_row
+from mnist_bench.search.job import run_search
 from mnist_bench.search.objectives import FIRST, parse_objectives
 from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.space import SearchSpace, load_space
-from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, best_accuracy
+from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
 from mnist_bench.search.workers import plan_workers
-from mnist_bench.storage.heartbeats import StoppedWait
-from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, redact
+from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
@@ -86,20 +75,6 @@ def objectives_option(value: str) -> str:
     return value
 
 
-def trial_progress(console: Console, *, quiet: bool) -> Progress:
-    """The bar of finished trials (on a terminal, unless ``quiet``), gone when the search ends."""
-    return Progress(
-        TextColumn("[bold]trials"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[best]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal or quiet,
-        transient=True,
-    )
-
-
 def training_where(devices: list[str], in_flight: int) -> str:
     """Where the trials train, for the search's first line."""
     n = len(devices)
@@ -109,82 +84,104 @@ def training_where(devices: list[str], in_flight: int) -> str:
     return where
 
 
+# The search's own options, declared once each.
+Trials = Annotated[
+    int, typer.Option(help="Finished (complete or pruned) trials the study should hold in total; a rerun tops it up.")
+]
+TrialEpochs = Annotated[int, typer.Option(help="Most epochs one trial may train (pruning may stop it sooner).")]
+SpaceName = Annotated[
+    str, typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file.")
+]
+Objective = Annotated[
+    str,
+    typer.Option(
+        callback=objectives_option,
+        help=f"What to optimize, comma-separated, {FIRST} first: " + OBJECTIVE_CHOICES + ". More than one "
+        "is a multi-objective search with a Pareto front; Optuna cannot prune those.",
+    ),
+]
+SearchSeed = Annotated[
+    int | None,
+    typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.", show_default="unseeded"),
+]
+Timeout = Annotated[
+    float | None, typer.Option(help="Seconds after which no new trial starts.", show_default="no limit")
+]
+ValSize = Annotated[int, typer.Option(help="Training images held out as the validation split the search optimizes.")]
+Top = Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")]
+Workers = Annotated[
+    str,
+    typer.Option(
+        help="Trials trained at once, each in a worker process sharing the study through its storage "
+        "(1: in this process), or auto: as many as the device's free memory, the space's largest trial "
+        "and the CPU cores allow (at most 8 per device); --parallel K trials in each."
+    ),
+]
+Devices = Annotated[
+    str | None,
+    typer.Option(
+        help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,...", show_default="--device"
+    ),
+]
+Heartbeat = Annotated[
+    int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
+]
+StorageRetry = Annotated[
+    float,
+    typer.Option(
+        help="Seconds to keep retrying a storage that stops answering before giving up, whatever "
+        "--parallel; the trials in flight then are failed once it answers, and others take their places. "
+        "Trials stored are kept either way."
+    ),
+]
+
+
+def search_plan(
+    settings: SearchSettings,
+    space: str,
+    augment: Augment | None,
+    *,
+    workers: str,
+    devices: str,
+    parallel: str,
+    runtime: tuple[Precision, bool, Steps],
+) -> tuple[SearchSettings, SearchSpace, list[str], list[str]]:
+    """The settings with their runtime and trials in flight, the space, the workers' devices,
+    and the notes the search prints first; every option checked before anything trains."""
+    search_space = load_space(space)
+    if augment is not None:
+        search_space = replace(search_space, augments=(augment.value,))
+    worker_devices, auto_line = plan_workers(workers, devices, search_space, val_size=settings.val_size)
+    precision, compile, steps = runtime
+    in_flight = parallel_option(parallel, worker_devices[0], search_space)
+    trusted, in_flight = runtime_from(precision, compile, worker_devices, steps=steps, parallel=in_flight)
+    intro = [auto_line] if auto_line else []
+    if settings.multi_objective and pruner_spec(settings.pruner).prunes:
+        intro.insert(0, f"Note: Optuna cannot prune multi-objective studies: --pruner {settings.pruner} is ignored.")
+    return replace(settings, runtime=trusted, parallel=in_flight), search_space, worker_devices, intro
+
+
 @app.command()
 def search(
-    trials: Annotated[
-        int,
-        typer.Option(help="Finished (complete or pruned) trials the study should hold in total; a rerun tops it up."),
-    ] = 50,
-    epochs: Annotated[int, typer.Option(help="Most epochs one trial may train (pruning may stop it sooner).")] = 10,
+    trials: Trials = 50,
+    epochs: TrialEpochs = 10,
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
-    space: Annotated[
-        str,
-        typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file."),
-    ] = "default",
+    space: SpaceName = "default",
     pruner: PrunerOpt = Pruner["median"],
     sampler: SamplerOpt = Sampler["tpe"],
-    objective: Annotated[
-        str,
-        typer.Option(
-            callback=objectives_option,
-            help=f"What to optimize, comma-separated, {FIRST} first: " + OBJECTIVE_CHOICES + ". More than one "
-            "is a multi-objective search with a Pareto front; Optuna cannot prune those.",
-        ),
-    ] = FIRST,
-    seed: Annotated[
-        int | None,
-        typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.", show_default="unseeded"),
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds after which no new trial starts.", show_default="no limit")
-    ] = None,
-    val_size: Annotated[
-        int, typer.Option(help="Training images held out as the validation split the search optimizes.")
-    ] = 5000,
-    top: Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")] = 10,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")] = False,
-    workers: Annotated[
-        str,
-        typer.Option(
-            help="Trials trained at once, each in a worker process sharing the study through its storage "
-            "(1: in this process), or auto: as many as the device's free memory, the space's largest trial "
-            "and the CPU cores allow (at most 8 per device)."
-        ),
-    ] = "1",
-    parallel: Annotated[
-        str,
-        typer.Option(
-            help="Trials in flight side by side in each process, each with its own model, optimizer and "
-            "CUDA stream, one epoch per round (deterministic with --seed); auto: 1 on a CPU, on a GPU as many "
-            "as free memory allows (at most 16). Combines with --workers: K trials in each worker."
-        ),
-    ] = "1",
-    devices: Annotated[
-        str | None,
-        typer.Option(
-            help="Devices for the workers, round-robin: auto (every GPU) or cuda:0,cuda:1,...",
-            show_default="--device",
-        ),
-    ] = None,
-    heartbeat: Annotated[
-        int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
-    ] = HEARTBEAT_S,
-    storage_retry: Annotated[
-        float,
-        typer.Option(
-            help="Seconds to keep retrying a storage that stops answering before giving up, whatever "
-            "--parallel; the trials in flight then are failed once it answers, and others take their places. "
-            "Trials stored are kept either way."
-        ),
-    ] = 60.0,
-    augment: Annotated[
-        Augment | None,
-        typer.Option(
-            help="Fix the augmentation instead of the space's choice: " + AUGMENT_CHOICES + ".",
-            show_default="the space's choice",
-        ),
-    ] = None,
+    objective: Objective = FIRST,
+    seed: SearchSeed = None,
+    timeout: Timeout = None,
+    val_size: ValSize = 5000,
+    top: Top = 10,
+    quiet: Quiet = False,
+    workers: Workers = "1",
+    parallel: Parallel = "1",
+    devices: Devices = None,
+    heartbeat: Heartbeat = HEARTBEAT_S,
+    storage_retry: StorageRetry = 60.0,
+    augment: AugmentOpt = None,
     mixed_versions: MixedVersions = False,
     precision: PrecisionOpt = Precision["fp32"],
     compile: CompileOpt = False,
@@ -196,88 +193,24 @@ def search(
 ) -> None:
     """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
     settings = SearchSettings(
-        study=study,
-        storage=storage or default_storage(studies_dir),
-        trials=trials,
-        epochs=epochs,
-        pruner=pruner.value,
-        sampler=sampler.value,
-        seed=seed,
-        timeout=timeout,
-        val_size=val_size,
-        heartbeat_s=heartbeat,
-        storage_retry_s=storage_retry,
-        objectives=parse_objectives(objective),
+        study=study, storage=storage or default_storage(studies_dir), trials=trials, epochs=epochs,
+        pruner=pruner.value, sampler=sampler.value, seed=seed, timeout=timeout, val_size=val_size,
+        heartbeat_s=heartbeat, storage_retry_s=storage_retry, objectives=parse_objectives(objective),
         mixed_versions=mixed_versions,
-    )
-    search_space = load_space(space)
-    if augment is not None:
-        search_space = replace(search_space, augments=(augment.value,))
-    worker_devices, auto_line = plan_workers(workers, devices or device, search_space, val_size=val_size)
-    runtime, in_flight = runtime_from(
-        precision,
-        compile,
-        worker_devices,
-        steps=steps,
-        parallel=parallel_option(parallel, worker_devices[0], search_space),
-    )
-    settings = replace(settings, runtime=runtime, parallel=in_flight)
-
-    console = make_console()
-    progress = trial_progress(console, quiet=quiet)
-    task = progress.add_task("search", total=0, best="")
-    where = training_where(worker_devices, in_flight)
-    ran = 0
-
-    def on_start(start: StudyStart) -> None:
-        if settings.multi_objective and pruner_spec(settings.pruner).prunes:
-            console.print(f"Note: Optuna cannot prune multi-objective studies: --pruner {pruner.value} is ignored.")
-        if auto_line:
-            console.print(auto_line)
-        console.print(
-            f"Study [bold]{study}[/] in {redact(settings.storage)}: {start.trials} trial(s) so far; "
-            f"target {trials} finished; training on {where}, {epochs} epoch(s) max."
-        )
-        progress.update(task, total=start.missing)
-        live.enter_context(progress)
-
-    def on_trial(s: optuna.Study, frozen: FrozenTrial) -> None:
-        nonlocal ran
-        ran += 1
-        best = best_accuracy(s)
-        if not quiet:
-            console.print(trial_line(trial_row(frozen, search_space), best), markup=False)
-        progress.update(task, advance=1, best=f"best {best:.4f}" if best is not None else "")
-
-    def on_notice(line: str) -> None:
-        console.print(f"[yellow]Note: {escape(line)}[/]")
-
-    def on_wait(wait: StoppedWait) -> None:  # trials of stopped workers, retried once their grace is over
-        console.print(stopped_line(wait), markup=False)
-
-    with sigint_as_event() as stop:
-        with contextlib.ExitStack() as live:  # the progress bar, from the start of the trials to their end
-            run = run_search(
-                settings,
-                search_space,
-                devices=worker_devices,
-                data_dir=data_dir,
-                verify=not no_verify,
-                studies_dir=studies_dir,
-                stop=stop,
-                on_start=on_start,
-                on_trial=on_trial,
-                on_notice=on_notice,
-                on_wait=on_wait,
-            )
-    console.print(leaderboard_table(run.frame, top=top, title=f"Top {min(top, len(run.frame))} of study {study}"))
-    console.print(
-        f"Ran {ran} trial(s). Study {study} now holds {len(run.study.trials)} trials ({counts_line(run.counts)}); "
-        f"{run.finished}/{trials} finished."
-    )
-    console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))
+    )  # fmt: skip
+    settings, search_space, worker_devices, intro = search_plan(
+        settings, space, augment, workers=workers, devices=devices or device, parallel=parallel,
+        runtime=(precision, compile, steps),
+    )  # fmt: skip
+    where = training_where(worker_devices, settings.parallel)
+    lines = SearchLines(make_console(), quiet=quiet, space=search_space, intro=intro, where=where)
+    with sigint_as_event() as stop, lines.live:
+        run = run_search(
+            settings, search_space, devices=worker_devices, data_dir=data_dir, verify=not no_verify,
+            studies_dir=studies_dir, stop=stop, on_start=lines.start, on_trial=lines.trial, on_notice=lines.notice,
+            on_wait=lines.wait,
+        )  # fmt: skip
+    lines.end(run, top=top)
     if run.interrupted:
         typer.echo(f"Interrupted: run the same command again to resume study {study}.", err=True)
         raise typer.Exit(130)
-    if run.finished < trials:
-        console.print(f"Run the same command again to reach {trials} finished trials.")

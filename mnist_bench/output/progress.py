@@ -7,6 +7,8 @@ given on the console passed in, and computes nothing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -15,11 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mnist_bench.output.console import duration_text, stopped_line, trial_line
+from mnist_bench.output.console import counts_line, duration_text, leaderboard_table, stopped_line, trial_line
+from mnist_bench.search.job import SearchResult, StudyStart
 from mnist_bench.search.leaderboard import trial_row
 from mnist_bench.search.loop import stored_space
 from mnist_bench.search.records import TrialRecord
+from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import TrialEpoch, best_accuracy
+from mnist_bench.storage.rdb import redact
 
 
 class TrialLines:
@@ -29,15 +34,24 @@ class TrialLines:
     ``source``: the study the trials were promoted from, named beside each line.
     """
 
-    def __init__(self, console: Console, *, quiet: bool, source: str | None = None, epoch_lines: int = 0) -> None:
-        self.console, self.quiet, self.source, self.epoch_lines = console, quiet, source, epoch_lines
+    def __init__(
+        self,
+        console: Console,
+        *,
+        quiet: bool,
+        space: SearchSpace | None = None,
+        source: str | None = None,
+        epoch_lines: int = 0,
+    ) -> None:
+        self.console, self.quiet, self.space, self.source, self.epoch_lines = console, quiet, space, source, epoch_lines
         self.ran = 0  # trials finished while these lines were shown
 
     def trial(self, study: optuna.Study, frozen: FrozenTrial) -> None:
         self.ran += 1
         if self.quiet:
             return
-        line = trial_line(trial_row(frozen, stored_space(study)), best_accuracy(study))
+        space = self.space if self.space is not None else stored_space(study)
+        line = trial_line(trial_row(frozen, space), best_accuracy(study))
         if self.source is not None:
             promoted = TrialRecord.of(frozen).promoted_from
             line += f"  (trial {'?' if promoted is None else promoted} of {self.source})"
@@ -59,6 +73,50 @@ class TrialLines:
     def wait(self, wait: Any) -> None:
         """Trials of stopped workers, retried once their grace is over."""
         self.console.print(stopped_line(wait), markup=False)
+
+
+class SearchLines(TrialLines):
+    """A search's lines: its first line (``start``), a line a trial under a bar of finished
+    trials (on a terminal, unless ``quiet``; gone when the search ends), its last lines (``end``)."""
+
+    def __init__(self, console: Console, *, quiet: bool, space: SearchSpace, intro: Sequence[str], where: str) -> None:
+        super().__init__(console, quiet=quiet, space=space)
+        self.intro, self.where = intro, where  # notes printed first; where the trials train
+        self.bar = trial_bar(console, quiet=quiet)
+        self.task = self.bar.add_task("search", total=0, best="")
+        self.live = contextlib.ExitStack()  # the bar, from the first trial to the end
+
+    def start(self, start: StudyStart) -> None:
+        for line in self.intro:
+            self.console.print(line, markup=False)
+        settings = start.settings
+        self.console.print(
+            f"Study [bold]{escape(settings.study)}[/] in {escape(redact(settings.storage))}: "
+            f"{start.trials} trial(s) so far; target {settings.trials} finished; "
+            f"training on {escape(self.where)}, {settings.epochs} epoch(s) max."
+        )
+        self.bar.update(self.task, total=start.missing)
+        self.live.enter_context(self.bar)
+
+    def trial(self, study: optuna.Study, frozen: FrozenTrial) -> None:
+        super().trial(study, frozen)
+        best = best_accuracy(study)
+        self.bar.update(self.task, advance=1, best=f"best {best:.4f}" if best is not None else "")
+
+    def end(self, run: SearchResult, *, top: int) -> None:
+        """Closes the bar, then the leaderboard and what the study holds now."""
+        self.live.close()
+        name, target = run.study.study_name, run.target
+        self.console.print(
+            leaderboard_table(run.frame, top=top, title=f"Top {min(top, len(run.frame))} of study {name}")
+        )
+        self.console.print(
+            f"Ran {self.ran} trial(s). Study {name} now holds {len(run.study.trials)} trials "
+            f"({counts_line(run.counts)}); {run.finished}/{target} finished."
+        )
+        self.console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))
+        if run.finished < target and not run.interrupted:
+            self.console.print(f"Run the same command again to reach {target} finished trials.")
 
 
 def trial_bar(console: Console, *, quiet: bool) -> Progress:

@@ -31,6 +31,7 @@ class StudyStart:
     """The study as the search finds it, before any trial runs."""
 
     study: optuna.Study
+    settings: SearchSettings  # what this search runs
     trials: int  # trials it holds, of any state
     missing: int  # finished trials short of the target: at most this many run now
 
@@ -44,6 +45,7 @@ class SearchResult:
     paths: list[Path]  # where it was written
     counts: Counter[str]  # trials per state
     finished: int  # finished trials the study holds
+    target: int  # finished trials it should hold (--trials)
     interrupted: bool  # Ctrl-C stopped it; the same command resumes
 
 
@@ -82,7 +84,7 @@ def run_search(
         raise KeyboardInterrupt("stop requested")
     study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if on_start is not None:
-        on_start(StudyStart(study, len(study.trials), max(settings.trials - n_finished(study), 0)))
+        on_start(StudyStart(study, settings, len(study.trials), max(settings.trials - n_finished(study), 0)))
     interrupted = False
     try:
         if data is not None:
@@ -97,4 +99,4 @@ def run_search(
     final = load_study(settings.study, open_storage(settings.storage))
     frame = leaderboard(final, space)
     paths = write_leaderboard(frame, study_dir(studies_dir, settings.study))
-    return SearchResult(final, frame, paths, state_counts(final), n_finished(final), interrupted)
+    return SearchResult(final, frame, paths, state_counts(final), n_finished(final), settings.trials, interrupted)
