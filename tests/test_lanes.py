@@ -320,7 +320,9 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
     study = optuna.load_study(study_name="fault", storage=f"sqlite:///{tmp_path / 's.db'}")
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == parallel and not study.get_trials(states=(TrialState.RUNNING,))
-    assert all(t.user_attrs["reason"].startswith("device fault: CUDA error: an illegal memory") for t in failed)
+    assert all(
+        t.user_attrs["reason"].startswith("device fault: RuntimeError: CUDA error: an illegal memory") for t in failed
+    )
     monkeypatch.undo()
     assert run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data).finished == 7
 
@@ -328,7 +330,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 def test_an_out_of_memory_trial_is_no_device_fault() -> None:
     assert device_fault(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")) is None
     assert device_fault(RuntimeError("CUDA error: unspecified launch failure\nmore")) == (
-        "CUDA error: unspecified launch failure"
+        "RuntimeError: CUDA error: unspecified launch failure"
     )
 
 

@@ -53,7 +53,7 @@ from mnist_bench.output.console import (
     plural,
     seeds_line,
 )
-from mnist_bench.search.leaderboard import leaderboard, study_dir
+from mnist_bench.search.leaderboard import leaderboard, or_nan, study_dir
 from mnist_bench.search.loop import pick_trial, stored_space, trial_config
 from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.study import DEFAULT_STUDY
@@ -179,9 +179,6 @@ def best(
     config = replace(config, deform=deform_from(deform, config.deform))
     record = TrialRecord.of(ranked.trial)
 
-    def num(value: float | None) -> float:
-        return float("nan") if value is None else value
-
     console.print(
         key_value_table(
             {
@@ -189,10 +186,10 @@ def best(
                 "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
                 "layers": config.model.layers,
                 "optimizer": describe(replace(config, epochs=record.epochs_run or config.epochs)),
-                "validation accuracy": f"{num(record.accuracy):.4f} (best epoch {record.best_epoch or '?'})",
+                "validation accuracy": f"{or_nan(record.accuracy):.4f} (best epoch {record.best_epoch or '?'})",
                 "epochs run": "?" if record.epochs_run is None else record.epochs_run,
-                "train time": f"{num(record.train_time_s):.1f} s",
-                "samples/s": f"{num(record.samples_per_s):,.0f}",
+                "train time": f"{or_nan(record.train_time_s):.1f} s",
+                "samples/s": f"{or_nan(record.samples_per_s):,.0f}",
                 "parameters": f"{config.model.n_params:,}",
                 "training seed": config.seed,
                 "params": ", ".join(

@@ -38,7 +38,6 @@ from mnist_bench.cli.common import (
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.console import (
-    counts_line,
     leaderboard_table,
     stopped_line,
     trial_line,
@@ -51,6 +50,7 @@ from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings, best_accurac
 from mnist_bench.search.workers import plan_workers
 from mnist_bench.storage.heartbeats import StoppedWait
 from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage, redact
+from mnist_bench.storage.trial_states import counts_text
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
@@ -250,7 +250,7 @@ def search(
             )
     console.print(leaderboard_table(run.frame, top=top, title=f"Top {min(top, len(run.frame))} of study {study}"))
     console.print(
-        f"Ran {ran} trial(s). Study {study} now holds {len(run.study.trials)} trials ({counts_line(run.counts)}); "
+        f"Ran {ran} trial(s). Study {study} now holds {len(run.study.trials)} trials ({counts_text(run.counts)}); "
         f"{run.finished}/{trials} finished."
     )
     console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))

@@ -21,6 +21,7 @@ import torch
 
 from mnist_bench.config import PRECISIONS, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.measure.bench import matmul_flops, trainer_throughput
 from mnist_bench.model import ModelConfig
 from mnist_bench.training.device import environment, give_back_memory
@@ -345,6 +346,6 @@ def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None =
         try:
             checks += part()
         except Exception as exc:  # a broken path is what doctor is for: report it, go on
-            checks.append(Check(name, f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", False))
+            checks.append(Check(name, f"raised {one_line(exc)}", False))
     what = "CUDA graphs" if device.type == "cuda" else "static step (no graph on a CPU; it stands in for one)"
     return DoctorReport(environment(device), what, tuple(checks))

@@ -105,24 +105,6 @@ def promotion_line(spearman: float | None, winner: Any, *, long: str) -> str:
     )
 
 
-_STATE_WORDS = {
-    "COMPLETE": "complete",
-    "PRUNED": "pruned",
-    "FAIL": "failed",
-    "RUNNING": "running",
-    "WAITING": "waiting",
-}
-
-
-def counts_line(counts: dict[str, int]) -> str:
-    """'12 complete, 3 pruned, 0 failed' (running/waiting only when there are any)."""
-    return ", ".join(
-        f"{counts.get(state, 0)} {word}"
-        for state, word in _STATE_WORDS.items()
-        if counts.get(state) or state in ("COMPLETE", "PRUNED", "FAIL")
-    )
-
-
 def stopped_line(wait: Any) -> str:
     """A ``stale.StoppedWait`` as the one line a search prints before it waits."""
     numbers = [str(n) for n in wait.numbers]

@@ -30,7 +30,7 @@ from mnist_bench.output.report_figures import (
 from mnist_bench.search.leaderboard import leaderboard
 from mnist_bench.search.loop import stored_space
 from mnist_bench.search.records import TrialRecord, study_streams
-from mnist_bench.storage.trial_states import state_counts
+from mnist_bench.storage.trial_states import counts_text, state_counts
 
 if TYPE_CHECKING:
     pass
@@ -81,11 +81,10 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)
     devices = sorted({d for d in (TrialRecord.of(t).device for t in trials) if d is not None})
-    counts = state_counts(study)
     return {
         "study": study.study_name,
         "storage": storage_url,
-        "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none",
+        "trials": counts_text(state_counts(study)),
         "objective": attrs.get("objective", "?"),
         "directions": ", ".join(d.name.lower() for d in study.directions),
         "sampler": attrs.get("sampler", "?"),

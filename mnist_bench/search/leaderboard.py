@@ -27,7 +27,8 @@ COLUMNS = [
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
 
 
-def _or_nan(value: float | None) -> float:
+def or_nan(value: float | None) -> float:
+    """A stored figure a trial may lack (None) as a float for a table or a plot: NaN."""
     return math.nan if value is None else value
 
 
@@ -41,11 +42,11 @@ def trial_row(trial: FrozenTrial, space: SearchSpace, *, streams: str | None = N
         "trial": record.number,
         "state": record.state.name,
         "epochs_run": record.epochs_run or 0,
-        "best_val_acc": _or_nan(record.accuracy),
-        "final_val_acc": _or_nan(record.final_accuracy),
-        "train_time_s": _or_nan(record.train_time_s),
-        "samples_per_s": _or_nan(record.samples_per_s),
-        "latency_ms": _or_nan(record.latency_ms),
+        "best_val_acc": or_nan(record.accuracy),
+        "final_val_acc": or_nan(record.final_accuracy),
+        "train_time_s": or_nan(record.train_time_s),
+        "samples_per_s": or_nan(record.samples_per_s),
+        "latency_ms": or_nan(record.latency_ms),
         "train_seed": record.train_seed,
         "retry_of": record.retry_of,
         "streams": record.streams_version or streams,

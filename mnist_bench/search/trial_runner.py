@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.records import record_reason
 from mnist_bench.search.space import SearchSpace
@@ -37,7 +38,6 @@ from mnist_bench.search.study import (
     SurplusTrial,
     TrialEpoch,
     elsewhere_notice,
-    failure_reason,
     finished_elsewhere,
     prepare_trial,
     trial_outcome,
@@ -104,7 +104,12 @@ class TrialRunner:
     down: BaseException | None = None  # what the storage raised, while it does not answer
     down_since: float = 0.0
     began: dict[int, float] = field(default_factory=dict)  # trial number -> when it was asked for
-    started: float = field(default_factory=time.monotonic)
+    # When --timeout runs out (time.monotonic()), counted from the runner's making; None: never.
+    deadline: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        timeout = self.settings.timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
 
     @property
     def ran(self) -> int:
@@ -114,7 +119,8 @@ class TrialRunner:
         return self.stop is not None and self.stop.is_set()
 
     def out_of_time(self) -> bool:
-        return self.settings.timeout is not None and time.monotonic() - self.started >= self.settings.timeout
+        """--timeout has run out: no trial starts after it (those in flight finish)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def start(self, _lane: int) -> tuple[optuna.Trial, MakeTraining] | None:
         """The next trial and how to build its training, or None: no more in this pass."""
@@ -154,7 +160,7 @@ class TrialRunner:
     def judge(self, slot: Slot[optuna.Trial]) -> bool:
         """After each epoch of ``slot``'s training: report, prune, tell. True once it is finished."""
         if self.down is not None:  # the storage is gone: given up, failed once it is back
-            self.lose(slot.tag, f"lost the storage: {failure_reason(self.down)}")
+            self.lose(slot.tag, f"lost the storage: {one_line(self.down)}")
             return True
         try:
             return self._judged(slot)
@@ -214,7 +220,7 @@ class TrialRunner:
         cause = storage_failure(exc)
         if cause is None:
             raise exc
-        if self.lose(trial, f"lost the storage: {failure_reason(cause)}"):
+        if self.lose(trial, f"lost the storage: {one_line(cause)}"):
             self.on_notice(lost_notice(trial.number))
 
     def lose(self, trial: optuna.Trial, reason: str) -> bool:

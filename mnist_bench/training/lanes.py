@@ -59,7 +59,7 @@ from typing import Generic, TypeVar
 import torch
 
 from mnist_bench.config import Runtime
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
 from mnist_bench.training.start import HostStart
 from mnist_bench.training.trainer import Training
@@ -91,12 +91,6 @@ class Build:
 MakeTraining = Callable[[torch.cuda.Stream | None], Training] | Build
 # Called on the lane's thread right after the epoch that finished a training (see run_in_flight).
 OnDone = Callable[[Training], None]
-
-
-def one_line(exc: BaseException) -> str:
-    """``exc`` as one line: our own errors as they read, others with their type."""
-    text = str(exc) if isinstance(exc, MnistBenchError) else f"{type(exc).__name__}: {exc}"
-    return text.splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
 @dataclass

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from mnist_bench.errors import one_line
 from mnist_bench.optimizers import quiet_capturable_warning
 from mnist_bench.training.device import capture_broken, mark_capture_broken
 from mnist_bench.training.step import TrainStep
@@ -199,7 +200,7 @@ class GraphedRunner:
                 # torch (up to 2.13) skips its own bookkeeping when capture_end raises: the
                 # allocator keeps the capture as underway and, before 2.12, the generators
                 # stay capturing. No later capture in this process can be trusted.
-                mark_capture_broken(f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
+                mark_capture_broken(one_line(exc))
                 raise
         self.graph = graph
 

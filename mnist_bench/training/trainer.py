@@ -23,6 +23,7 @@ from torch import nn
 from mnist_bench.augment import Augmenter
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import use_generator
 from mnist_bench.training.device import give_back_memory, sync
@@ -199,7 +200,7 @@ class Training:
         except Exception as exc:
             # NotCapturable, or anything the warm-up or capture raised: never the trial's
             # end. It trains eagerly from the state it started with and says why.
-            self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            self.eager_reason = one_line(exc)
             return None
 
     def on_stream(self) -> contextlib.AbstractContextManager[object]:
