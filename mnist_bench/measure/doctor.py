@@ -102,12 +102,6 @@ def fast_runtime(device: torch.device) -> Runtime:
     return Runtime(graphs=True, static_on_cpu=device.type != "cuda")
 
 
-def run_to_end(training: Training) -> Training:
-    while not training.done:
-        training.run_epoch()
-    return training
-
-
 def compare(a: Training, b: Training, *, bitwise: bool) -> tuple[bool, str]:
     """Whether ``a`` and ``b`` trained the same (losses and weights), and how close they came."""
     pairs = [(torch.tensor(a.train_loss), torch.tensor(b.train_loss))]
@@ -150,13 +144,13 @@ def check_graphed_against_eager(
         for precision in precisions or trainable_precisions(data.device):
             for name, config in CHECK_CONFIGS.items():
                 label = f"{steps} = eager, {precision}: {name}"
-                eager = run_to_end(Training(config, data, runtime=Runtime(graphs=False, precision=precision)))
+                eager = Training(config, data, runtime=Runtime(graphs=False, precision=precision)).run_to_end()
                 fast_runtime_ = replace(fast_runtime(data.device), precision=precision)
                 fast = Training((fast_configs or CHECK_CONFIGS)[name], data, runtime=fast_runtime_)
                 if not fast.graphed:
                     checks.append(Check(label, f"not graphed: {fast.eager_reason}", False))
                     continue
-                ok, found = compare(eager, run_to_end(fast), bitwise=True)
+                ok, found = compare(eager, fast.run_to_end(), bitwise=True)
                 fast.release()
                 checks.append(Check(label, found, ok))
     finally:
@@ -170,7 +164,7 @@ def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb
     seed in flight (the self-check's rehearsal of a failure)."""
     configs = list(CHECK_CONFIGS.values())  # the split-K net among them: its workspace is what lanes share
     runtime = runtime or fast_runtime(data.device)
-    alone = [run_to_end(Training(c, data, runtime=runtime)) for c in configs]
+    alone = [Training(c, data, runtime=runtime).run_to_end() for c in configs]
     together: dict[int, Training] = {}
     todo = [(i, replace(c, seed=c.seed + 100) if perturb and i == 0 else c) for i, c in enumerate(configs)]
 
@@ -198,7 +192,7 @@ def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb
 def check_resume(data: DeviceData, steps: str) -> Check:
     config = replace(CONFIGS["SGD momentum + one-cycle + max-norm"], epochs=3)
     runtime = fast_runtime(data.device)
-    whole = run_to_end(Training(config, data, runtime=runtime))
+    whole = Training(config, data, runtime=runtime).run_to_end()
     first = Training(config, data, runtime=runtime)
     first.run_epoch()
     with tempfile.TemporaryDirectory() as folder:
@@ -207,7 +201,7 @@ def check_resume(data: DeviceData, steps: str) -> Check:
         first.release()
         resumed = Training(config, data, runtime=runtime)
         resumed.resume(path)
-    ok, found = compare(whole, run_to_end(resumed), bitwise=True)
+    ok, found = compare(whole, resumed.run_to_end(), bitwise=True)
     return Check(f"{steps}: stopped after epoch 1 and resumed = unbroken", found, ok)
 
 

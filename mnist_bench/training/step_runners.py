@@ -55,7 +55,7 @@ class EagerRunner:
     def restore(self, state: dict[str, Any]) -> None:
         self.step.restore(state)
 
-    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm`` in batches; the summed loss, on the device (no sync)."""
         bs = self.step.config.batch_size
         self.step.loss_sum.zero_()
@@ -205,7 +205,7 @@ class GraphedRunner:
         self.graph = graph
 
     # -- an epoch ------------------------------------------------------------------------------
-    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm``; the summed loss, on the device (no sync)."""
         with self._on_stream():
             return self._epoch(perm, stop)

@@ -109,8 +109,9 @@ def solo_stream(device: torch.device) -> torch.cuda.Stream:
 class Training:
     """One configuration being trained, an epoch at a time.
 
-    ``train`` drives it to the end; the scheduler of trials in flight (``lanes``)
-    drives several side by side, one epoch each per round. On CUDA it may be given its
+    ``run_epoch`` is the one epoch every caller runs: ``run_to_end`` runs it until done
+    (``train``, doctor), the scheduler of trainings in flight (``lanes``) one per training
+    per round, side by side, and bench times it. On CUDA it may be given its
     own stream, so that the kernels of several trainings overlap.
 
     It is built in two phases: ``host_start`` (initial weights drawn on the CPU, the
@@ -218,8 +219,7 @@ class Training:
     def run_epoch(self) -> float | None:
         """Train one epoch; returns its evaluation accuracy (None when not scoring). One host sync."""
         device = self.data.device
-        x, y = self.data.x_train, self.data.y_train
-        n = x.shape[0]
+        n = self.data.x_train.shape[0]
         with self.on_stream():
             if self.stream is not None:
                 self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
@@ -228,7 +228,7 @@ class Training:
             start = time.perf_counter()
             perm = torch.randperm(n, device=device, generator=self.generator)
             # Summed on the device and read once per epoch: no .item() per batch.
-            loss_sum = self.runner.epoch(x, y, perm, self._stopping)
+            loss_sum = self.runner.epoch(perm, self._stopping)
             self._sync()
             self.train_time += time.perf_counter() - start
             self.samples += n
@@ -240,6 +240,15 @@ class Training:
         if not math.isfinite(mean_loss):
             self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
         return acc
+
+    def run_to_end(self, on_epoch: EpochCallback | None = None) -> Training:
+        """Train epoch after epoch (``run_epoch``) until done; ``on_epoch`` hears each scored
+        epoch that did not diverge and may stop the training there (returns True)."""
+        while not self.done:
+            acc = self.run_epoch()
+            if self.diverged is None and acc is not None and on_epoch is not None and on_epoch(self.epoch, acc):
+                self.stop_early()
+        return self
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -363,10 +372,7 @@ def train(
     """
     run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
     try:
-        while not run.done:
-            acc = run.run_epoch()
-            if run.diverged is None and acc is not None and on_epoch is not None and on_epoch(run.epoch, acc):
-                run.stop_early()
+        run.run_to_end(on_epoch)
     finally:
         run.release()
         give_back_memory(data.device)  # a training run alone: nothing else here is capturing
