@@ -301,7 +301,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 ) -> None:
     """After a sticky fault every later trial in the process would fail at once: the run stops,
     what was in flight fails with the fault as its reason, and a new process finishes the study."""
-    import mnist_bench.search.trial_runner as inflight_module
+    import mnist_bench.training.lanes as lanes_module
 
     built: list[int] = []
 
@@ -310,7 +310,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
             built.append(config.seed)
             super().__init__(config, data, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(inflight_module, "Training", FaultsOnce)
+    monkeypatch.setattr(lanes_module, "Training", FaultsOnce)
     with pytest.raises(DeviceFault) as fault:
         run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
     message = str(fault.value)

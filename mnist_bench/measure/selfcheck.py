@@ -4,7 +4,8 @@ Graphed steps and trainings in flight are right by construction and tested on th
 where the static step stands in for the graph and lanes run on threads. What no CPU test
 can show (a driver, a GPU model, a torch build that captures differently) is checked on
 the machine itself, before a command first trains that way: a short run of doctor's
-comparisons (graphed = eager on each kind of step; K in flight = each alone, bitwise) in
+comparisons (graphed = eager on each kind of step; K in flight = each alone, bitwise),
+whose trainings are built as a command's are (on lanes, in two phases), in
 a child process, so that a device fault there cannot poison the command's own CUDA
 context, under a time limit, so that a hang cannot stall it.
 

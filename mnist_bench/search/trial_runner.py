@@ -21,13 +21,10 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
@@ -45,19 +42,8 @@ from mnist_bench.search.study import (
 from mnist_bench.storage.heartbeats import TrialHeartbeats
 from mnist_bench.storage.rdb import STORAGE_ERRORS
 from mnist_bench.storage.trial_states import n_underway
-from mnist_bench.training.lanes import Build, MakeTraining, Slot
-from mnist_bench.training.start import HostStart, host_start
+from mnist_bench.training.lanes import MakeTraining, Slot, training_build
 from mnist_bench.training.trainer import Training
-
-
-def trial_build(config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime) -> Build:
-    """How a trial's lane builds its training: the host start (weights drawn, rate table)
-    outside the exclusive build, then the rest from it on the lane's stream."""
-
-    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
-        return Training(config, data, stop=stop, runtime=runtime, stream=stream, host=host)
-
-    return Build(partial(host_start, config, data), on_device)
 
 
 def storage_failure(exc: BaseException) -> BaseException | None:
@@ -147,7 +133,7 @@ class TrialRunner:
                 continue
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
-            return trial, trial_build(config, self.data, self.stop, self.settings.runtime)
+            return trial, training_build(config, self.data, runtime=self.settings.runtime, stop=self.stop)
         return None
 
     def trained(self, run: Training) -> None:

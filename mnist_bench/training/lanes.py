@@ -42,7 +42,7 @@ complete) and finished lanes are refilled (``start``) in lane order. So with the
 seed the same trainings start, stop and are judged in the same order, and each trains
 exactly what it would train alone.
 
-Nothing here knows Optuna: ``search.running`` passes in what starts a trial and what judges it.
+Nothing here knows Optuna: ``search.trial_runner`` passes in what starts a trial and what judges it.
 """
 
 from __future__ import annotations
@@ -58,10 +58,12 @@ from typing import Generic, TypeVar
 
 import torch
 
-from mnist_bench.config import Runtime
+from mnist_bench.config import Runtime, TrainConfig
+from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.interrupt import StopFlag
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
-from mnist_bench.training.start import HostStart
+from mnist_bench.training.start import HostStart, host_start
 from mnist_bench.training.trainer import Training
 
 T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
@@ -84,6 +86,24 @@ class Build:
 
     host: Callable[[], HostStart]
     device: Callable[[HostStart, torch.cuda.Stream | None], Training]
+
+
+def training_build(
+    config: TrainConfig,
+    data: DeviceData,
+    *,
+    runtime: Runtime | None = None,
+    stop: StopFlag | None = None,
+    score_epochs: bool = True,
+) -> Build:
+    """How a lane builds ``config``'s training, as every production path does (a search's
+    trials, a retrain's seeds) and the self-check too: the host start (weights drawn on the
+    CPU, the rate table) outside the exclusive build, then the rest from it on the lane's stream."""
+
+    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
+        return Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime, stream=stream, host=host)
+
+    return Build(partial(host_start, config, data), on_device)
 
 
 # How to build a training: in two phases (``Build``), or in one, all of it in the exclusive
