@@ -331,7 +331,7 @@ def test_a_saved_state_holds_the_device_counter_where_rates_live_on_the_device()
     params = [torch.zeros(3, requires_grad=True)]
     rates_held = {"lr": torch.tensor(0.1), "momentum": torch.tensor(0.9)}  # as a CUDA update holds them
     update = Update(params, optimizer=None, rates=rates_held, buffers=[torch.zeros(3)])
-    rates = Rates(rate_table("onecycle", 0.1, 20), update, torch.device("cpu"))
+    rates = Rates(rate_table("onecycle", 0.1, 20), update, torch.device("cpu"), cycles="momentum")
     rates.advance()  # the step a capture records: the host counts it once
     rates.step_no.fill_(7)  # seven replays later
     assert rates.state() == {"step": 7}

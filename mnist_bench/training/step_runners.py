@@ -80,7 +80,7 @@ class GraphedRunner:
         undo, then the capture."""
         if capture and step.rates.host_follows:
             raise NotCapturable(
-                "the schedule sets a rate from the host every step (one-cycle cycles Adam's beta1), "
+                f"the schedule sets its {' and '.join(step.rates.host_columns)} from the host every step, "
                 "which a graph would freeze"
             )
         if capture and stream is None:
