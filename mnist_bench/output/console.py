@@ -9,6 +9,8 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from mnist_bench.search.leaderboard import has_eager_reason
+
 # Leaderboard columns shown on screen: (frame column, header, format).
 _SCREEN = [
     ("rank", "#", "{}"),
@@ -28,6 +30,8 @@ _SCREEN = [
 _MULTI = [("latency_ms", "latency ms", "{:.3f}"), ("n_params", "params", "{:,.0f}"), ("pareto", "front", "{}")]
 # Shown only when the study's trials come from more than one version's random streams.
 _STREAMS = ("streams", "streams", "{}")
+# Shown only when some trial trained eagerly for a reason (on CUDA): a CPU's table keeps its width.
+_EAGER = ("eager_reason", "eager because", "{}")
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
@@ -45,8 +49,11 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
     columns = _SCREEN + (_MULTI if "pareto" in frame and frame["pareto"].any() else [])
     if "streams" in frame and frame["streams"].nunique(dropna=False) > 1:  # a study resumed with --mixed-versions
         columns = [*columns, _STREAMS]
+    if has_eager_reason(frame):
+        columns = [*columns, _EAGER]
     for _, header, _ in columns:
-        table.add_column(header, justify="left" if header in ("state", "layers", "opt") else "right", no_wrap=True)
+        left = header in ("state", "layers", "opt", _EAGER[1])
+        table.add_column(header, justify="left" if left else "right", no_wrap=header != _EAGER[1])
     shown = frame if top is None else frame.head(top)
     for row in shown.to_dict("records"):
         row["pareto"] = "*" if row.get("pareto") else ""
@@ -56,7 +63,8 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
 
 
 def trial_line(row: dict[str, Any], best: float | None) -> str:
-    """One line per finished trial: number, state, accuracy, time, and the best so far."""
+    """One line per finished trial: number, state, accuracy, time, why its steps ran
+    eagerly (where they did, on CUDA), and the best so far."""
     state = row["state"].lower()
     acc = _fmt(row.get("best_val_acc"), "{:.4f}")
     secs = _fmt(row.get("train_time_s"), "{:.1f}s")
@@ -66,6 +74,8 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     )
     if row.get("reason") and state != "complete":
         text += f"  ({row['reason']})"
+    if row.get("eager_reason"):
+        text += f"  (eager: {row['eager_reason']})"
     if best is not None:
         text += f"  [best {best:.4f}]"
     return text
