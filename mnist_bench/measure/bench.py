@@ -28,7 +28,7 @@ from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import optimizer_spec
 from mnist_bench.training.device import environment, sync
-from mnist_bench.training.lanes import open_lanes
+from mnist_bench.training.lanes import lanes_for
 from mnist_bench.training.start import seeded_model
 from mnist_bench.training.timing import adam_config, timed
 from mnist_bench.training.trainer import Training
@@ -108,20 +108,20 @@ def inflight_throughput(
     device = data.device
     n = steps * batch_size
     subset = _subset(data, n)
-    with open_lanes(k, device) as lanes:  # a thread each, and on CUDA a stream, as the search's lanes
-        trainings = [
-            lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
-                             subset, score_epochs=False, stream=lane.stream, runtime=runtime))
-            for lane in lanes
-        ]  # fmt: skip
+    lanes = lanes_for(k, device)  # a thread each, and on CUDA a stream, as the search's lanes
+    trainings = [
+        lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
+                         subset, score_epochs=False, stream=lane.stream, runtime=runtime))
+        for lane in lanes
+    ]  # fmt: skip
 
-        def one_round() -> None:
-            for future in [lane.submit(t.run_epoch) for lane, t in zip(lanes, trainings, strict=True)]:
-                future.result()
+    def one_round() -> None:
+        for future in [lane.submit(t.run_epoch) for lane, t in zip(lanes, trainings, strict=True)]:
+            future.result()
 
-        timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
-        for training in trainings:
-            training.release()
+    timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
+    for training in trainings:
+        training.release()
     rate = timing.rate(k * n)
     return {
         "samples_per_s": rate["median"],

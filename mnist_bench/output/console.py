@@ -116,7 +116,7 @@ def promotion_line(spearman: float | None, winner: Any, *, long: str) -> str:
 
 
 def stopped_line(wait: Any) -> str:
-    """A ``stale.StoppedWait`` as the one line a search prints before it waits."""
+    """A ``heartbeats.StoppedWait`` as the one line a search prints before it waits."""
     numbers = [str(n) for n in wait.numbers]
     which = (
         f"trial {numbers[0]}, whose worker"

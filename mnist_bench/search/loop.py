@@ -143,7 +143,7 @@ def run_trials(
     that lost the storage does not count. A trial that another worker finished first is
     passed to ``on_notice`` as one line, and the search goes on. ``on_epoch`` sees every
     epoch of every trial trained here. Trials whose worker stopped (killed, say) are
-    waited out and retried here (``stale``), and ``on_wait`` hears how long that takes;
+    waited out and retried here (``storage.heartbeats``), and ``on_wait`` hears how long that takes;
     live workers' trials are left to them.
     """
     if study is None:
@@ -170,7 +170,7 @@ def run_trials(
                 continue
             if runner.ran >= runner.budget or runner.stopping() or runner.out_of_time():
                 break
-            try:  # the lanes ran dry: whether a stopped worker's trial freed a place (see ``stale``)
+            try:  # the lanes ran dry: whether a stopped worker's trial freed a place (``storage.heartbeats``)
                 if not wait_for_stopped(
                     study, settings.trials, on_wait=on_wait, stop=stop, deadline=runner.deadline, announced=announced
                 ):

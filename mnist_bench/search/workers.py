@@ -119,7 +119,7 @@ def run_workers(
 
     A worker's notices (a trial another worker finished first) go to ``on_notice``,
     prefixed with the worker. Every worker short of the target waits for the trials of
-    stopped workers (``stale``); ``on_wait`` hears of each such trial once, not once a worker.
+    stopped workers (``storage.heartbeats``); ``on_wait`` hears of each such trial once, not once a worker.
 
     Once ``stop`` is set (Ctrl-C) the workers are told; each stops its trial at the next
     batch, records it as failed with the reason and exits; then KeyboardInterrupt is

@@ -1,8 +1,9 @@
 """Train one MLP configuration on device-resident data.
 
 The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
-trial: the search reaches it only through the ``on_epoch`` callback, which gets the
-epoch's evaluation accuracy and answers whether to stop (pruning).
+trial: the search trains its trials an epoch at a time in lanes (``lanes.run_in_flight``),
+reads each epoch's evaluation accuracy, and stops one it prunes with ``stop_early``.
+``train``'s ``on_epoch`` callback does the same for a training run alone.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TrainResult:
     train_loss: tuple[float, ...]  # mean training loss of each epoch run
     train_time_s: float  # optimizer steps only; evaluation excluded
     samples_seen: int  # training images processed
-    stopped_early: bool  # on_epoch asked to stop before config.epochs
+    stopped_early: bool  # stopped before config.epochs (pruned: stop_early)
     diverged: str | None  # why training was abandoned (non-finite loss), else None
     model: nn.Module = field(repr=False, compare=False)
     graphed: bool = False  # steps replayed as a CUDA graph
