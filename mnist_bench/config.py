@@ -198,7 +198,7 @@ class Runtime:
     # graph, where it stands in for one: doctor and the tests check it against eager steps.
     static_on_cpu: bool = False
     # On CUDA, several trainings may run side by side (a retrain's seeds); off where the
-    # machine's self-check (``trust``) found trainings in flight to differ from alone.
+    # machine's self-check (``measure.selfcheck``) found trainings in flight to differ from alone.
     side_by_side: bool = True
 
     def __post_init__(self) -> None:

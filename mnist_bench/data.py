@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 
 Split = Literal["train", "test"]
 
@@ -173,10 +173,8 @@ def download(data_dir: Path) -> None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """A one-line, URL-free reason: torchvision's errors list every mirror it tried."""
-    words = [w for w in (str(exc).strip().splitlines() or [""])[0].split() if "://" not in w]
-    text = " ".join(words).rstrip(":") or "no reason given"
-    return f"{type(exc).__name__}: {text[:160]}"
+    """``exc`` in one line, URL-free: torchvision's errors list every mirror it tried."""
+    return " ".join(word for word in one_line(exc).split() if "://" not in word).rstrip(":")
 
 
 def ensure_split(data_dir: Path, split: Split, *, verify: bool = True) -> MnistSplit:

@@ -1,4 +1,8 @@
-"""The one exception type the CLI turns into a one-line message."""
+"""The one exception type the CLI turns into a one-line message, and any exception as one line."""
+
+# The longest another library's exception may be once made one line (``one_line``): a
+# driver's message fits, a traceback's worth of mirror URLs or SQL does not.
+LINE_CHARS = 200
 
 
 class MnistBenchError(Exception):
@@ -7,3 +11,19 @@ class MnistBenchError(Exception):
     The message must stand on its own as a single line: the CLI prints it after
     "Error:" and exits non-zero, without a traceback.
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line, wherever an exception is shown or kept as a reason.
+
+    Our own errors as they read (one line already, and whole: their advice comes last);
+    any other after its type, its first line that says something, at most ``LINE_CHARS``
+    long; the type alone when it says nothing. Keep this, never the exception itself: its
+    traceback holds its frames (a model, a graph) alive until a full garbage collection.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if isinstance(exc, MnistBenchError):
+        return lines[0]
+    return f"{type(exc).__name__}: {lines[0]}"[:LINE_CHARS]

@@ -15,9 +15,11 @@ an eager step and a captured one make the very same update:
   ``sgd_step``, since torch's SGD cannot be captured with a tensor rate.
 
 Adding an optimizer: one ``OptimizerSpec`` below (its names, its default search ranges,
-from which the search space gets its fields, and its builder), and its test: the
-registry's tests (tests/test_choices.py, tests/test_optimizers.py) drive every
-registered name through the whole user path without a line changed.
+from which the search space gets its fields, its builder, and what one-cycle cycles in
+it), and its test: the registry's tests (tests/test_choices.py, tests/test_optimizers.py)
+drive every registered name through the whole user path without a line changed. An
+update with float rates, or a torch optimizer not built capturable, cannot be captured:
+on CUDA it trains eagerly, and its trials say why (docs/development.md).
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def sgd_step(
 class Update:
     """One optimizer update of a training's parameters, at the rates its schedule sets.
 
-    ``rates`` holds the step's learning rate and momentum: Python floats, or device scalars
-    that a schedule fills on the device and a graph reads on replay (``step.Rates``).
+    ``rates`` holds the step's learning rate, and momentum where the update reads one from
+    there (our own SGD): Python floats, or device scalars that a schedule fills on the device
+    and a graph reads on replay (``step.Rates``).
     """
 
     def __init__(
@@ -86,8 +89,18 @@ class Update:
         self.optimizer, self.rates, self.weight_decay = optimizer, rates, weight_decay
         self.buffers = buffers or []  # our own SGD's momentum buffers (tensor rates only)
 
-    def set_rates(self, *, lr: float | None = None, momentum: float | None = None) -> None:
-        """Set the next step's rates from the host (float rates)."""
+    def holds(self, rate: str) -> bool:
+        """Whether the update has ``rate`` ("lr", "momentum" or "beta1") for a schedule to set."""
+        group = self.optimizer.param_groups[0] if self.optimizer is not None else None
+        if rate == "lr":
+            return True
+        if rate == "momentum":
+            return "momentum" in (self.rates if group is None else group)
+        return rate == "beta1" and group is not None and "betas" in group
+
+    def set_rates(self, *, lr: float | None = None, momentum: float | None = None, beta1: float | None = None) -> None:
+        """Set the next step's rates from the host (float rates): each one only where given,
+        and only into what the update has (``holds``; ``step.Rates`` asks first)."""
         group = self.optimizer.param_groups[0] if self.optimizer is not None else None
         if lr is not None:
             self.rates["lr"] = lr
@@ -95,10 +108,11 @@ class Update:
                 group["lr"] = lr
         if momentum is not None:
             self.rates["momentum"] = momentum
-            if group is not None and "betas" in group:  # one-cycle cycles Adam's beta1
-                group["betas"] = (momentum, *group["betas"][1:])
-            elif group is not None:
+            if group is not None:
                 group["momentum"] = momentum
+        if beta1 is not None:
+            assert group is not None, "beta1 is a torch optimizer's"
+            group["betas"] = (beta1, *group["betas"][1:])
 
     def step(self) -> None:
         if self.optimizer is not None:
@@ -143,6 +157,10 @@ class Update:
                         value.zero_()
 
 
+# What one-cycle may cycle in an optimizer besides its learning rate ("": nothing).
+CYCLED = ("momentum", "beta1", "")
+
+
 @dataclass(frozen=True)
 class OptimizerSpec:
     """One optimizer: its names, what it takes, its search ranges and how its update is built."""
@@ -157,6 +175,13 @@ class OptimizerSpec:
     weight_decay_range: tuple[float, float] | None  # log-uniform when open; [0, 0]: none; None: takes none
     kind: Any  # torch's optimizer class
     build: Callable[[OptimizerSpec, list[torch.Tensor], Any, torch.device], Update]  # (spec, params, config, device)
+    # What a schedule that cycles momentum (one-cycle) cycles in it, against the learning
+    # rate: "momentum" (SGD), "beta1" (Adam's first beta), or "" (nothing: its lr alone).
+    cycles: str
+
+    def __post_init__(self) -> None:
+        if self.cycles not in CYCLED:
+            raise ValueError(f"optimizer {self.name!r}: cycles={self.cycles!r} must be one of {CYCLED}")
 
     @property
     def momentum(self) -> bool:
@@ -189,18 +214,19 @@ class OptimizerSpec:
         return self.build(self, list(params), config, device)
 
 
-def _rates(config: Any, device: torch.device, *, tensor: bool) -> dict[str, Any]:
-    lr, momentum = float(config.lr), float(config.momentum)
+def _rates(config: Any, device: torch.device, *, tensor: bool, momentum: bool = True) -> dict[str, Any]:
+    """The config's learning rate (and momentum), as floats or as device tensors."""
+    rates = {"lr": float(config.lr), "momentum": float(config.momentum)} if momentum else {"lr": float(config.lr)}
     if not tensor:
-        return {"lr": lr, "momentum": momentum}
-    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in (("lr", lr), ("momentum", momentum))}
+        return rates
+    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in rates.items()}
 
 
 def _build_sgd(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, device: torch.device) -> Update:
     if device.type == "cuda":  # tensor rates: our own SGD, which a graph can capture
         # A schedule that cycles momentum (one-cycle) sets it whatever the config says: buffers then too.
-        cycles = schedule_spec(config.schedule).cycles_momentum
-        buffers = [torch.zeros_like(p) for p in params] if config.momentum or cycles else []
+        cycled = spec.cycles == "momentum" and schedule_spec(config.schedule).cycles_momentum
+        buffers = [torch.zeros_like(p) for p in params] if config.momentum or cycled else []
         return Update(
             params,
             optimizer=None,
@@ -217,21 +243,25 @@ def _build_adam(spec: OptimizerSpec, params: list[torch.Tensor], config: Any, de
     kind = spec.kind
     if device.type == "cuda":  # a tensor rate: fused and capturable, eager or captured alike
         quiet_capturable_warning()  # its eager steps (warm-up, a last partial batch, --steps eager) warn
-        rates = _rates(config, device, tensor=True)
+        # No momentum: one-cycle cycles its beta1, set from the host (a graph cannot follow it).
+        rates = _rates(config, device, tensor=True, momentum=False)
         optimizer = kind(params, lr=rates["lr"], weight_decay=config.weight_decay, capturable=True, fused=True)
-        rates["momentum"] = config.momentum  # Adam has no momentum rate; one-cycle's beta1 is set from the host
         return Update(params, optimizer=optimizer, rates=rates)
     fused = True if device.type == "cpu" else None
     optimizer = kind(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    return Update(params, optimizer=optimizer, rates=_rates(config, device, tensor=False))
+    return Update(params, optimizer=optimizer, rates=_rates(config, device, tensor=False, momentum=False))
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     spec.name: spec
     for spec in (
-        OptimizerSpec("sgd", "SGD", "L2", (1e-3, 0.3), (0.5, 0.99), (0.0, 0.0), torch.optim.SGD, _build_sgd),
-        OptimizerSpec("adam", "Adam", "", (1e-4, 1e-2), None, None, torch.optim.Adam, _build_adam),
-        OptimizerSpec("adamw", "AdamW", "decoupled", (1e-4, 1e-2), None, (1e-5, 1e-1), torch.optim.AdamW, _build_adam),
+        OptimizerSpec(
+            "sgd", "SGD", "L2", (1e-3, 0.3), (0.5, 0.99), (0.0, 0.0), torch.optim.SGD, _build_sgd, "momentum"
+        ),
+        OptimizerSpec("adam", "Adam", "", (1e-4, 1e-2), None, None, torch.optim.Adam, _build_adam, "beta1"),
+        OptimizerSpec(
+            "adamw", "AdamW", "decoupled", (1e-4, 1e-2), None, (1e-5, 1e-1), torch.optim.AdamW, _build_adam, "beta1"
+        ),
     )
 }
 

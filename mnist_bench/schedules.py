@@ -89,7 +89,9 @@ class ScheduleSpec:
     name: str  # what configs, space files, checkpoints and the CLI say
     description: str  # one line, for help and docs
     table: Callable[[float, int], RateTable] | None  # (lr, total steps) -> the table; None: constant
-    cycles_momentum: bool = False  # sets each step's momentum (SGD) or beta1 (Adam) too
+    # Its table has a momentum column too: set, each step, into what the optimizer's entry says
+    # it cycles (``OptimizerSpec.cycles``: SGD's momentum, Adam's beta1, or nothing).
+    cycles_momentum: bool = False
 
 
 SCHEDULES: dict[str, ScheduleSpec] = {

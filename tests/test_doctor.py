@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from mnist_bench.cli import app
 from mnist_bench.config import Runtime
 from mnist_bench.measure import doctor, selfcheck
-from mnist_bench.measure.doctor import CONFIGS, Check, compare, run_to_end, synthetic_data
+from mnist_bench.measure.doctor import CONFIGS, Check, compare, synthetic_data
 from mnist_bench.training.device import cpu_model, select_device
 from mnist_bench.training.trainer import Training
 
@@ -27,15 +27,15 @@ runner = CliRunner()
 def test_compare_tells_bitwise_close_and_apart() -> None:
     data = synthetic_data(CPU, n_train=200, n_eval=50)
     config = replace(CONFIGS["Adam"], epochs=1)
-    a = run_to_end(Training(config, data))
-    assert compare(a, run_to_end(Training(config, data)), bitwise=True) == (True, "equal bitwise")
-    nudged = run_to_end(Training(config, data))
+    a = Training(config, data).run_to_end()
+    assert compare(a, Training(config, data).run_to_end(), bitwise=True) == (True, "equal bitwise")
+    nudged = Training(config, data).run_to_end()
     with torch.no_grad():
         next(nudged.model.parameters())[0, 0] += 1e-7
     ok, found = compare(a, nudged, bitwise=False)
     assert ok and found.startswith("largest difference ") and "within" in found
     assert not compare(a, nudged, bitwise=True)[0]
-    other = run_to_end(Training(replace(config, seed=9), data))
+    other = Training(replace(config, seed=9), data).run_to_end()
     assert not compare(a, other, bitwise=False)[0]
 
 

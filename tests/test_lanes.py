@@ -23,7 +23,7 @@ from mnist_bench.search.loop import run_trials, trial_config
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.training.device import DeviceFault, device_fault
-from mnist_bench.training.lanes import MakeTraining, Slot, open_lanes, parse_parallel, run_in_flight
+from mnist_bench.training.lanes import MakeTraining, Slot, lanes_for, parse_parallel, run_in_flight
 from mnist_bench.training.trainer import Training, train
 
 SMALL = SearchSpace(depth=(1, 2), width=(8, 48), batch_sizes=(32, 64))
@@ -156,11 +156,10 @@ def test_a_failed_training_is_not_kept_alive_by_its_error(tiny_data: DeviceData)
 
 def test_lanes_refuse_more_than_the_stream_pool() -> None:
     with pytest.raises(MnistBenchError, match="between 1 and 32"):
-        with open_lanes(33, CPU):
-            pass
-    with open_lanes(2, CPU) as lanes:
-        assert [lane.run(threading.current_thread) for lane in lanes] != [threading.current_thread()] * 2
-        assert all(lane.stream is None for lane in lanes)  # streams on CUDA only
+        lanes_for(33, CPU)
+    lanes = lanes_for(2, CPU)
+    assert [lane.run(threading.current_thread) for lane in lanes] != [threading.current_thread()] * 2
+    assert all(lane.stream is None for lane in lanes)  # streams on CUDA only
 
 
 def test_every_run_trains_on_the_devices_own_lanes(tiny_data: DeviceData) -> None:
@@ -207,8 +206,7 @@ def test_cuda_lanes_take_one_stream_per_slot_across_runs(monkeypatch: pytest.Mon
     monkeypatch.setattr(lanes_module, "_LANES", {})
     cuda = torch.device("cuda", 0)
     for k in (3, 3, 2, 5, 3):
-        with open_lanes(k, cuda) as lanes:
-            assert [lane.index for lane in lanes] == list(range(k))
+        assert [lane.index for lane in lanes_for(k, cuda)] == list(range(k))
     assert len(taken) == 5  # the most lanes any run had
 
 
@@ -301,7 +299,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 ) -> None:
     """After a sticky fault every later trial in the process would fail at once: the run stops,
     what was in flight fails with the fault as its reason, and a new process finishes the study."""
-    import mnist_bench.search.trial_runner as inflight_module
+    import mnist_bench.training.lanes as lanes_module
 
     built: list[int] = []
 
@@ -310,7 +308,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
             built.append(config.seed)
             super().__init__(config, data, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(inflight_module, "Training", FaultsOnce)
+    monkeypatch.setattr(lanes_module, "Training", FaultsOnce)
     with pytest.raises(DeviceFault) as fault:
         run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data)
     message = str(fault.value)
@@ -320,7 +318,9 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
     study = optuna.load_study(study_name="fault", storage=f"sqlite:///{tmp_path / 's.db'}")
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == parallel and not study.get_trials(states=(TrialState.RUNNING,))
-    assert all(t.user_attrs["reason"].startswith("device fault: CUDA error: an illegal memory") for t in failed)
+    assert all(
+        t.user_attrs["reason"].startswith("device fault: RuntimeError: CUDA error: an illegal memory") for t in failed
+    )
     monkeypatch.undo()
     assert run_trials(settings(tmp_path, "fault", parallel=parallel), SMALL, tiny_data).finished == 7
 
@@ -328,7 +328,7 @@ def test_a_device_fault_ends_the_search_at_once_and_the_same_command_resumes(
 def test_an_out_of_memory_trial_is_no_device_fault() -> None:
     assert device_fault(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")) is None
     assert device_fault(RuntimeError("CUDA error: unspecified launch failure\nmore")) == (
-        "CUDA error: unspecified launch failure"
+        "RuntimeError: CUDA error: unspecified launch failure"
     )
 
 
@@ -415,8 +415,7 @@ def test_the_exclusive_build_holds_only_device_work(
     assert sorted(phase for phase, *_ in host) == ["table"] * 7 + ["weights"] * 7  # once each, no redraw
     for _, _, start, end in host:  # (b) none inside an exclusive build
         assert all(end < b_start or start > b_end for b_start, b_end in builds)
-    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
-        lane_threads = {lane.run(lambda: threading.current_thread().name) for lane in lanes}
+    lane_threads = {lane.run(lambda: threading.current_thread().name) for lane in lanes_for(3, CPU)}  # the search's
     first_round = sorted(host, key=lambda h: h[2])[:6]  # the first three trainings' weights and tables
     assert {thread for _, thread, _, _ in first_round} == lane_threads  # (a) each on its own lane
     assert max(end for *_, end in first_round) < min(start for start, _ in builds)  # before the first build
@@ -445,7 +444,6 @@ def test_a_search_measures_each_trials_latency_on_its_lane(
     study = run_trials(settings(tmp_path, "latency"), SMALL, tiny_data).study
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and len(measured) == len(complete)  # the pruned and diverged ones: none
-    with open_lanes(3, CPU) as lanes:  # the device's own lanes: the search's
-        lane_threads = {lane.run(threading.current_thread) for lane in lanes}
+    lane_threads = {lane.run(threading.current_thread) for lane in lanes_for(3, CPU)}  # the search's
     assert {thread for thread, _ in measured} <= lane_threads and threading.main_thread() not in lane_threads
     assert sorted(t.user_attrs["latency_ms"] for t in complete) == [value for _, value in measured]

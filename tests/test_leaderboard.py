@@ -8,21 +8,28 @@ import optuna
 import pandas as pd
 from rich.console import Console
 
-from mnist_bench.output.console import leaderboard_table
-from mnist_bench.search.leaderboard import COLUMNS, leaderboard, leaderboard_text, write_leaderboard
+from mnist_bench.output.console import leaderboard_table, trial_line
+from mnist_bench.search.leaderboard import COLUMNS, leaderboard, leaderboard_text, trial_row, write_leaderboard
 from mnist_bench.search.space import SearchSpace, sample_config
 
 SPACE = SearchSpace()
 
 
-def fake_study() -> optuna.Study:
-    """Trials told by hand: the leaderboard reads stored params and attrs, not training."""
+# What a trial on CUDA stores when its update cannot be captured (an entry with float rates).
+EAGER = "RuntimeError: Attempting CUDA graph capture of step() for an instance of RMSprop but capturable is False"
+
+
+def fake_study(*, eager_reason: str | None = None) -> optuna.Study:
+    """Trials told by hand: the leaderboard reads stored params and attrs, not training.
+    ``eager_reason``: what trial 1 (the best) stored as why its steps ran eagerly."""
     study = optuna.create_study(direction="maximize")
     fixed = {"n_layers": 1, "width_0": 128, "optimizer": "adam", "adam_lr": 1e-3, "batch_size": 64}
     for acc, state in [(0.95, "COMPLETE"), (0.97, "COMPLETE"), (0.99, "PRUNED"), (None, "FAIL")]:
         study.enqueue_trial(fixed)
         trial = study.ask()
         sample_config(trial, SPACE, epochs=1, seed=0)
+        if eager_reason is not None and trial.number == 1:
+            trial.set_user_attr("eager_reason", eager_reason)
         if acc is not None:
             trial.set_user_attr("best_val_acc", acc)
             trial.set_user_attr("epochs_run", 2)
@@ -65,3 +72,21 @@ def test_rich_table_renders_into_a_fixed_width_console() -> None:
     Console(file=out, width=200).print(leaderboard_table(frame, top=2, title="best"))
     text = out.getvalue()
     assert "784-128-10" in text and "0.9700" in text and "PRUNED" not in text
+
+
+def test_a_trial_that_trained_eagerly_says_why_in_the_table_and_its_line() -> None:
+    """On CUDA a trial whose update cannot be captured trains eagerly: its reason is a column
+    of the leaderboard, of the table on screen, and of its line. A table where no trial has
+    one (every CPU's) keeps its width."""
+    frame = leaderboard(fake_study(eager_reason=EAGER), SPACE)
+    assert frame["eager_reason"].fillna("").tolist() == [EAGER, "", "", ""]  # trial 1 ranks first
+    assert EAGER in leaderboard_text(frame, "csv")
+    out = io.StringIO()
+    Console(file=out, width=400).print(leaderboard_table(frame))
+    assert "eager because" in out.getvalue() and "capturable is False" in out.getvalue()
+    row = trial_row(fake_study(eager_reason=EAGER).trials[1], SPACE)
+    assert trial_line(row, 0.97).endswith(f"  (eager: {EAGER})  [best 0.9700]")
+    plain = io.StringIO()
+    Console(file=plain, width=400).print(leaderboard_table(leaderboard(fake_study(), SPACE)))
+    assert "eager" not in plain.getvalue()
+    assert "eager" not in trial_line(trial_row(fake_study().trials[1], SPACE), None)

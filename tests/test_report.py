@@ -57,6 +57,18 @@ def test_report_on_a_study_without_finished_trials_says_what_is_missing(tmp_path
     assert report.html is not None and "no complete trial yet" in report.html.read_text()
 
 
+def test_the_report_says_why_trials_trained_eagerly_and_only_when_some_did(tmp_path: Path) -> None:
+    from tests.test_leaderboard import EAGER, fake_study
+
+    page = write_study_report(fake_study(eager_reason=EAGER), tmp_path / "eager", storage_url="memory").html
+    assert page is not None
+    text = page.read_text()
+    assert "<th>eager steps</th><td>1 trial: " in text and "<th>eager_reason</th>" in text
+    assert text.count("capturable is False") == 2  # the settings' line and the trial's cell
+    plain = write_study_report(fake_study(), tmp_path / "plain", storage_url="memory").html
+    assert plain is not None and "eager" not in plain.read_text()
+
+
 def test_importance_needs_two_complete_trials(tmp_path: Path, tiny_data: DeviceData) -> None:
     study = small_study(tmp_path, tiny_data, "one", 1)
     report = write_study_report(study, tmp_path / "report", storage_url="x")

@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search.loop import open_study, run_trials
+from mnist_bench.search.loop import open_study, pick_trial, run_trials
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings, TrialEpoch, training_seed
 from mnist_bench.storage.rdb import load_study, open_storage
@@ -56,6 +56,15 @@ def test_trials_counts_the_total_and_a_rerun_tops_up(tmp_path: Path, tiny_data: 
     assert again.ran == 0 and again.finished == 2
     more = run_trials(settings(tmp_path, trials=5), SMALL, tiny_data)
     assert more.ran == 3 and more.finished == 5 and len(more.study.trials) == 5
+
+
+def test_a_search_whose_timeout_has_run_out_starts_no_trial(tmp_path: Path, tiny_data: DeviceData) -> None:
+    """--timeout counts from the search's start (one deadline for the loop and its passes): a
+    nanosecond is over before the first trial would start, so none does, and the study says so."""
+    outcome = run_trials(settings(tmp_path, timeout=1e-9), SMALL, tiny_data)
+    assert outcome.ran == 0 and not outcome.study.trials
+    with pytest.raises(MnistBenchError, match=r"has no complete trial yet \(0 complete, 0 pruned, 0 failed\)"):
+        pick_trial(outcome.study)
 
 
 def test_same_seed_repeats_the_study(tmp_path: Path, tiny_data: DeviceData) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -86,6 +87,50 @@ def test_a_child_that_dies_or_hangs_turns_both_paths_off(
     assert selfcheck.load_verdict(found.machine) is None
     runtime, parallel = selfcheck.trusted(CUDA, Runtime(), 8, check=lambda d: (found, True))
     assert not runtime.graphs and parallel == 1 and not runtime.side_by_side
+
+
+def test_the_self_check_builds_every_training_as_production_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every training the self-check compares is built as a search's trials and a retrain's
+    seeds are: in two phases on a lane (``lanes.Build``), its host start (initial weights,
+    rate table) drawn before the exclusive build that makes its device part, never inside it."""
+    import threading
+
+    import mnist_bench.training.lanes as lanes_module
+    import mnist_bench.training.start as start_module
+    from mnist_bench.training.trainer import Training
+
+    small = doctor.synthetic_data(CPU, n_train=200, n_eval=50)  # doctor's own kinds of step, on less data
+    monkeypatch.setattr(doctor, "synthetic_data", lambda device: small)
+    monkeypatch.setattr(doctor, "trainable_precisions", lambda device: ["fp32"])
+    monkeypatch.setattr(doctor, "CHECK_CONFIGS", doctor.CONFIGS)
+    building = threading.local()  # set on a lane's thread while it runs an exclusive build
+    hosts: list[bool] = []  # per training built: from a host start drawn before its build
+    drawn_inside: list[bool] = []  # per initial weights drawn: inside an exclusive build
+    real_build, real_weights, real_init = lanes_module._build, start_module.initial_weights, Training.__init__
+
+    def build(slot: Any, lane: Any) -> None:
+        building.on = True
+        try:
+            real_build(slot, lane)
+        finally:
+            building.on = False
+
+    def weights(config: Any) -> torch.nn.Module:
+        drawn_inside.append(getattr(building, "on", False))
+        return real_weights(config)
+
+    def init(self: Training, config: Any, data: Any, **kw: Any) -> None:
+        hosts.append(kw.get("host") is not None)
+        real_init(self, config, data, **kw)
+
+    monkeypatch.setattr(lanes_module, "_build", build)
+    monkeypatch.setattr(start_module, "initial_weights", weights)
+    monkeypatch.setattr(Training, "__init__", init)
+    found = selfcheck.check_here(CPU)
+    assert found.ok, found.reason
+    # Graphed against eager (4 + 4), a resume (whole, first epoch, resumed), in flight against alone (4 + 4).
+    assert hosts == [True] * 19
+    assert drawn_inside == [False] * 19
 
 
 def test_steps_override_the_verdict_and_the_cpu_needs_none() -> None:

@@ -25,14 +25,9 @@ CONFIGS = {name: replace(config, epochs=6) for name, config in DOCTOR_CONFIGS.it
 SGD_ONECYCLE, ADAM = "SGD momentum + one-cycle + max-norm", "Adam"
 
 
-def run(training: Training) -> list[float]:
-    while not training.done:
-        training.run_epoch()
-    return training.train_loss
-
-
 def assert_same_training(a: Training, b: Training, *, rtol: float, atol: float) -> None:
-    torch.testing.assert_close(torch.tensor(run(a)), torch.tensor(run(b)), rtol=rtol, atol=atol)
+    losses = [torch.tensor(training.run_to_end().train_loss) for training in (a, b)]
+    torch.testing.assert_close(*losses, rtol=rtol, atol=atol)
     for (name, p), q in zip(a.model.named_parameters(), b.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
 
@@ -70,10 +65,10 @@ def test_both_runners_call_the_one_step(tiny_data: DeviceData, monkeypatch: pyte
 
     monkeypatch.setattr(runners.TrainStep, "__call__", counted)
     config = replace(CONFIGS[ADAM], epochs=1)
-    run(Training(config, tiny_data))
+    Training(config, tiny_data).run_to_end()
     eager = list(calls)
     calls.clear()
-    run(static(config, tiny_data))
+    static(config, tiny_data).run_to_end()
     assert eager == [32] * 15 + [20]  # 500 images: 15 full batches and one of 20
     assert calls == [32] * runners.WARMUP_STEPS + eager
 
@@ -127,14 +122,14 @@ def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData
 def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceData) -> None:
     config = CONFIGS[SGD_ONECYCLE]
     whole = static(config, tiny_data)
-    run(whole)
+    whole.run_to_end()
     first = static(config, tiny_data)
     for _ in range(2):
         first.run_epoch()
     first.save_state(tmp_path / "state.pt")
     resumed = static(config, tiny_data)
     assert resumed.resume(tmp_path / "state.pt") == 2
-    assert run(resumed) == whole.train_loss
+    assert resumed.run_to_end().train_loss == whole.train_loss
     for p, q in zip(whole.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -291,7 +286,7 @@ def test_a_failed_capture_stays_one_trials_problem(
     # Whatever ran graphed, eagerly or fell back in between, trained what its twin alone trains.
     for t in trials:
         alone = Training(trial_config_of(t, outcome.study), tiny_data)
-        assert run(alone) == t.user_attrs["train_loss"]
+        assert alone.run_to_end().train_loss == t.user_attrs["train_loss"]
 
 
 def trial_config_of(trial: object, study: object) -> TrainConfig:
@@ -336,7 +331,7 @@ def test_a_saved_state_holds_the_device_counter_where_rates_live_on_the_device()
     params = [torch.zeros(3, requires_grad=True)]
     rates_held = {"lr": torch.tensor(0.1), "momentum": torch.tensor(0.9)}  # as a CUDA update holds them
     update = Update(params, optimizer=None, rates=rates_held, buffers=[torch.zeros(3)])
-    rates = Rates(rate_table("onecycle", 0.1, 20), update, torch.device("cpu"))
+    rates = Rates(rate_table("onecycle", 0.1, 20), update, torch.device("cpu"), cycles="momentum")
     rates.advance()  # the step a capture records: the host counts it once
     rates.step_no.fill_(7)  # seven replays later
     assert rates.state() == {"step": 7}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mnist_bench.data import IMAGE_SIDE, normalize
+from mnist_bench.errors import one_line
 
 Background = Literal["auto", "dark", "light"]
 DIGIT_BOX = 20  # MNIST digits fit a 20x20 box, centred by mass in the 28x28 frame
@@ -95,11 +96,6 @@ def read_image(path: Path, *, background: Background = "auto") -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"cannot decode image ({one_line(exc)})") from None
     return to_mnist(gray, background=background)
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)

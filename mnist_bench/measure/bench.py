@@ -28,7 +28,7 @@ from mnist_bench.data import MNIST_MEAN, MNIST_STD, DeviceData, MnistSplit
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import optimizer_spec
 from mnist_bench.training.device import environment, sync
-from mnist_bench.training.lanes import open_lanes
+from mnist_bench.training.lanes import lanes_for
 from mnist_bench.training.start import seeded_model
 from mnist_bench.training.timing import adam_config, timed
 from mnist_bench.training.trainer import Training
@@ -58,26 +58,24 @@ def _subset(data: DeviceData, n: int) -> DeviceData:
 def trainer_throughput(
     config: TrainConfig, data: DeviceData, runtime: Runtime, *, steps: int, repeats: int, warmup: int
 ) -> dict[str, Any]:
-    """Samples/s of the trainer's own epoch loop (graphed on CUDA unless ``runtime.graphs`` is off).
+    """Samples/s of the trainer's own epoch (graphed on CUDA unless ``runtime.graphs`` is off).
 
-    Each timed repeat is one pass over ``steps`` full batches of device-resident images,
-    through the very runner ``search`` and ``train`` use.
+    Each timed repeat is one epoch of ``steps`` full batches of device-resident images,
+    unscored: ``Training.run_epoch``, the very epoch ``search`` and ``train`` run, its one
+    sync for the loss included. The training lasts the warm-up's epochs and the timed ones,
+    so a schedule runs its whole course.
     """
     device = data.device
     _reset_peak(device)
     bs = config.batch_size
     n = steps * bs
+    warm_epochs = max(1, warmup // steps)
+    config = replace(config, epochs=warm_epochs + repeats)
     training = Training(config, _subset(data, n), score_epochs=False, runtime=runtime)
-    generator = torch.Generator(device=device).manual_seed(0)
-    assert training.runner is not None
-    runner = training.runner
-
-    def run() -> None:
-        with training.on_stream():  # where the training was built: its steps queue behind that
-            perm = torch.randperm(n, device=device, generator=generator)
-            runner.epoch(training.data.x_train, training.data.y_train, perm, lambda: False)
-
-    timing = timed(run, device, warmup=max(1, warmup // (n // bs)), repeats=repeats)
+    try:
+        timing = timed(training.run_epoch, device, warmup=warm_epochs, repeats=repeats)
+    finally:
+        training.release()
     rate = timing.rate(n)
     return {
         "samples_per_s": rate["median"],
@@ -110,20 +108,20 @@ def inflight_throughput(
     device = data.device
     n = steps * batch_size
     subset = _subset(data, n)
-    with open_lanes(k, device) as lanes:  # a thread each, and on CUDA a stream, as the search's lanes
-        trainings = [
-            lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
-                             subset, score_epochs=False, stream=lane.stream, runtime=runtime))
-            for lane in lanes
-        ]  # fmt: skip
+    lanes = lanes_for(k, device)  # a thread each, and on CUDA a stream, as the search's lanes
+    trainings = [
+        lane.run(partial(Training, replace(adam_config(layers, batch_size), seed=lane.index, epochs=10**6),
+                         subset, score_epochs=False, stream=lane.stream, runtime=runtime))
+        for lane in lanes
+    ]  # fmt: skip
 
-        def one_round() -> None:
-            for future in [lane.submit(t.run_epoch) for lane, t in zip(lanes, trainings, strict=True)]:
-                future.result()
+    def one_round() -> None:
+        for future in [lane.submit(t.run_epoch) for lane, t in zip(lanes, trainings, strict=True)]:
+            future.result()
 
-        timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
-        for training in trainings:
-            training.release()
+    timing = timed(one_round, device, warmup=max(1, warmup // (n // batch_size)), repeats=repeats)
+    for training in trainings:
+        training.release()
     rate = timing.rate(k * n)
     return {
         "samples_per_s": rate["median"],

@@ -3,6 +3,8 @@
 On a GPU the fast paths (graphed steps, trainings in flight, resuming a graphed run) are
 checked against the plain eager path they must reproduce, and timed; on a CPU the
 graphed runner's static step, the very step a graph captures, stands in for the graph.
+The trainings compared are built and trained as the search builds and trains its trials:
+on lanes, in two phases (``lanes.training_build``), alone or side by side.
 Each check returns plain data; ``mnist-bench doctor`` renders it and exits 1 on a failure.
 The data is synthetic and seeded (no MNIST files needed), sized so the whole run takes
 well under a minute on two CPU cores.
@@ -13,20 +15,20 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import torch
 
 from mnist_bench.config import PRECISIONS, Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.measure.bench import matmul_flops, trainer_throughput
 from mnist_bench.model import ModelConfig
 from mnist_bench.training.device import environment, give_back_memory
-from mnist_bench.training.lanes import MakeTraining, Slot, run_in_flight
-from mnist_bench.training.start import set_matmul_precision
+from mnist_bench.training.lanes import Build, MakeTraining, Slot, run_in_flight, training_build
+from mnist_bench.training.start import HostStart, set_matmul_precision
 from mnist_bench.training.trainer import Training
 
 N_TRAIN = 1_020  # batch 32 leaves a partial last batch of 28, which graphed runs step eagerly
@@ -102,10 +104,42 @@ def fast_runtime(device: torch.device) -> Runtime:
     return Runtime(graphs=True, static_on_cpu=device.type != "cuda")
 
 
-def run_to_end(training: Training) -> Training:
-    while not training.done:
-        training.run_epoch()
-    return training
+def trained_in_lanes(
+    builds: Sequence[Build], device: torch.device, *, k: int = 1, epochs: int | None = None
+) -> list[Training]:
+    """``builds`` trained as a search trains its trials: each built on a lane in two phases
+    (``lanes.Build``: its host start, then its device part in the exclusive build), ``k`` in
+    flight (1: one after the other, each alone), to its end or its first ``epochs``. The
+    trainings, in order, their graphs released; a training that fails raises."""
+    todo = list(enumerate(builds))
+    trained: dict[int, Training] = {}
+
+    def start(_lane: int) -> tuple[int, MakeTraining] | None:
+        return todo.pop(0) if todo else None
+
+    def judge(slot: Slot[int]) -> bool:
+        if slot.error is not None:
+            raise RuntimeError(slot.error)
+        assert slot.training is not None
+        finished = slot.training.done or (epochs is not None and slot.training.epoch >= epochs)
+        if finished:
+            trained[slot.tag] = slot.training
+        return finished
+
+    run_in_flight(k, start, judge, lambda slot, reason: None, device=device)
+    return [trained[i] for i in range(len(builds))]
+
+
+def resuming(build: Build, path: Path) -> Build:
+    """``build`` with its training resumed from the state at ``path`` as it is built, as a
+    retrain resumes its seeds."""
+
+    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
+        training = build.device(host, stream)
+        training.resume(path)
+        return training
+
+    return Build(build.host, on_device)
 
 
 def compare(a: Training, b: Training, *, bitwise: bool) -> tuple[bool, str]:
@@ -146,18 +180,23 @@ def check_graphed_against_eager(
     (default: every one the device trains in). ``fast_configs`` replaces what the fast side
     trains (the self-check's rehearsal of a failure)."""
     checks = []
+    fast_configs = fast_configs or CHECK_CONFIGS
     try:
         for precision in precisions or trainable_precisions(data.device):
-            for name, config in CHECK_CONFIGS.items():
+            eager_runtime = Runtime(graphs=False, precision=precision)
+            fast_runtime_ = replace(fast_runtime(data.device), precision=precision)
+            eager = trained_in_lanes(
+                [training_build(config, data, runtime=eager_runtime) for config in CHECK_CONFIGS.values()], data.device
+            )
+            fast = trained_in_lanes(
+                [training_build(fast_configs[name], data, runtime=fast_runtime_) for name in CHECK_CONFIGS], data.device
+            )
+            for name, slow, quick in zip(CHECK_CONFIGS, eager, fast, strict=True):
                 label = f"{steps} = eager, {precision}: {name}"
-                eager = run_to_end(Training(config, data, runtime=Runtime(graphs=False, precision=precision)))
-                fast_runtime_ = replace(fast_runtime(data.device), precision=precision)
-                fast = Training((fast_configs or CHECK_CONFIGS)[name], data, runtime=fast_runtime_)
-                if not fast.graphed:
-                    checks.append(Check(label, f"not graphed: {fast.eager_reason}", False))
+                if not quick.graphed:
+                    checks.append(Check(label, f"not graphed: {quick.result().eager_reason}", False))
                     continue
-                ok, found = compare(eager, run_to_end(fast), bitwise=True)
-                fast.release()
+                ok, found = compare(slow, quick, bitwise=True)
                 checks.append(Check(label, found, ok))
     finally:
         set_matmul_precision(Runtime(), data.device)  # tf32 is process-wide: back to fp32
@@ -165,31 +204,15 @@ def check_graphed_against_eager(
 
 
 def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb: bool = False) -> Check:
-    """The check's trainings (``CHECK_CONFIGS``, six) side by side, on lanes of their own
-    (threads, and streams on CUDA), each against itself trained alone: bitwise. ``perturb``
-    trains one of them on another seed in flight (the self-check's rehearsal of a failure)."""
+    """``CHECK_CONFIGS``' trainings side by side, on lanes of their own (threads, and streams
+    on CUDA), each against itself trained alone: bitwise. ``perturb`` trains one of them on another
+    seed in flight (the self-check's rehearsal of a failure)."""
     configs = list(CHECK_CONFIGS.values())  # the split-K net among them: its workspace is what lanes share
     runtime = runtime or fast_runtime(data.device)
-    alone = [run_to_end(Training(c, data, runtime=runtime)) for c in configs]
-    together: dict[int, Training] = {}
-    todo = [(i, replace(c, seed=c.seed + 100) if perturb and i == 0 else c) for i, c in enumerate(configs)]
-
-    def start(_lane: int) -> tuple[int, MakeTraining] | None:
-        if not todo:
-            return None
-        i, config = todo.pop(0)
-        return i, lambda stream: Training(config, data, runtime=runtime, stream=stream)
-
-    def judge(slot: Slot[int]) -> bool:
-        if slot.error is not None:
-            raise RuntimeError(slot.error)
-        assert slot.training is not None
-        if slot.training.done:
-            together[slot.tag] = slot.training
-        return slot.training.done
-
-    run_in_flight(len(configs), start, judge, lambda slot, reason: None, device=data.device)
-    results = [compare(a, together[i], bitwise=True) for i, a in enumerate(alone)]
+    alone = trained_in_lanes([training_build(c, data, runtime=runtime) for c in configs], data.device)
+    flown = [replace(c, seed=c.seed + 100) if perturb and i == 0 else c for i, c in enumerate(configs)]
+    together = trained_in_lanes([training_build(c, data, runtime=runtime) for c in flown], data.device, k=len(configs))
+    results = [compare(a, b, bitwise=True) for a, b in zip(alone, together, strict=True)]
     bad = [f"{name}: {found}" for (ok, found), name in zip(results, CHECK_CONFIGS, strict=True) if not ok]
     found = "; ".join(bad) if bad else "each equal bitwise to itself trained alone"
     return Check(f"{len(configs)} trainings in flight = each alone", found, not bad)
@@ -198,16 +221,14 @@ def check_in_flight(data: DeviceData, *, runtime: Runtime | None = None, perturb
 def check_resume(data: DeviceData, steps: str) -> Check:
     config = replace(CONFIGS["SGD momentum + one-cycle + max-norm"], epochs=3)
     runtime = fast_runtime(data.device)
-    whole = run_to_end(Training(config, data, runtime=runtime))
-    first = Training(config, data, runtime=runtime)
-    first.run_epoch()
+    (whole,) = trained_in_lanes([training_build(config, data, runtime=runtime)], data.device)
+    (first,) = trained_in_lanes([training_build(config, data, runtime=runtime)], data.device, epochs=1)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "state.pt"
         first.save_state(path)
-        first.release()
-        resumed = Training(config, data, runtime=runtime)
-        resumed.resume(path)
-    ok, found = compare(whole, run_to_end(resumed), bitwise=True)
+        build = resuming(training_build(config, data, runtime=runtime), path)
+        (resumed,) = trained_in_lanes([build], data.device)
+    ok, found = compare(whole, resumed, bitwise=True)
     return Check(f"{steps}: stopped after epoch 1 and resumed = unbroken", found, ok)
 
 
@@ -329,7 +350,7 @@ def check_memory(data: DeviceData) -> Check:
         if not todo:
             return None
         seed = todo.pop(0)
-        return seed, partial(_make, replace(config, seed=seed), data, runtime)
+        return seed, training_build(replace(config, seed=seed), data, runtime=runtime, score_epochs=False)
 
     def judge(slot: Slot[int]) -> bool:
         nonlocal finished
@@ -351,10 +372,6 @@ def check_memory(data: DeviceData) -> Check:
     return Check(name, found, growth <= slack)
 
 
-def _make(config: TrainConfig, data: DeviceData, runtime: Runtime, stream: torch.cuda.Stream | None) -> Training:
-    return Training(config, data, runtime=runtime, stream=stream, score_epochs=False)
-
-
 def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None = None) -> DoctorReport:
     """Every check on ``device``; a check that raises is a failed check, never the end of the run."""
     say = progress or (lambda _line: None)
@@ -374,6 +391,6 @@ def run_doctor(device: torch.device, *, progress: Callable[[str], None] | None =
         try:
             checks += part()
         except Exception as exc:  # a broken path is what doctor is for: report it, go on
-            checks.append(Check(name, f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", False))
+            checks.append(Check(name, f"raised {one_line(exc)}", False))
     what = "CUDA graphs" if device.type == "cuda" else "static step (no graph on a CPU; it stands in for one)"
     return DoctorReport(environment(device), what, tuple(checks))

@@ -4,7 +4,8 @@ Graphed steps and trainings in flight are right by construction and tested on th
 where the static step stands in for the graph and lanes run on threads. What no CPU test
 can show (a driver, a GPU model, a torch build that captures differently) is checked on
 the machine itself, before a command first trains that way: a short run of doctor's
-comparisons (graphed = eager on each kind of step; K in flight = each alone, bitwise) in
+comparisons (graphed = eager on each kind of step; K in flight = each alone, bitwise),
+whose trainings are built as a command's are (on lanes, in two phases), in
 a child process, so that a device fault there cannot poison the command's own CUDA
 context, under a time limit, so that a hang cannot stall it.
 
@@ -40,6 +41,7 @@ import torch
 
 from mnist_bench import __version__
 from mnist_bench.config import Runtime, steps_spec
+from mnist_bench.errors import LINE_CHARS, one_line
 from mnist_bench.training.device import device_name
 
 if TYPE_CHECKING:
@@ -192,7 +194,7 @@ def check_here(device: torch.device, *, inject: str | None = None) -> Verdict:
         checks = doctor.check_graphed_against_eager(data, steps, fast_configs=configs)
         checks.append(doctor.check_resume(data, steps))
     except Exception as exc:  # a path that raises has failed its check; the other is still checked
-        checks = [doctor.Check(f"{steps} = eager", f"raised {type(exc).__name__}: {exc}".splitlines()[0], False)]
+        checks = [doctor.Check(f"{steps} = eager", f"raised {one_line(exc)}", False)]
     failed = [c for c in checks if c.ok is False]
     graphed = not failed
     # In flight with the steps the command would use: graphed where they passed.
@@ -200,7 +202,7 @@ def check_here(device: torch.device, *, inject: str | None = None) -> Verdict:
     try:
         in_flight = doctor.check_in_flight(data, runtime=runtime, perturb=inject == "in-flight")
     except Exception as exc:
-        found = f"raised {type(exc).__name__}: {exc}".splitlines()[0]
+        found = f"raised {one_line(exc)}"
         in_flight = doctor.Check("trainings in flight = each alone", found, False)
     reasons = [f"{c.name}: {c.result}" for c in failed]
     if not in_flight.ok:
@@ -258,13 +260,13 @@ def run_check(device: torch.device, *, timeout_s: float = CHECK_TIMEOUT_S) -> Ve
                 said = f"the self-check ran other code or settings than this process ({_differs(key, printed.machine)})"
                 return Verdict(False, False, said, key, time.time(), conclusive=False)
             return printed
-    said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:160]})"
+    said = f"the self-check process died (exit {code}: {(errors or ['no message'])[-1][:LINE_CHARS]})"
     return Verdict(False, False, said, key, time.time(), conclusive=False)
 
 
 def _differs(ours: dict[str, str], theirs: dict[str, str]) -> str:
     return ", ".join(f"{k}: {ours.get(k)} here, {theirs.get(k)} there" for k in sorted(set(ours) | set(theirs))
-                     if ours.get(k) != theirs.get(k))[:200]  # fmt: skip
+                     if ours.get(k) != theirs.get(k))[:LINE_CHARS]  # fmt: skip
 
 
 def verdict_from_checks(device: torch.device, checks: Sequence[Check]) -> Verdict:

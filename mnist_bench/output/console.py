@@ -11,6 +11,7 @@ import pandas as pd
 from rich.table import Table
 
 from mnist_bench.measure.baselines import describe
+from mnist_bench.search.leaderboard import has_eager_reason
 from mnist_bench.search.records import TrialRecord
 
 # Leaderboard columns shown on screen: (frame column, header, format).
@@ -32,6 +33,8 @@ _SCREEN = [
 _MULTI = [("latency_ms", "latency ms", "{:.3f}"), ("n_params", "params", "{:,.0f}"), ("pareto", "front", "{}")]
 # Shown only when the study's trials come from more than one version's random streams.
 _STREAMS = ("streams", "streams", "{}")
+# Shown only when some trial trained eagerly for a reason (on CUDA): a CPU's table keeps its width.
+_EAGER = ("eager_reason", "eager because", "{}")
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
@@ -49,8 +52,11 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
     columns = _SCREEN + (_MULTI if "pareto" in frame and frame["pareto"].any() else [])
     if "streams" in frame and frame["streams"].nunique(dropna=False) > 1:  # a study resumed with --mixed-versions
         columns = [*columns, _STREAMS]
+    if has_eager_reason(frame):
+        columns = [*columns, _EAGER]
     for _, header, _ in columns:
-        table.add_column(header, justify="left" if header in ("state", "layers", "opt") else "right", no_wrap=True)
+        left = header in ("state", "layers", "opt", _EAGER[1])
+        table.add_column(header, justify="left" if left else "right", no_wrap=header != _EAGER[1])
     shown = frame if top is None else frame.head(top)
     for row in shown.to_dict("records"):
         row["pareto"] = "*" if row.get("pareto") else ""
@@ -60,7 +66,8 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
 
 
 def trial_line(row: dict[str, Any], best: float | None) -> str:
-    """One line per finished trial: number, state, accuracy, time, and the best so far."""
+    """One line per finished trial: number, state, accuracy, time, why its steps ran
+    eagerly (where they did, on CUDA), and the best so far."""
     state = row["state"].lower()
     acc = _fmt(row.get("best_val_acc"), "{:.4f}")
     secs = _fmt(row.get("train_time_s"), "{:.1f}s")
@@ -70,6 +77,8 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     )
     if row.get("reason") and state != "complete":
         text += f"  ({row['reason']})"
+    if row.get("eager_reason"):
+        text += f"  (eager: {row['eager_reason']})"
     if best is not None:
         text += f"  [best {best:.4f}]"
     return text
@@ -109,26 +118,8 @@ def promotion_line(spearman: float | None, winner: Any, *, long: str) -> str:
     )
 
 
-_STATE_WORDS = {
-    "COMPLETE": "complete",
-    "PRUNED": "pruned",
-    "FAIL": "failed",
-    "RUNNING": "running",
-    "WAITING": "waiting",
-}
-
-
-def counts_line(counts: dict[str, int]) -> str:
-    """'12 complete, 3 pruned, 0 failed' (running/waiting only when there are any)."""
-    return ", ".join(
-        f"{counts.get(state, 0)} {word}"
-        for state, word in _STATE_WORDS.items()
-        if counts.get(state) or state in ("COMPLETE", "PRUNED", "FAIL")
-    )
-
-
 def stopped_line(wait: Any) -> str:
-    """A ``stale.StoppedWait`` as the one line a search prints before it waits."""
+    """A ``heartbeats.StoppedWait`` as the one line a search prints before it waits."""
     numbers = [str(n) for n in wait.numbers]
     which = (
         f"trial {numbers[0]}, whose worker"

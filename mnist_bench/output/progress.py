@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mnist_bench.output.console import counts_line, duration_text, leaderboard_table, stopped_line, trial_line
+from mnist_bench.output.console import duration_text, leaderboard_table, stopped_line, trial_line
 from mnist_bench.search.job import SearchResult, StudyStart
 from mnist_bench.search.leaderboard import trial_row
 from mnist_bench.search.loop import stored_space
@@ -25,6 +25,7 @@ from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import TrialEpoch, best_accuracy
 from mnist_bench.storage.rdb import redact
+from mnist_bench.storage.trial_states import counts_text
 
 
 class TrialLines:
@@ -112,7 +113,7 @@ class SearchLines(TrialLines):
         )
         self.console.print(
             f"Ran {self.ran} trial(s). Study {name} now holds {len(run.study.trials)} trials "
-            f"({counts_line(run.counts)}); {run.finished}/{target} finished."
+            f"({counts_text(run.counts)}); {run.finished}/{target} finished."
         )
         self.console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))
         if run.finished < target and not run.interrupted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import optuna
 import pandas as pd
 
 from mnist_bench.errors import MnistBenchError
+from mnist_bench.output.console import plural
 from mnist_bench.output.report_figures import (
     FIGURES,
     PARETO_FIGURE,
@@ -27,10 +29,10 @@ from mnist_bench.output.report_figures import (
     new_figure,
     trial_accuracy,
 )
-from mnist_bench.search.leaderboard import leaderboard
+from mnist_bench.search.leaderboard import has_eager_reason, leaderboard
 from mnist_bench.search.loop import stored_space
 from mnist_bench.search.records import StudyRecord, TrialRecord
-from mnist_bench.storage.trial_states import state_counts
+from mnist_bench.storage.trial_states import counts_text, state_counts
 
 if TYPE_CHECKING:
     pass
@@ -81,7 +83,6 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     record = StudyRecord.of(study)
     trials = study.get_trials(deepcopy=False)
     devices = sorted({d for d in (TrialRecord.of(t).device for t in trials) if d is not None})
-    counts = state_counts(study)
 
     def known(value: Any) -> Any:
         return "?" if value is None else value
@@ -91,7 +92,7 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     return {
         "study": study.study_name,
         "storage": storage_url,
-        "trials": ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "none",
+        "trials": counts_text(state_counts(study)),
         "objective": known(record.objective),
         "directions": ", ".join(d.name.lower() for d in study.directions),
         "sampler": known(record.sampler),
@@ -104,7 +105,14 @@ def study_facts(study: optuna.Study, storage_url: str) -> dict[str, Any]:
         "mnist-bench": known(record.mnist_bench_version),
         "random streams": record.streams_version,
         "search space": "?" if record.space is None else record.space.to_dict(),
+        **({"eager steps": eager} if (eager := eager_text(trials)) else {}),
     }
+
+
+def eager_text(trials: Sequence[optuna.trial.FrozenTrial]) -> str:
+    """Why trials trained eagerly on CUDA, each reason once with how many trials; "" if none did."""
+    reasons = Counter(r for r in (TrialRecord.of(t).eager_reason for t in trials) if r)
+    return "; ".join(f"{plural(n, 'trial')}: {reason}" for reason, n in reasons.most_common())
 
 
 def retrained_model(models_dir: Path) -> Path | None:
@@ -161,6 +169,8 @@ def write_study_report(
     body += ["<h2>Figures (PNG)</h2>"]
     body += [_img(path, FIGURES.get(name, PARETO_FIGURE)) for name, path in report.figures.items()]
     body += [f'<p class="missing">{html.escape(name)}: {html.escape(why)}</p>' for name, why in report.missing.items()]
+    if not has_eager_reason(frame):  # every trial graphed, or a CPU's: no empty column
+        frame = frame.drop(columns=["eager_reason"])
     table = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
     body += ["<h2>Leaderboard</h2>", f'<div class="scroll">{table}</div>']
     report.html = folder / "index.html"

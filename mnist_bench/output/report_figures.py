@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_bench.search.leaderboard import or_nan
 from mnist_bench.search.objectives import OBJECTIVES
 from mnist_bench.search.records import StudyRecord, TrialRecord
 
@@ -56,8 +57,7 @@ def _finished(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def trial_accuracy(trial: FrozenTrial) -> float:
-    value = TrialRecord.of(trial).accuracy
-    return value if value is not None else math.nan
+    return or_nan(TrialRecord.of(trial).accuracy)
 
 
 def completed_over_time(study: optuna.Study) -> list[tuple[float, FrozenTrial]]:
@@ -160,7 +160,7 @@ def _tradeoff(study: optuna.Study, path: Path) -> None:
         ),
         strict=True,
     ):
-        ys = [r.accuracy if r.accuracy is not None else math.nan for r in trials]
+        ys = [or_nan(r.accuracy) for r in trials]
         front = pareto_mask([(x if better_high else -x, y) for x, y in zip(xs, ys, strict=True)])
         ax.scatter(xs, ys, s=14, alpha=0.5, label="complete trial")
         pts = sorted((x, y) for x, y, f in zip(xs, ys, front, strict=True) if f)

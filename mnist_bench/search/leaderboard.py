@@ -19,15 +19,17 @@ COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
     "dropout", "weight_decay", "schedule", "label_smoothing", "augment", "max_norm",
     "epochs_run", "best_val_acc", "final_val_acc", "train_time_s", "samples_per_s",
-    "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "streams", "reason",
+    "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "streams", "reason", "eager_reason",
 ]  # fmt: skip
 # ``streams``: the version of the random streams the trial trained with (STREAMS_VERSION);
-# a study resumed with --mixed-versions holds more than one.
+# a study resumed with --mixed-versions holds more than one. ``eager_reason``: on CUDA, why
+# the trial's steps ran eagerly rather than as a captured graph (empty where they did not).
 # Complete trials rank first, then pruned ones (fewer epochs, not comparable), then the rest.
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1}
 
 
-def _or_nan(value: float | None) -> float:
+def or_nan(value: float | None) -> float:
+    """A stored figure a trial may lack (None) as a float for a table or a plot: NaN."""
     return math.nan if value is None else value
 
 
@@ -41,15 +43,16 @@ def trial_row(trial: FrozenTrial, space: SearchSpace, *, streams: str | None = N
         "trial": record.number,
         "state": record.state.name,
         "epochs_run": record.epochs_run or 0,
-        "best_val_acc": _or_nan(record.accuracy),
-        "final_val_acc": _or_nan(record.final_accuracy),
-        "train_time_s": _or_nan(record.train_time_s),
-        "samples_per_s": _or_nan(record.samples_per_s),
-        "latency_ms": _or_nan(record.latency_ms),
+        "best_val_acc": or_nan(record.accuracy),
+        "final_val_acc": or_nan(record.final_accuracy),
+        "train_time_s": or_nan(record.train_time_s),
+        "samples_per_s": or_nan(record.samples_per_s),
+        "latency_ms": or_nan(record.latency_ms),
         "train_seed": record.train_seed,
         "retry_of": record.retry_of,
         "streams": record.streams_version or streams,
         "reason": record.reason,
+        "eager_reason": record.eager_reason,
     }
     try:
         config = sample_config(optuna.trial.FixedTrial(trial.params), space, epochs=1, seed=0)
@@ -74,6 +77,12 @@ def leaderboard(study: optuna.Study, space: SearchSpace) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS[1:])
     frame.insert(0, "rank", range(1, len(frame) + 1))
     return frame.astype({"rank": int, "trial": int})
+
+
+def has_eager_reason(frame: pd.DataFrame) -> bool:
+    """Whether some trial of a leaderboard trained eagerly for a reason (on CUDA): where none
+    did (every trial graphed, or a CPU's), renderings leave the empty column out."""
+    return "eager_reason" in frame and bool(frame["eager_reason"].notna().any())
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.config import TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.objectives import objective_spec
 from mnist_bench.search.pruners import NO_PRUNER, make_pruner
@@ -32,8 +31,8 @@ from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
 from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
-from mnist_bench.storage.rdb import host_of, one_line, open_storage
-from mnist_bench.storage.trial_states import n_finished, state_counts
+from mnist_bench.storage.rdb import host_of, open_storage
+from mnist_bench.storage.trial_states import counts_text, n_finished, state_counts
 from mnist_bench.training.lanes import run_in_flight
 
 
@@ -120,12 +119,11 @@ def run_trials(
     that lost the storage does not count. A trial that another worker finished first is
     passed to ``on_notice`` as one line, and the search goes on. ``on_epoch`` sees every
     epoch of every trial trained here. Trials whose worker stopped (killed, say) are
-    waited out and retried here (``stale``), and ``on_wait`` hears how long that takes;
+    waited out and retried here (``storage.heartbeats``), and ``on_wait`` hears how long that takes;
     live workers' trials are left to them.
     """
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
-    deadline = None if settings.timeout is None else time.monotonic() + settings.timeout
     announced: set[int] = set()  # trials whose stopped worker on_wait was told of
     with TrialHeartbeats(study, settings.heartbeat_s) as beats:
         runner = TrialRunner(
@@ -146,13 +144,11 @@ def run_trials(
             if runner.down is not None:
                 wait_for_storage(runner, settings)
                 continue
-            if runner.ran >= runner.budget or runner.stopping():
+            if runner.ran >= runner.budget or runner.stopping() or runner.out_of_time():
                 break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            try:  # the lanes ran dry: whether a stopped worker's trial freed a place (see ``stale``)
+            try:  # the lanes ran dry: whether a stopped worker's trial freed a place (``storage.heartbeats``)
                 if not wait_for_stopped(
-                    study, settings.trials, on_wait=on_wait, stop=stop, deadline=deadline, announced=announced
+                    study, settings.trials, on_wait=on_wait, stop=stop, deadline=runner.deadline, announced=announced
                 ):
                     break
             except Exception as exc:
@@ -209,10 +205,6 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
             return RankedTrial(trial, rank, len(complete))
     known = ", ".join(str(t.number) for t in sorted(complete, key=lambda t: t.number))
     raise MnistBenchError(f"trial {number} is not a complete trial of study {study.study_name!r} (complete: {known})")
-
-
-def counts_text(counts: Counter[str]) -> str:
-    return ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items())) or "no trials"
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial, *, epochs: int | None = None) -> TrainConfig:

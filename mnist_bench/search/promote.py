@@ -16,7 +16,6 @@ promotes (``promoted_from``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.data import DeviceData, ensure_split
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderboard
+from mnist_bench.search.leaderboard import leaderboard, or_nan, study_dir, write_leaderboard
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
 from mnist_bench.search.objectives import FIRST
 from mnist_bench.search.pruners import NO_PRUNER
@@ -104,11 +103,6 @@ def queue_promotions(long: optuna.Study, chosen: list[FrozenTrial]) -> int:
     return queued
 
 
-def _accuracy(record: TrialRecord) -> float:
-    # Never NaN here: a complete trial has objective values, and so an accuracy.
-    return math.nan if record.accuracy is None else record.accuracy
-
-
 def promotion_rows(long: optuna.Study, chosen: list[FrozenTrial]) -> tuple[PromotedRow, ...]:
     """One row per chosen short trial, with its promoted trial's result where it finished."""
     wanted = {t.number for t in chosen}
@@ -126,10 +120,10 @@ def promotion_rows(long: optuna.Study, chosen: list[FrozenTrial]) -> tuple[Promo
         rows.append(
             PromotedRow(
                 short_trial=trial.number,
-                short_value=_accuracy(trial),
+                short_value=or_nan(trial.accuracy),
                 short_rank=rank,
                 long_trial=None if promoted is None else promoted.number,
-                long_value=None if promoted is None else _accuracy(promoted),
+                long_value=None if promoted is None else or_nan(promoted.accuracy),
                 long_rank=None if promoted is None else long_rank[promoted.number],
             )
         )

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from mnist_bench import STREAMS_VERSION
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 from mnist_bench.search.objectives import check_objectives, objective_values
 from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.records import (
@@ -33,7 +33,7 @@ from mnist_bench.search.records import (
 )
 from mnist_bench.search.samplers import sampler_spec
 from mnist_bench.search.space import SearchSpace, sample_config
-from mnist_bench.storage.rdb import HEARTBEAT_S, one_line
+from mnist_bench.storage.rdb import HEARTBEAT_S
 from mnist_bench.storage.trial_states import UNDERWAY
 from mnist_bench.training.timing import latency_ms
 from mnist_bench.training.trainer import TrainResult
@@ -171,10 +171,6 @@ def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSp
         seed = training_seed(settings.seed, trial.number)
     record_start(trial, seed=seed, device=str(data.device))
     return sample_config(trial, space, epochs=settings.epochs, seed=seed)
-
-
-def failure_reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
 def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:

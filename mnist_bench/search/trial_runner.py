@@ -21,14 +21,12 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.records import record_reason
 from mnist_bench.search.space import SearchSpace
@@ -37,7 +35,6 @@ from mnist_bench.search.study import (
     SurplusTrial,
     TrialEpoch,
     elsewhere_notice,
-    failure_reason,
     finished_elsewhere,
     prepare_trial,
     trial_outcome,
@@ -45,19 +42,8 @@ from mnist_bench.search.study import (
 from mnist_bench.storage.heartbeats import TrialHeartbeats
 from mnist_bench.storage.rdb import STORAGE_ERRORS
 from mnist_bench.storage.trial_states import n_underway
-from mnist_bench.training.lanes import Build, MakeTraining, Slot
-from mnist_bench.training.start import HostStart, host_start
+from mnist_bench.training.lanes import MakeTraining, Slot, training_build
 from mnist_bench.training.trainer import Training
-
-
-def trial_build(config: TrainConfig, data: DeviceData, stop: StopFlag | None, runtime: Runtime) -> Build:
-    """How a trial's lane builds its training: the host start (weights drawn, rate table)
-    outside the exclusive build, then the rest from it on the lane's stream."""
-
-    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
-        return Training(config, data, stop=stop, runtime=runtime, stream=stream, host=host)
-
-    return Build(partial(host_start, config, data), on_device)
 
 
 def storage_failure(exc: BaseException) -> BaseException | None:
@@ -104,7 +90,12 @@ class TrialRunner:
     down: BaseException | None = None  # what the storage raised, while it does not answer
     down_since: float = 0.0
     began: dict[int, float] = field(default_factory=dict)  # trial number -> when it was asked for
-    started: float = field(default_factory=time.monotonic)
+    # When --timeout runs out (time.monotonic()), counted from the runner's making; None: never.
+    deadline: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        timeout = self.settings.timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
 
     @property
     def ran(self) -> int:
@@ -114,7 +105,8 @@ class TrialRunner:
         return self.stop is not None and self.stop.is_set()
 
     def out_of_time(self) -> bool:
-        return self.settings.timeout is not None and time.monotonic() - self.started >= self.settings.timeout
+        """--timeout has run out: no trial starts after it (those in flight finish)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     def start(self, _lane: int) -> tuple[optuna.Trial, MakeTraining] | None:
         """The next trial and how to build its training, or None: no more in this pass."""
@@ -141,7 +133,7 @@ class TrialRunner:
                 continue
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
-            return trial, trial_build(config, self.data, self.stop, self.settings.runtime)
+            return trial, training_build(config, self.data, runtime=self.settings.runtime, stop=self.stop)
         return None
 
     def trained(self, run: Training) -> None:
@@ -154,7 +146,7 @@ class TrialRunner:
     def judge(self, slot: Slot[optuna.Trial]) -> bool:
         """After each epoch of ``slot``'s training: report, prune, tell. True once it is finished."""
         if self.down is not None:  # the storage is gone: given up, failed once it is back
-            self.lose(slot.tag, f"lost the storage: {failure_reason(self.down)}")
+            self.lose(slot.tag, f"lost the storage: {one_line(self.down)}")
             return True
         try:
             return self._judged(slot)
@@ -214,7 +206,7 @@ class TrialRunner:
         cause = storage_failure(exc)
         if cause is None:
             raise exc
-        if self.lose(trial, f"lost the storage: {failure_reason(cause)}"):
+        if self.lose(trial, f"lost the storage: {one_line(cause)}"):
             self.on_notice(lost_notice(trial.number))
 
     def lose(self, trial: optuna.Trial, reason: str) -> bool:

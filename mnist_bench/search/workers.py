@@ -22,7 +22,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.capacity import auto_workers
 from mnist_bench.search.loop import run_trials
@@ -102,10 +102,8 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
         messages.put(("done", index, ""))
     except KeyboardInterrupt:
         messages.put(("interrupted", index, ""))
-    except MnistBenchError as exc:
-        messages.put(("error", index, str(exc)))
     except Exception as exc:
-        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
+        messages.put(("error", index, one_line(exc)))
 
 
 def run_workers(
@@ -121,7 +119,7 @@ def run_workers(
 
     A worker's notices (a trial another worker finished first) go to ``on_notice``,
     prefixed with the worker. Every worker short of the target waits for the trials of
-    stopped workers (``stale``); ``on_wait`` hears of each such trial once, not once a worker.
+    stopped workers (``storage.heartbeats``); ``on_wait`` hears of each such trial once, not once a worker.
 
     Once ``stop`` is set (Ctrl-C) the workers are told; each stops its trial at the next
     batch, records it as failed with the reason and exits; then KeyboardInterrupt is

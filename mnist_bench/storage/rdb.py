@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 from mnist_bench.storage.optuna_private import TrialHeartbeatModel, TrialModel, backend, study_storage
 
 STORAGE_FILE = "mnist-bench.db"
@@ -107,11 +107,6 @@ def host_of(url: str) -> str:
         return f"{parsed.host}:{parsed.port}" if parsed.port else str(parsed.host or parsed.database)
     except Exception:
         return url
-
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEARTBEAT_S) -> RDBStorage:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from collections.abc import Mapping
 
 import optuna
 from optuna.trial import TrialState
@@ -19,10 +20,29 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # these come before it, so concurrent workers stop at exactly --trials. (WAITING trials,
 # queued parameters, are what the next ask picks up: they hold no place of their own.)
 UNDERWAY = (*FINISHED, TrialState.RUNNING)
+# How each state reads in a line, in this order: the first three always, the others when
+# there are any.
+_STATE_WORDS = {
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
 
 
 def state_counts(study: optuna.Study) -> Counter[str]:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``state_counts`` in words: '12 complete, 3 pruned, 0 failed' (running and waiting
+    only when there are any)."""
+    return ", ".join(
+        f"{counts.get(state, 0)} {word}"
+        for state, word in _STATE_WORDS.items()
+        if counts.get(state) or state in ("COMPLETE", "PRUNED", "FAIL")
+    )
 
 
 def n_finished(study: optuna.Study) -> int:

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, one_line
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -132,7 +132,7 @@ def device_fault(exc: BaseException, device: torch.device | None = None) -> str 
     an error of any other kind (a cuBLAS failure after a fault, say) is checked by asking the
     device once more: a poisoned context answers with the sticky error.
     """
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    text = one_line(exc)
     if getattr(exc, "error_code", None) in STICKY_CUDA_CODES:
         return text
     if any(sticky in str(exc).lower() for sticky in STICKY_CUDA_ERRORS):
@@ -141,7 +141,7 @@ def device_fault(exc: BaseException, device: torch.device | None = None) -> str 
         try:
             torch.cuda.synchronize(device)
         except Exception as probe:  # the context answers with its sticky error
-            return device_fault(probe) or f"{text} (then: {str(probe).strip().splitlines()[0][:120]})"
+            return device_fault(probe) or f"{text} (then: {one_line(probe)})"
     return None
 
 
@@ -186,4 +186,4 @@ def give_back_memory(device: torch.device) -> None:
         with torch.cuda.device(device):
             torch.cuda.empty_cache()
     except Exception as exc:  # an allocator that refuses now will refuse again: keep the cache
-        mark_capture_broken(f"emptying the cache failed: {type(exc).__name__}: {exc}".splitlines()[0][:160])
+        mark_capture_broken(f"emptying the cache failed: {one_line(exc)}")

@@ -42,15 +42,14 @@ complete) and finished lanes are refilled (``start``) in lane order. So with the
 seed the same trainings start, stop and are judged in the same order, and each trains
 exactly what it would train alone.
 
-Nothing here knows Optuna: ``search.running`` passes in what starts a trial and what judges it.
+Nothing here knows Optuna: ``search.trial_runner`` passes in what starts a trial and what judges it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -58,10 +57,12 @@ from typing import Generic, TypeVar
 
 import torch
 
-from mnist_bench.config import Runtime
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.config import Runtime, TrainConfig
+from mnist_bench.data import DeviceData
+from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.interrupt import StopFlag
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
-from mnist_bench.training.start import HostStart
+from mnist_bench.training.start import HostStart, host_start
 from mnist_bench.training.trainer import Training
 
 T = TypeVar("T")  # what the caller keeps with each training (for search: its Optuna trial)
@@ -75,7 +76,7 @@ MAX_LANES = 32
 class Build:
     """How to build a training in two phases, both on its lane's thread.
 
-    ``host()`` does what needs no device (for ``Training``: ``trainer.host_start``, the
+    ``host()`` does what needs no device (for ``Training``: ``start.host_start``, the
     initial weights drawn on the CPU and the schedule's rate table); the new trainings of a
     round run theirs side by side, before any exclusive build. ``device(host, stream)``
     builds the training from what ``host`` returned, in the exclusive build: what needs the
@@ -86,17 +87,29 @@ class Build:
     device: Callable[[HostStart, torch.cuda.Stream | None], Training]
 
 
+def training_build(
+    config: TrainConfig,
+    data: DeviceData,
+    *,
+    runtime: Runtime | None = None,
+    stop: StopFlag | None = None,
+    score_epochs: bool = True,
+) -> Build:
+    """How a lane builds ``config``'s training, as every production path does (a search's
+    trials, a retrain's seeds) and the self-check too: the host start (weights drawn on the
+    CPU, the rate table) outside the exclusive build, then the rest from it on the lane's stream."""
+
+    def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
+        return Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime, stream=stream, host=host)
+
+    return Build(partial(host_start, config, data), on_device)
+
+
 # How to build a training: in two phases (``Build``), or in one, all of it in the exclusive
 # build, on the stream of the lane it was given to (None on a CPU).
 MakeTraining = Callable[[torch.cuda.Stream | None], Training] | Build
 # Called on the lane's thread right after the epoch that finished a training (see run_in_flight).
 OnDone = Callable[[Training], None]
-
-
-def one_line(exc: BaseException) -> str:
-    """``exc`` as one line: our own errors as they read, others with their type."""
-    text = str(exc) if isinstance(exc, MnistBenchError) else f"{type(exc).__name__}: {exc}"
-    return text.splitlines()[0][:200] if text.strip() else type(exc).__name__
 
 
 @dataclass
@@ -166,18 +179,17 @@ def check_parallel(runtime: Runtime, k: int) -> None:
         raise MnistBenchError(f"--compile trains one trial at a time: use --parallel 1, not {k}")
 
 
-@contextlib.contextmanager
-def open_lanes(k: int, device: torch.device) -> Iterator[list[Lane]]:
+def lanes_for(k: int, device: torch.device) -> list[Lane]:
     """``k`` lanes on ``device``, each with a thread and (on CUDA) a stream no other lane has,
-    the device's own for the process's life (``device_lanes``). One lane on a CPU runs in
-    the calling thread."""
+    the device's own for the process's life (``device_lanes``): nothing to close. One lane on
+    a CPU runs in the calling thread."""
     if not 1 <= k <= MAX_LANES:
         raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
     lanes = [Lane(0, device, inline=True)] if k == 1 and device.type == "cpu" else device_lanes(k, device)
     pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
     if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
         raise MnistBenchError(f"{k} lanes on {device} did not get {k} distinct CUDA streams")
-    yield lanes
+    return lanes
 
 
 def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int | None = None) -> int:
@@ -298,37 +310,37 @@ def run_in_flight(
             if left is not None:
                 abandon(left, reason)
 
-    with open_lanes(k, device) as lanes:
-        try:
+    lanes = lanes_for(k, device)
+    try:
+        refill()
+        while any(slots):
+            new = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot.make is not None]
+            # What needs no device (initial weights drawn on the CPU, rate tables) first,
+            # each on its own lane and all at once: it holds no build up.
+            _wait([lanes[i].submit(partial(_prepare, slot)) for i, slot in new])
+            # Then the device part, one at a time, while no lane trains: a capture never
+            # overlaps another lane's replay (before torch 2.12 the default generator had
+            # one process-wide capture state, and a replay during a capture raised).
+            for i, slot in new:
+                lanes[i].run(partial(_build, slot, lanes[i]))
+            running = [(i, slot) for i, slot in enumerate(slots) if slot is not None]
+            _wait([lanes[i].submit(partial(_epoch, slot, lanes[i], on_done)) for i, slot in running])
+            fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
+            if fault is not None:
+                in_flight = sum(slot is not None for slot in slots)
+                abandon_all(f"device fault: {fault}")
+                raise DeviceFault(fault_message(device, fault, in_flight))
+            released = False
+            for i, maybe in enumerate(slots):
+                if maybe is not None and judge(maybe):
+                    if maybe.training is not None:
+                        maybe.training.release()  # before this lane builds its next training
+                        released = True
+                    slots[i] = None
+            if released:
+                give_back_memory(device)  # between rounds: no lane is capturing now
             refill()
-            while any(slots):
-                new = [(i, slot) for i, slot in enumerate(slots) if slot is not None and slot.make is not None]
-                # What needs no device (initial weights drawn on the CPU, rate tables) first,
-                # each on its own lane and all at once: it holds no build up.
-                _wait([lanes[i].submit(partial(_prepare, slot)) for i, slot in new])
-                # Then the device part, one at a time, while no lane trains: a capture never
-                # overlaps another lane's replay (before torch 2.12 the default generator had
-                # one process-wide capture state, and a replay during a capture raised).
-                for i, slot in new:
-                    lanes[i].run(partial(_build, slot, lanes[i]))
-                running = [(i, slot) for i, slot in enumerate(slots) if slot is not None]
-                _wait([lanes[i].submit(partial(_epoch, slot, lanes[i], on_done)) for i, slot in running])
-                fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
-                if fault is not None:
-                    in_flight = sum(slot is not None for slot in slots)
-                    abandon_all(f"device fault: {fault}")
-                    raise DeviceFault(fault_message(device, fault, in_flight))
-                released = False
-                for i, maybe in enumerate(slots):
-                    if maybe is not None and judge(maybe):
-                        if maybe.training is not None:
-                            maybe.training.release()  # before this lane builds its next training
-                            released = True
-                        slots[i] = None
-                if released:
-                    give_back_memory(device)  # between rounds: no lane is capturing now
-                refill()
-        except KeyboardInterrupt:
-            abandon_all("interrupted (SIGINT) during training")
-            raise
+    except KeyboardInterrupt:
+        abandon_all("interrupted (SIGINT) during training")
+        raise
     return ran

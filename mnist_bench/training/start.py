@@ -93,8 +93,9 @@ def make_step(
     computed once, on the host, before the step is built)."""
     device = data.device
     set_matmul_precision(runtime, device)
-    update = optimizer_spec(config.optimizer).make(model.parameters(), config, device)
-    rates = Rates(table, update, device)
+    spec = optimizer_spec(config.optimizer)
+    update = spec.make(model.parameters(), config, device)
+    rates = Rates(table, update, device, cycles=spec.cycles)
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None
     if runtime.compile:
         mode = "reduce-overhead" if device.type == "cuda" else None  # CUDA graphs cut launch overhead

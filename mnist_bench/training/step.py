@@ -30,28 +30,36 @@ from mnist_bench.schedules import RateTable
 class Rates:
     """The rates of each step, from the schedule's table (``schedules.rate_table``).
 
-    Where the update holds a rate in a device tensor (CUDA), it is copied there from a
-    device copy of the table at a device step counter: inside a graph too. Where it holds a
-    float (a CPU; Adam's beta1 under one-cycle anywhere), the host sets it from the table.
+    The table's learning rate sets the update's; its momentum column (one-cycle's) sets what
+    the optimizer's entry says one-cycle cycles in it (``cycles``: "momentum", "beta1", or
+    "" for nothing, its learning rate cycled alone), and nothing else. Where the update holds
+    a rate in a device tensor (CUDA), it is copied there from a device copy of the table at a
+    device step counter: inside a graph too. Where it holds a float (a CPU; Adam's beta1
+    under one-cycle anywhere), the host sets it from the table.
     """
 
-    def __init__(self, table: RateTable | None, update: Update, device: torch.device) -> None:
+    def __init__(self, table: RateTable | None, update: Update, device: torch.device, *, cycles: str) -> None:
         self.table, self.update = table, update
         self.host_step = 0
         self.device_tables: dict[str, torch.Tensor] = {}
+        self.host_columns: dict[str, tuple[float, ...]] = {}  # the rates the host sets, and their columns
         self.step_no = torch.zeros((1,), dtype=torch.int64, device=device)
         if table is None:
             return
-        columns = {"lr": table.lr, "momentum": table.momentum}
+        columns = {"lr": table.lr}
+        if cycles and table.momentum is not None:
+            if not update.holds(cycles):  # an entry that says what its optimizer has not: never set quietly
+                raise ValueError(f"one-cycle would cycle {cycles}, which this optimizer's update does not have")
+            columns[cycles] = table.momentum
         for key, column in columns.items():
-            if column is not None and isinstance(update.rates.get(key), torch.Tensor):
+            if isinstance(update.rates.get(key), torch.Tensor):
                 self.device_tables[key] = torch.tensor(column, dtype=torch.float32, device=device)
-        self.host_keys = [k for k, column in columns.items() if column is not None and k not in self.device_tables]
+        self.host_columns = {k: column for k, column in columns.items() if k not in self.device_tables}
 
     @property
     def host_follows(self) -> bool:
         """Some rate changes per step from the host: a captured step would freeze it."""
-        return self.table is not None and bool(self.host_keys)
+        return self.table is not None and bool(self.host_columns)
 
     def advance(self) -> None:
         """Set this step's rates, then count the step."""
@@ -62,10 +70,9 @@ class Rates:
             for key, column in self.device_tables.items():
                 self.update.rates[key].copy_(column.index_select(0, at)[0])
             self.step_no.add_(1)
-        if self.host_keys:
+        if self.host_columns:
             at_host = min(self.host_step, len(self.table.lr) - 1)
-            values = {key: getattr(self.table, key)[at_host] for key in self.host_keys}
-            self.update.set_rates(**values)
+            self.update.set_rates(**{key: column[at_host] for key, column in self.host_columns.items()})
         self.host_step += 1
 
     def state(self) -> dict[str, int]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from mnist_bench.errors import one_line
 from mnist_bench.optimizers import quiet_capturable_warning
 from mnist_bench.training.device import capture_broken, mark_capture_broken
 from mnist_bench.training.step import TrainStep
@@ -54,7 +55,7 @@ class EagerRunner:
     def restore(self, state: dict[str, Any]) -> None:
         self.step.restore(state)
 
-    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm`` in batches; the summed loss, on the device (no sync)."""
         bs = self.step.config.batch_size
         self.step.loss_sum.zero_()
@@ -79,7 +80,7 @@ class GraphedRunner:
         undo, then the capture."""
         if capture and step.rates.host_follows:
             raise NotCapturable(
-                "the schedule sets a rate from the host every step (one-cycle cycles Adam's beta1), "
+                f"the schedule sets its {' and '.join(step.rates.host_columns)} from the host every step, "
                 "which a graph would freeze"
             )
         if capture and stream is None:
@@ -199,12 +200,12 @@ class GraphedRunner:
                 # torch (up to 2.13) skips its own bookkeeping when capture_end raises: the
                 # allocator keeps the capture as underway and, before 2.12, the generators
                 # stay capturing. No later capture in this process can be trusted.
-                mark_capture_broken(f"{type(exc).__name__}: {exc}".splitlines()[0][:160])
+                mark_capture_broken(one_line(exc))
                 raise
         self.graph = graph
 
     # -- an epoch ------------------------------------------------------------------------------
-    def epoch(self, x: torch.Tensor, y: torch.Tensor, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
+    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
         """Train over ``perm``; the summed loss, on the device (no sync)."""
         with self._on_stream():
             return self._epoch(perm, stop)

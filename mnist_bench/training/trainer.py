@@ -1,8 +1,9 @@
 """Train one MLP configuration on device-resident data.
 
 The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
-trial: the search reaches it only through the ``on_epoch`` callback, which gets the
-epoch's validation accuracy and answers whether to stop (pruning).
+trial: the search trains its trials an epoch at a time in lanes (``lanes.run_in_flight``),
+reads each epoch's evaluation accuracy, and stops one it prunes with ``stop_early``.
+``train``'s ``on_epoch`` callback does the same for a training run alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import nn
 from mnist_bench.augment import Augmenter
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
+from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import use_generator
 from mnist_bench.training.device import give_back_memory, sync
@@ -43,7 +45,7 @@ class TrainResult:
     train_loss: tuple[float, ...]  # mean training loss of each epoch run
     train_time_s: float  # optimizer steps only; evaluation excluded
     samples_seen: int  # training images processed
-    stopped_early: bool  # on_epoch asked to stop before config.epochs
+    stopped_early: bool  # stopped before config.epochs (pruned: stop_early)
     diverged: str | None  # why training was abandoned (non-finite loss), else None
     model: nn.Module = field(repr=False, compare=False)
     graphed: bool = False  # steps replayed as a CUDA graph
@@ -107,8 +109,9 @@ def solo_stream(device: torch.device) -> torch.cuda.Stream:
 class Training:
     """One configuration being trained, an epoch at a time.
 
-    ``train`` drives it to the end; the scheduler of trials in flight (``lanes``)
-    drives several side by side, one epoch each per round. On CUDA it may be given its
+    ``run_epoch`` is the one epoch every caller runs: ``run_to_end`` runs it until done
+    (``train``, doctor), the scheduler of trainings in flight (``lanes``) one per training
+    per round, side by side, and bench times it. On CUDA it may be given its
     own stream, so that the kernels of several trainings overlap.
 
     It is built in two phases: ``host_start`` (initial weights drawn on the CPU, the
@@ -198,7 +201,7 @@ class Training:
         except Exception as exc:
             # NotCapturable, or anything the warm-up or capture raised: never the trial's
             # end. It trains eagerly from the state it started with and says why.
-            self.eager_reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+            self.eager_reason = one_line(exc)
             return None
 
     def on_stream(self) -> contextlib.AbstractContextManager[object]:
@@ -216,8 +219,7 @@ class Training:
     def run_epoch(self) -> float | None:
         """Train one epoch; returns its validation accuracy (None when not scoring). One host sync."""
         device = self.data.device
-        x, y = self.data.x_train, self.data.y_train
-        n = x.shape[0]
+        n = self.data.x_train.shape[0]
         with self.on_stream():
             if self.stream is not None:
                 self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
@@ -226,7 +228,7 @@ class Training:
             start = time.perf_counter()
             perm = torch.randperm(n, device=device, generator=self.generator)
             # Summed on the device and read once per epoch: no .item() per batch.
-            loss_sum = self.runner.epoch(x, y, perm, self._stopping)
+            loss_sum = self.runner.epoch(perm, self._stopping)
             self._sync()
             self.train_time += time.perf_counter() - start
             self.samples += n
@@ -238,6 +240,15 @@ class Training:
         if not math.isfinite(mean_loss):
             self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
         return val_acc
+
+    def run_to_end(self, on_epoch: EpochCallback | None = None) -> Training:
+        """Train epoch after epoch (``run_epoch``) until done; ``on_epoch`` hears each scored
+        epoch that did not diverge and may stop the training there (returns True)."""
+        while not self.done:
+            val_acc = self.run_epoch()
+            if self.diverged is None and val_acc is not None and on_epoch is not None and on_epoch(self.epoch, val_acc):
+                self.stop_early()
+        return self
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -376,10 +387,7 @@ def train(
     """
     run = Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime)
     try:
-        while not run.done:
-            val_acc = run.run_epoch()
-            if run.diverged is None and val_acc is not None and on_epoch is not None and on_epoch(run.epoch, val_acc):
-                run.stop_early()
+        run.run_to_end(on_epoch)
     finally:
         run.release()
         give_back_memory(data.device)  # a training run alone: nothing else here is capturing
