@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import warnings
+from pathlib import Path
 
 import optuna
 import pytest
+from typer.testing import CliRunner
 
+from mnist_bench.artifacts import figures
+from mnist_bench.cli import app
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.samplers import SAMPLERS, SamplerSpec, make_sampler
+from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.search.study import SearchSettings
+from mnist_bench.storage.rdb import default_storage
+
+# Conditional parameters of every kind (widths by depth, rates by optimizer), and small, so
+# a Gaussian process proposes in a second or so.
+CONDITIONAL = SearchSpace(depth=(1, 3), width=(8, 64), batch_sizes=(64,))
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
@@ -22,8 +35,8 @@ def test_each_registered_sampler_builds_quietly(name: str, parallel: int) -> Non
 
 
 def test_an_unknown_sampler_is_refused_naming_the_known_ones() -> None:
-    with pytest.raises(ValueError, match=r"sampler='gp' must be one of \('tpe', 'random', 'nsga2'\)"):
-        make_sampler("gp", 0)
+    with pytest.raises(ValueError, match=r"sampler='cmaes' must be one of \('tpe', 'random', 'nsga2', 'gp'\)"):
+        make_sampler("cmaes", 0)
 
 
 def test_a_sampler_of_one_objective_is_refused_for_several(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,3 +57,59 @@ def test_a_sampler_whose_module_is_missing_is_refused_up_front(monkeypatch: pyte
     monkeypatch.setitem(SAMPLERS, "needy", SamplerSpec("needy", "needs a module", build, needs=("no_such_module_x",)))
     with pytest.raises(MnistBenchError, match="--sampler needy: needs no_such_module_x, not installed here"):
         SearchSettings(study="t", storage="sqlite://", trials=1, epochs=1, sampler="needy")
+
+
+def _whole_space_study(sampler: optuna.samplers.BaseSampler, n: int, *, whole_space: bool = True) -> optuna.Study:
+    """``n`` trials of CONDITIONAL through ask/tell, scored by a cheap stand-in for training."""
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    for _ in range(n):
+        trial = study.ask()
+        config = sample_config(trial, CONDITIONAL, epochs=1, seed=0, whole_space=whole_space)
+        study.tell(trial, math.log(sum(config.model.hidden)) - abs(math.log10(config.lr) + 2))
+    return study
+
+
+def test_gp_models_every_parameter_and_repeats_its_seed(caplog: pytest.LogCaptureFixture) -> None:
+    assert SAMPLERS["gp"].whole_space and not any(spec.whole_space for spec in SAMPLERS.values() if spec.name != "gp")
+    optuna.logging.enable_propagation()  # GPSampler says it fell back to random draws in a log record
+    try:
+        with caplog.at_level(logging.WARNING, logger="optuna"):
+            # 10 random trials, then 2 proposed by the Gaussian process.
+            first, again = (_whole_space_study(make_sampler("gp", 7), 12) for _ in range(2))
+    finally:
+        optuna.logging.disable_propagation()
+    assert [t.params for t in first.trials] == [t.params for t in again.trials]
+    assert not [r for r in caplog.records if "independent" in r.getMessage() or "dynamic" in r.getMessage()]
+    every = {"n_layers", "width_0", "width_1", "width_2", "optimizer", "sgd_lr", "sgd_momentum", "adam_lr"}
+    assert all(set(t.params) == every | {"batch_size"} for t in first.trials)  # one batch size: not searched
+    assert set(first.sampler.infer_relative_search_space(first, first.trials[-1])) == every
+    # Asked only what each config uses, the Gaussian process would see only what all share.
+    partial = _whole_space_study(optuna.samplers.RandomSampler(seed=7), 12, whole_space=False)
+    shared = set(optuna.samplers.GPSampler().infer_relative_search_space(partial, partial.trials[-1]))
+    assert shared < every and "width_1" not in shared
+
+
+def test_a_gp_trial_of_one_layer_retrains_to_one_layer(
+    tmp_path: Path, tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for figure in ("confusion_png", "predictions_png"):  # most of a tiny retraining's time, and not tested here
+        monkeypatch.setattr(figures, figure, lambda *args, **kwargs: args[-1])
+    space = tmp_path / "space.toml"
+    space.write_text("depth = [1, 2]\nwidth = [8, 16]\nbatch_sizes = [64]\n")
+    common = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_mnist), "--no-verify"]
+    common += ["--device", "cpu"]
+    search = ["search", "--space", str(space), "--trials", "3", "--epochs", "1", "--seed", "1", "--val-size", "100"]
+    runner = CliRunner()
+    result = runner.invoke(app, [*search, "--sampler", "gp", "--pruner", "none", *common])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="mnist-mlp", storage=default_storage(tmp_path / "studies"))
+    (trial, *_) = [t for t in study.trials if t.params["n_layers"] == 1]  # seed 1 draws one
+    assert {"width_1", "sgd_lr", "adam_lr"} <= set(trial.params)  # the whole space, stored
+    retrain = ["best", "--trial", str(trial.number), "--retrain", "--seeds", "1", "--epochs", "1"]
+    result = runner.invoke(app, [*retrain, *common])
+    assert result.exit_code == 0, result.output
+    (folder,) = (tmp_path / "studies" / "mnist-mlp").glob("trial-*")
+    config = json.loads((folder / "checkpoint.json").read_text())["config"]
+    assert config["hidden"] == [trial.params["width_0"]]
+    optimizer = trial.params["optimizer"]
+    assert (config["optimizer"], config["lr"]) == (optimizer, trial.params[f"{optimizer}_lr"])

@@ -6,7 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mnist_bench.augment import Deform
+from mnist_bench.augment import DEFAULT_DEFORM, Deform, augment_spec
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.space import SearchSpace, load_space, sample_config, shipped_folder, shipped_spaces
 from tests.conftest import REPO
@@ -178,6 +178,46 @@ def test_extended_space_round_trips_through_fixed_trial() -> None:
         assert 0 <= chosen.model.dropout <= 0.5 and chosen.max_norm in (None, 2.0, 3.0, 4.0)
     assert {o for o, _, _ in seen} == {"sgd", "adam", "adamw"}
     assert {a for _, _, a in seen} == {"none", "affine", "elastic"}
+
+
+def _asked(space: SearchSpace, n: int, *, whole_space: bool) -> list[tuple[dict, object]]:
+    """n random trials of a space as (params, config)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    draws = []
+    for _ in range(n):
+        trial = study.ask()
+        config = sample_config(trial, space, epochs=2, seed=0, whole_space=whole_space)
+        draws.append((trial.params, config))
+        study.tell(trial, 0.0)
+    return draws
+
+
+@pytest.mark.parametrize("name", [space.name for space in shipped_spaces()])
+def test_whole_space_asks_every_trial_the_same_parameters(name: str) -> None:
+    # What a sampler that models only the parameters all trials share (gp) needs: one set
+    # of names whatever the draws, the union of those each trial would use.
+    space = load_space(name)
+    whole = _asked(space, 30, whole_space=True)
+    assert len({frozenset(params) for params, _ in whole}) == 1
+    used = set().union(*(params for params, _ in _asked(space, 30, whole_space=False)))
+    assert set(whole[0][0]) == used
+    for params, chosen in whole:
+        # The config takes what its draws choose, and the default mode rebuilds it from the stored params.
+        assert sample_config(optuna.trial.FixedTrial(params), space, epochs=2, seed=0) == chosen
+        assert "n_layers" not in params or len(chosen.model.hidden) == params["n_layers"]
+        assert chosen.lr == params.get(f"{chosen.optimizer}_lr", chosen.lr)
+        assert augment_spec(chosen.augment).deforms or chosen.deform == DEFAULT_DEFORM
+
+
+def test_whole_space_asks_what_other_draws_would_use_and_the_config_ignores_it() -> None:
+    space = SearchSpace(augments=("none", "affine"), rotate_deg=(0.0, 15.0))  # depth 1-4, sgd and adam
+    draws = _asked(space, 20, whole_space=True)
+    (params, chosen), *_ = [d for d in draws if d[0]["n_layers"] == 1 and d[0]["augment"] == "none"]
+    assert chosen.model.hidden == (params["width_0"],) and chosen.deform == DEFAULT_DEFORM
+    assert {"width_3", "sgd_momentum", "adam_lr", "rotate_deg"} <= set(params)
+    assert sample_config(optuna.trial.FixedTrial(params), space, epochs=2, seed=0, whole_space=True) == chosen
+    (params, chosen), *_ = [d for d in draws if d[0]["augment"] == "affine"]
+    assert chosen.deform.rotate_deg == params["rotate_deg"]
 
 
 def test_default_space_asks_no_regularizer() -> None:

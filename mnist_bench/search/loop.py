@@ -208,7 +208,12 @@ def pick_trial(study: optuna.Study, number: int | None = None) -> RankedTrial:
 
 
 def trial_config(study: optuna.Study, trial: FrozenTrial, *, epochs: int | None = None) -> TrainConfig:
-    """Rebuild a stored trial's config through the same ``sample_config`` the search used."""
+    """Rebuild a stored trial's config through the same ``sample_config`` the search used.
+
+    Asked in its default mode, which reads only the parameters the config uses: a trial of
+    a whole-space sampler (``gp``) stores more, and is rebuilt all the same from those its
+    ``n_layers``, ``optimizer`` and ``augment`` chose.
+    """
     record = TrialRecord.of(trial)
     return sample_config(
         optuna.trial.FixedTrial(trial.params),

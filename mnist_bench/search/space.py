@@ -274,26 +274,37 @@ def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ..
     return {**_space_values(base, _locate(base, folder), (*chain, (identity, label))), **values}
 
 
-def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: int) -> TrainConfig:
+def sample_config(
+    trial: Suggester, space: SearchSpace, *, epochs: int, seed: int, whole_space: bool = False
+) -> TrainConfig:
     """Ask ``trial`` for one configuration from ``space``.
 
     Learning-rate, momentum and weight-decay parameters carry the optimizer's name
     (``sgd_lr``, ``adam_lr``: the fields its registry entry names) because their ranges
     differ: one name per distribution keeps Optuna's samplers from mixing them.
+
+    By default a trial is asked only what its config uses: a depth-1 trial has no
+    ``width_1``, an Adam trial no ``sgd_momentum``. ``whole_space`` asks every parameter
+    the space can use, whatever the draws (the widths of its deepest net, each of its
+    optimizers' fields, every deformation strength where one of its augmentations
+    deforms), for a sampler that models only the parameters every trial has (Optuna's
+    GPSampler); the config then uses those its ``n_layers``, ``optimizer`` and ``augment``
+    choose and ignores the rest. The default mode rebuilds a trial asked either way from its
+    stored parameters (``FixedTrial`` ignores those it is not asked for), since the used
+    ones carry the same names and ranges in both: a study resumed with another sampler
+    holds trials of both kinds.
     """
     if space.shapes:
         hidden = parse_shape(_choice(trial, "shape", space.shapes))
     else:
         depth = trial.suggest_int("n_layers", *space.depth)
-        hidden = tuple(trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(depth))
+        asked = space.depth[1] if whole_space else depth
+        widths = [trial.suggest_int(f"width_{i}", *space.width, log=True) for i in range(asked)]
+        hidden = tuple(widths[:depth])
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
-    spec = optimizer_spec(optimizer)
-    lr = trial.suggest_float(spec.lr_field, *getattr(space, spec.lr_field), log=True)
-    momentum, weight_decay = 0.0, 0.0
-    if spec.momentum_field is not None:
-        momentum = trial.suggest_float(spec.momentum_field, *getattr(space, spec.momentum_field))
-    if spec.weight_decay_field is not None:
-        weight_decay = _float(trial, spec.weight_decay_field, getattr(space, spec.weight_decay_field), log=True)
+    # In asking order: the chosen optimizer alone, or every optimizer of the space.
+    rates = {name: _optimizer_rates(trial, space, name) for name in (space.optimizers if whole_space else [optimizer])}
+    lr, momentum, weight_decay = rates[optimizer]
     batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
     max_norm = _choice(trial, "max_norm", space.max_norms)
     # Asked for in the order earlier versions asked, so a seeded study repeats them.
@@ -301,9 +312,11 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
     schedule = _choice(trial, "schedule", space.schedules)
     label_smoothing = _float(trial, "label_smoothing", space.label_smoothing)
     augment = _choice(trial, "augment", space.augments)
+    deforms = augment_spec(augment).deforms
     deform = DEFAULT_DEFORM
-    if augment_spec(augment).deforms:
-        deform = Deform(**{name: _float(trial, name, getattr(space, name)) for name in DEFORM_KEYS})
+    if deforms or (whole_space and any(augment_spec(name).deforms for name in space.augments)):
+        strengths = Deform(**{name: _float(trial, name, getattr(space, name)) for name in DEFORM_KEYS})
+        deform = strengths if deforms else DEFAULT_DEFORM
     return TrainConfig(
         model=ModelConfig(hidden=hidden, dropout=dropout),
         optimizer=optimizer,
@@ -319,6 +332,18 @@ def sample_config(trial: Suggester, space: SearchSpace, *, epochs: int, seed: in
         max_norm=max_norm or None,
         deform=deform,
     )
+
+
+def _optimizer_rates(trial: Suggester, space: SearchSpace, optimizer: str) -> tuple[float, float, float]:
+    """Optimizer ``optimizer``'s (learning rate, momentum, weight decay), each asked where searched."""
+    spec = optimizer_spec(optimizer)
+    lr = trial.suggest_float(spec.lr_field, *getattr(space, spec.lr_field), log=True)
+    momentum, weight_decay = 0.0, 0.0
+    if spec.momentum_field is not None:
+        momentum = trial.suggest_float(spec.momentum_field, *getattr(space, spec.momentum_field))
+    if spec.weight_decay_field is not None:
+        weight_decay = _float(trial, spec.weight_decay_field, getattr(space, spec.weight_decay_field), log=True)
+    return lr, momentum, weight_decay
 
 
 def _float(trial: Suggester, name: str, bounds: tuple[float, float], *, log: bool = False) -> float:

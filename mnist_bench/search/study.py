@@ -170,7 +170,8 @@ def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSp
     if seed is None:
         seed = training_seed(settings.seed, trial.number)
     record_start(trial, seed=seed, device=str(data.device))
-    return sample_config(trial, space, epochs=settings.epochs, seed=seed)
+    whole_space = sampler_spec(settings.sampler).whole_space
+    return sample_config(trial, space, epochs=settings.epochs, seed=seed, whole_space=whole_space)
 
 
 def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
