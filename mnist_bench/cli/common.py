@@ -190,6 +190,14 @@ RestartOpt = Annotated[
 StepsOpt = Annotated[
     Steps, typer.Option(help="How steps run on a CUDA GPU: " + STEPS_CHOICES + ". The CPU always runs eagerly.")
 ]
+StudySeed = Annotated[
+    int | None,
+    typer.Option(
+        help="Seed of the study: its sampler and every new trial's training seed (promoted trials keep theirs); "
+        "the same seed repeats the study on the same machine.",
+        show_default="unseeded",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No per-trial lines or progress bar.")]
 Parallel = Annotated[
     str,

@@ -30,6 +30,7 @@ from mnist_bench.cli.common import (
     Storage,
     StudiesDir,
     StudyName,
+    StudySeed,
     app,
     make_console,
     runtime_from,
@@ -100,10 +101,6 @@ Objective = Annotated[
         "is a multi-objective search with a Pareto front; Optuna cannot prune those.",
     ),
 ]
-SearchSeed = Annotated[
-    int | None,
-    typer.Option(help="Seed for the sampler and every trial's training; repeatable runs.", show_default="unseeded"),
-]
 Timeout = Annotated[
     float | None, typer.Option(help="Seconds after which no new trial starts.", show_default="no limit")
 ]
@@ -171,7 +168,7 @@ def search(
     pruner: PrunerOpt = Pruner["median"],
     sampler: SamplerOpt = Sampler["tpe"],
     objective: Objective = FIRST,
-    seed: SearchSeed = None,
+    seed: StudySeed = None,
     timeout: Timeout = None,
     val_size: ValSize = 5000,
     top: Top = 10,

@@ -26,6 +26,7 @@ from mnist_bench.cli.common import (
     Storage,
     StudiesDir,
     StudyName,
+    StudySeed,
     app,
     make_console,
     require_positive,
@@ -59,12 +60,7 @@ def promote(
         typer.Option(help="Study that holds the longer trials.", show_default="STUDY-Nep, N the epochs"),
     ] = None,
     storage: Storage = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            help="Seed of the longer study (its trials keep their own training seeds).", show_default="unseeded"
-        ),
-    ] = None,
+    seed: StudySeed = None,
     quiet: Quiet = False,
     parallel: Parallel = "1",
     mixed_versions: MixedVersions = False,
