@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mnist_bench.data import IMAGE_SIDE, MNIST_MEAN, MNIST_STD
+from mnist_bench.errors import registered
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,7 @@ AUGMENTS: dict[str, AugmentSpec] = {
 
 def augment_spec(name: str) -> AugmentSpec:
     """The registered augmentation ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return AUGMENTS[name]
-    except KeyError:
-        raise ValueError(f"augment={name!r} must be one of {tuple(AUGMENTS)}") from None
+    return registered(AUGMENTS, "augment", name)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from mnist_bench.augment import DEFAULT_DEFORM, Deform, augment_spec
+from mnist_bench.errors import registered
 from mnist_bench.model import ModelConfig
 from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
 from mnist_bench.schedules import schedule_spec
@@ -144,10 +145,7 @@ PRECISIONS: dict[str, PrecisionSpec] = {
 
 def precision_spec(name: str) -> PrecisionSpec:
     """The registered precision ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return PRECISIONS[name]
-    except KeyError:
-        raise ValueError(f"precision={name!r} must be one of {tuple(PRECISIONS)}") from None
+    return registered(PRECISIONS, "precision", name)
 
 
 @dataclass(frozen=True)
@@ -181,10 +179,7 @@ STEPS: dict[str, StepsSpec] = {
 
 def steps_spec(name: str) -> StepsSpec:
     """The registered steps mode ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return STEPS[name]
-    except KeyError:
-        raise ValueError(f"steps={name!r} must be one of {tuple(STEPS)}") from None
+    return registered(STEPS, "steps", name)
 
 
 @dataclass(frozen=True)

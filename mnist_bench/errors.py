@@ -1,4 +1,12 @@
-"""The one exception type the CLI turns into a one-line message, and any exception as one line."""
+"""The one exception type the CLI turns into a one-line message, any exception as one line,
+and the one lookup every registry of choices makes (``registered``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+Entry = TypeVar("Entry")
 
 # The longest another library's exception may be once made one line (``one_line``): a
 # driver's message fits, a traceback's worth of mirror URLs or SQL does not.
@@ -27,3 +35,12 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, MnistBenchError):
         return lines[0]
     return f"{type(exc).__name__}: {lines[0]}"[:LINE_CHARS]
+
+
+def registered(registry: Mapping[str, Entry], kind: str, name: str) -> Entry:
+    """The entry ``name`` of a registry of choices (optimizers, schedules, samplers, ...); a
+    ValueError naming the known ones otherwise, never a fallback to another entry."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"{kind}={name!r} must be one of {tuple(registry)}") from None

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from mnist_bench.errors import registered
 from mnist_bench.schedules import schedule_spec
 
 
@@ -268,7 +269,4 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 def optimizer_spec(name: str) -> OptimizerSpec:
     """The registered optimizer ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"optimizer={name!r} must be one of {tuple(OPTIMIZERS)}") from None
+    return registered(OPTIMIZERS, "optimizer", name)

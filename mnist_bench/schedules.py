@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mnist_bench.errors import registered
+
 EXPONENTIAL_FINAL = 0.01  # the exponential schedule ends at this fraction of lr
 # One-cycle as torch.optim.lr_scheduler.OneCycleLR's defaults have it.
 ONECYCLE_PCT_START, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
@@ -109,10 +111,7 @@ SCHEDULES: dict[str, ScheduleSpec] = {
 
 def schedule_spec(name: str) -> ScheduleSpec:
     """The registered schedule ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"schedule={name!r} must be one of {tuple(SCHEDULES)}") from None
+    return registered(SCHEDULES, "schedule", name)
 
 
 def rate_table(name: str, lr: float, total_steps: int) -> RateTable | None:

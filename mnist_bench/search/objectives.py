@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from mnist_bench.errors import registered
+
 if TYPE_CHECKING:
     from mnist_bench.training.trainer import TrainResult
 
@@ -60,10 +62,7 @@ FIRST = "accuracy"  # every search's first objective: trials are ranked, pruned 
 
 def objective_spec(name: str) -> ObjectiveSpec:
     """The registered objective ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return OBJECTIVES[name]
-    except KeyError:
-        raise ValueError(f"objective={name!r} must be one of {tuple(OBJECTIVES)}") from None
+    return registered(OBJECTIVES, "objective", name)
 
 
 def check_objectives(names: Sequence[str]) -> tuple[str, ...]:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import optuna
 
+from mnist_bench.errors import registered
+
 NO_PRUNER = "none"  # what a multi-objective study and a promotion's longer trials get
 
 
@@ -63,10 +65,7 @@ PRUNERS: dict[str, PrunerSpec] = {
 
 def pruner_spec(name: str) -> PrunerSpec:
     """The registered pruner ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return PRUNERS[name]
-    except KeyError:
-        raise ValueError(f"pruner={name!r} must be one of {tuple(PRUNERS)}") from None
+    return registered(PRUNERS, "pruner", name)
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:

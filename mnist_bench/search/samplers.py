@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import optuna
 
+from mnist_bench.errors import registered
+
 
 @dataclass(frozen=True)
 class SamplerSpec:
@@ -87,10 +89,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
 
 def sampler_spec(name: str) -> SamplerSpec:
     """The registered sampler ``name``; a ValueError naming the known ones otherwise."""
-    try:
-        return SAMPLERS[name]
-    except KeyError:
-        raise ValueError(f"sampler={name!r} must be one of {tuple(SAMPLERS)}") from None
+    return registered(SAMPLERS, "sampler", name)
 
 
 def make_sampler(name: str, seed: int | None, *, parallel: int = 1) -> optuna.samplers.BaseSampler:
