@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 
 Split = Literal["train", "test"]
 
@@ -192,7 +192,7 @@ def validation_indices(n: int, val_size: int, *, seed: int = 0) -> tuple[torch.T
     data scores its trials on the same validation images.
     """
     if not 0 < val_size < n:
-        raise MnistBenchError(f"val_size={val_size} must be between 1 and {n - 1} (the training set has {n} images)")
+        raise UsageError(f"val_size={val_size} must be between 1 and {n - 1} (the training set has {n} images)")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[val_size:].sort().values, perm[:val_size].sort().values
 

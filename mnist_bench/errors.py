@@ -21,6 +21,12 @@ class MnistBenchError(Exception):
     """
 
 
+class UsageError(MnistBenchError):
+    """The command line asks for something invalid (an option's value, a space file, a name):
+    the CLI exits 2, as for click's own usage errors, and the fix is in the command itself.
+    Problems of the machine, the files or the storage stay ``MnistBenchError`` (exit 1)."""
+
+
 def one_line(exc: BaseException) -> str:
     """``exc`` as one line, wherever an exception is shown or kept as a reason.
 

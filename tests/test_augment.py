@@ -139,7 +139,7 @@ def test_deformations_png_and_cli(tmp_path: Path, tiny_mnist: Path) -> None:
         assert png.width > 300 and png.height > 300
     bad = runner.invoke(app, ["deformations", "--deform", "rotate_deg=500", *common])
     assert (
-        bad.exit_code == 1 and bad.stderr.startswith("Error: --deform rotate_deg=500") and bad.stderr.count("\n") == 1
+        bad.exit_code == 2 and bad.stderr.startswith("Error: --deform rotate_deg=500") and bad.stderr.count("\n") == 1
     )
 
 

@@ -407,6 +407,6 @@ def test_storage_comes_from_the_environment_when_not_given(tmp_path: Path, tiny_
     assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 2, listed.output
     nonsense = {"MNIST_BENCH_STORAGE": "nonsense"}
     bad = runner.invoke(app, ["leaderboard", "--studies-dir", str(tmp_path)], env=nonsense)
-    assert bad.exit_code == 1 and "is not a URL" in bad.stderr and bad.stderr.count("\n") == 1, bad.output
+    assert bad.exit_code == 2 and "is not a URL" in bad.stderr and bad.stderr.count("\n") == 1, bad.output
     given = runner.invoke(app, ["leaderboard", "--storage", url, "--studies-dir", str(tmp_path)], env=nonsense)
     assert given.exit_code == 0, given.output

@@ -376,7 +376,7 @@ def test_compile_with_trainings_in_flight_is_refused_in_one_line(tmp_path: Path,
     args = ["search", "--trials", "2", "--epochs", "1", "--data-dir", str(tiny_mnist), "--no-verify",
             "--studies-dir", str(tmp_path), "--device", "cpu", "--compile", "--parallel", "2"]  # fmt: skip
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("Error: --compile trains one trial at a time: use --parallel 1, not 2")
     assert not list(tmp_path.glob("*.db"))  # refused before any study was made
 

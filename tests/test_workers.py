@@ -327,7 +327,7 @@ def test_sigint_stops_cleanly_and_the_study_resumes(
 @pytest.mark.parametrize("workers", ["0", "many"])
 def test_bad_worker_counts_rejected(tmp_path: Path, tiny_mnist: Path, workers: str) -> None:
     result = subprocess.run(search_command(tmp_path, tiny_mnist, "--workers", workers), capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.startswith(f"Error: --workers {workers}")
+    assert result.returncode == 2 and result.stderr.startswith(f"Error: --workers {workers}")
     assert result.stderr.count("\n") == 1
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from mnist_bench.artifacts.checkpoint import Checkpoint
 from mnist_bench.data import IMAGE_SIDE, normalize
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 
 FORMATS = ("onnx",)
 INPUT = "pixels"
@@ -74,5 +74,5 @@ def export_onnx(ckpt: Checkpoint, path: Path) -> Path:
 
 def export(ckpt: Checkpoint, path: Path, *, format: str = "onnx") -> Path:
     if format not in FORMATS:
-        raise MnistBenchError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
     return export_onnx(ckpt, path)

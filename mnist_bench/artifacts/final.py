@@ -18,7 +18,7 @@ from torch import nn
 
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import N_CLASSES, DeviceData, MnistSplit, ensure_split
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.training.lanes import MAX_LANES, Build, MakeTraining, Slot, run_in_flight
 from mnist_bench.training.start import HostStart, host_start
 from mnist_bench.training.trainer import Training, TrainResult, predict_logits
@@ -101,7 +101,7 @@ class FinalData:
 
 def seeds_from(first: int, count: int) -> list[int]:
     if count < 1:
-        raise MnistBenchError(f"--seeds {count}: must be at least 1")
+        raise UsageError(f"--seeds {count}: must be at least 1")
     return [first + i for i in range(count)]
 
 

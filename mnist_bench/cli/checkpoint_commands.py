@@ -23,7 +23,7 @@ from mnist_bench.cli.common import (
     app,
     make_console,
 )
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.output.console import predictions_table
 from mnist_bench.training.device import resolve_device
 
@@ -40,7 +40,7 @@ def predict(
 ) -> None:
     """Classify image files with a saved checkpoint."""
     if not 1 <= top <= 10:
-        raise MnistBenchError(f"--top {top}: must be between 1 and 10")
+        raise UsageError(f"--top {top}: must be between 1 and 10")
     loaded = checkpoint.load(checkpoint_path)
     predictions = predict_files(loaded.model, images, background=background.value, top=top)
     rows = [p.to_dict() for p in predictions]

@@ -17,7 +17,7 @@ from mnist_bench import __version__
 from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, parse_deform
 from mnist_bench.config import PRECISIONS, STEPS, Runtime, steps_spec
 from mnist_bench.data import default_data_dir
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.measure.selfcheck import trusted
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
@@ -57,7 +57,7 @@ class _OneLineErrors(TyperGroup):
             code = super().main(*passthrough, False, windows_expand_args, **extra)
         except MnistBenchError as exc:
             typer.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(2 if isinstance(exc, UsageError) else 1)
         except typer.TyperException as exc:  # click's usage errors: bad option, bad value
             format_message = getattr(exc, "format_message", None)
             message = format_message() if format_message else str(exc)
@@ -176,7 +176,7 @@ def deform_from(spec: str | None, base: Deform = DEFAULT_DEFORM) -> Deform:
     try:
         return parse_deform(spec, base)
     except ValueError as exc:
-        raise MnistBenchError(f"--deform {spec}: {exc}") from None
+        raise UsageError(f"--deform {spec}: {exc}") from None
 
 
 RestartOpt = Annotated[
@@ -262,4 +262,4 @@ def runtime_from(
 
 def require_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
-        raise MnistBenchError(f"{name} {value}: must be at least 1")
+        raise UsageError(f"{name} {value}: must be at least 1")

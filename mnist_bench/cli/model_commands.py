@@ -40,7 +40,7 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.config import Runtime, TrainConfig
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.measure.baselines import BASELINES, Baseline, run_baselines
 from mnist_bench.model import ModelConfig
 from mnist_bench.output.console import (
@@ -260,7 +260,7 @@ def train_cmd(
             max_norm=max_norm,
         )
     except ValueError as exc:
-        raise MnistBenchError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     name = f"{config.model.layers}-{config.optimizer}-lr{config.lr:g}-bs{config.batch_size}-e{config.epochs}-s{seed}"
     source: dict[str, object] = {"command": "train"}
     _train_and_save(

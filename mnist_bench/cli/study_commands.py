@@ -33,7 +33,7 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.cli.search_command import MixedVersions, parallel_option
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.console import (
     leaderboard_table,
@@ -123,7 +123,7 @@ def leaderboard_cmd(
 ) -> None:
     """Print an existing study's leaderboard without training anything."""
     if top is not None and top < 1:
-        raise MnistBenchError(f"--top {top}: must be at least 1")
+        raise UsageError(f"--top {top}: must be at least 1")
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     frame = leaderboard(optuna_study, stored_space(optuna_study))
     if top is not None:

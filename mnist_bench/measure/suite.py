@@ -31,7 +31,7 @@ import torch
 
 from mnist_bench.config import PRECISIONS, Runtime
 from mnist_bench.data import DeviceData, MnistSplit, ensure_split
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import UsageError
 from mnist_bench.measure.bench import (
     BATCH_SIZES,
     NETWORKS,
@@ -86,15 +86,15 @@ class BenchSettings:
             try:
                 ModelConfig.parse(spec)
             except ValueError as exc:
-                raise MnistBenchError(f"network {spec!r}: {exc}") from None
+                raise UsageError(f"network {spec!r}: {exc}") from None
         for bs in (*self.batch_sizes, *self.classic_batch_sizes, self.packing_batch_size):
             if bs < 1:
-                raise MnistBenchError(f"batch size {bs}: must be at least 1")
+                raise UsageError(f"batch size {bs}: must be at least 1")
         if min(self.steps, self.repeats) < 1 or min((*self.workers, *self.inflight), default=1) < 1:
-            raise MnistBenchError("steps, repeats and workers must be at least 1")
+            raise UsageError("steps, repeats and workers must be at least 1")
         for name in ("search_trials", "search_epochs"):
             if getattr(self, name) < 1:
-                raise MnistBenchError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be at least 1")
 
     def given(self, **options: Any) -> BenchSettings:
         """These settings with the options a user gave (None or empty: not given); lists become tuples."""
@@ -301,7 +301,7 @@ def run_bench(
     """Measure the floor, then the chosen sections; every row carries the environment."""
     unknown = set(sections) - set(SECTIONS)
     if unknown:
-        raise MnistBenchError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+        raise UsageError(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     env = environment_row(device)
     data = DeviceData.with_validation(split, device, val_size=min(5000, len(split) // 10 or 1))
     log("floor: matmul rate and copy bandwidth")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import pandas as pd
 
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.output.console import plural
 from mnist_bench.output.report_figures import (
     FIGURES,
@@ -208,7 +208,7 @@ def compare(studies: Sequence[optuna.Study], *, target: float) -> pd.DataFrame:
 
 def write_comparison(studies: Sequence[optuna.Study], folder: Path, *, target: float) -> Report:
     if len(studies) < 2:
-        raise MnistBenchError("comparing needs at least two --study options")
+        raise UsageError("comparing needs at least two --study options")
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(folder=folder)
     frame = compare(studies, target=target)

@@ -26,7 +26,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from mnist_bench.data import DeviceData, ensure_split
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.leaderboard import leaderboard, or_nan, study_dir, write_leaderboard
 from mnist_bench.search.loop import open_study, pick_trial, ranked_complete, run_trials, stored_space
@@ -77,7 +77,7 @@ class Promotion:
 def top_trials(short: optuna.Study, top: int) -> list[FrozenTrial]:
     """The ``top`` best complete trials of ``short``, best first (ranked as ``best`` ranks them)."""
     if top < 1:
-        raise MnistBenchError(f"--best {top}: must be at least 1")
+        raise UsageError(f"--best {top}: must be at least 1")
     pick_trial(short)  # the one-line error of a study with no complete trial yet
     return ranked_complete(short)[:top]
 
@@ -85,7 +85,7 @@ def top_trials(short: optuna.Study, top: int) -> list[FrozenTrial]:
 def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> SearchSettings:
     """The long study's settings: ``top`` trials, no pruning, the short study's validation split."""
     if settings.study == short.study_name:
-        raise MnistBenchError(f"--into {settings.study!r}: the longer trials need a study of their own")
+        raise UsageError(f"--into {settings.study!r}: the longer trials need a study of their own")
     stored = StudyRecord.of(short).val_size
     val_size = settings.val_size if stored is None else stored
     return replace(settings, trials=top, pruner=NO_PRUNER, val_size=val_size, objectives=(FIRST,))

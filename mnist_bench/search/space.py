@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, augment_spec
 from mnist_bench.config import TrainConfig
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import UsageError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
 from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
 from mnist_bench.schedules import SCHEDULES
@@ -91,9 +91,7 @@ class SearchSpace:
     def __post_init__(self) -> None:
         def check_range(name: str, lo: float, hi: float, *, floor: float, ceil: float = math.inf) -> None:
             if not floor <= lo <= hi <= ceil:
-                raise MnistBenchError(
-                    f"search space: {name} = [{lo}, {hi}] must satisfy {floor} <= low <= high <= {ceil}"
-                )
+                raise UsageError(f"search space: {name} = [{lo}, {hi}] must satisfy {floor} <= low <= high <= {ceil}")
 
         check_range("depth", *self.depth, floor=1, ceil=MAX_DEPTH)
         check_range("width", *self.width, floor=1)
@@ -107,7 +105,7 @@ class SearchSpace:
                 check_range(spec.weight_decay_field, *getattr(self, spec.weight_decay_field), floor=0)
                 low, high = getattr(self, spec.weight_decay_field)
                 if high > low and low <= 0:
-                    raise MnistBenchError(
+                    raise UsageError(
                         f"search space: {spec.weight_decay_field} = [{low}, {high}] is searched log-uniform, "
                         "so low must be > 0"
                     )
@@ -120,21 +118,19 @@ class SearchSpace:
                 try:
                     Deform(**{name: value})
                 except ValueError as exc:
-                    raise MnistBenchError(f"search space: {exc}") from None
+                    raise UsageError(f"search space: {exc}") from None
         for name, values, allowed in (("schedules", self.schedules, SCHEDULES), ("augments", self.augments, AUGMENTS)):
             if not values or set(values) - set(allowed):
-                raise MnistBenchError(
-                    f"search space: {name} = {list(values)} must be a non-empty subset of {list(allowed)}"
-                )
+                raise UsageError(f"search space: {name} = {list(values)} must be a non-empty subset of {list(allowed)}")
         if not self.max_norms or min(self.max_norms) < 0:
-            raise MnistBenchError(f"search space: max_norms = {list(self.max_norms)} must be numbers >= 0 (0: no cap)")
+            raise UsageError(f"search space: max_norms = {list(self.max_norms)} must be numbers >= 0 (0: no cap)")
         unknown = set(self.optimizers) - set(OPTIMIZERS)
         if not self.optimizers or unknown:
-            raise MnistBenchError(
+            raise UsageError(
                 f"search space: optimizers = {list(self.optimizers)} must be a non-empty subset of {list(OPTIMIZERS)}"
             )
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise MnistBenchError(f"search space: batch_sizes = {list(self.batch_sizes)} must be positive integers")
+            raise UsageError(f"search space: batch_sizes = {list(self.batch_sizes)} must be positive integers")
 
     @property
     def largest_hidden(self) -> tuple[int, ...]:
@@ -152,23 +148,23 @@ class SearchSpace:
         fields = {}
         for key, value in values.items():
             if not isinstance(value, list | tuple):
-                raise MnistBenchError(f"{source}: {key} must be a list, got {value!r}")
+                raise UsageError(f"{source}: {key} must be a list, got {value!r}")
             fields[key] = tuple(value)
         ranges = ("depth", "width", *OPTIMIZER_RANGES, *DEFORM_KEYS)
         for key in (*ranges, "dropout", "label_smoothing"):
             if key in fields and len(fields[key]) != 2:
-                raise MnistBenchError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
+                raise UsageError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
         try:
             return cls(**fields)
         except TypeError as exc:  # e.g. a string where a number belongs
-            raise MnistBenchError(f"{source}: {exc}") from None
+            raise UsageError(f"{source}: {exc}") from None
 
 
 def _check_known_keys(values: dict[str, Any], source: str, *, also: tuple[str, ...] = ()) -> None:
     names = {f.name for f in dataclasses.fields(SearchSpace)} | set(also)
     unknown = sorted(set(values) - names)
     if unknown:
-        raise MnistBenchError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise UsageError(f"{source}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
 
 
 def parse_shape(shape: str) -> tuple[int, ...]:
@@ -176,7 +172,7 @@ def parse_shape(shape: str) -> tuple[int, ...]:
     try:
         return ModelConfig.parse(str(shape)).hidden
     except ValueError as exc:
-        raise MnistBenchError(f"search space: shape {shape!r}: {exc}") from None
+        raise UsageError(f"search space: shape {shape!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -240,7 +236,7 @@ def _read_toml(item: Traversable, label: str) -> dict[str, Any]:
     try:
         return tomllib.loads(item.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise MnistBenchError(f"{label} is not valid TOML: {exc}") from None
+        raise UsageError(f"{label} is not valid TOML: {exc}") from None
 
 
 def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -253,15 +249,15 @@ def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ..
         where = f" (the base of {chain[-1][1]})" if chain else ""
         if not Path(spec).suffix:
             names = ", ".join(shipped_names())
-            raise MnistBenchError(
+            raise UsageError(
                 f"search space {spec!r} is not a shipped space ({names}); pass a file of your own by its path, "
                 f"ending in .toml{where}"
             )
-        raise MnistBenchError(f"search space file {label} not found{where}")
+        raise UsageError(f"search space file {label} not found{where}")
     identity = _identity(item)
     if identity in (seen for seen, _ in chain):
         loop = " -> ".join(seen_label for _, seen_label in (*chain, (identity, label)))
-        raise MnistBenchError(f"search space: base files loop: {loop}")
+        raise UsageError(f"search space: base files loop: {loop}")
     values = _read_toml(item, label)
     base = values.pop("base", None)
     values.pop("description", None)  # describes this file alone: not inherited, not a range
@@ -269,7 +265,7 @@ def _space_values(spec: str, item: Traversable, chain: tuple[tuple[str, str], ..
     if base is None:
         return values
     if not isinstance(base, str) or not base:
-        raise MnistBenchError(f"{label}: base must be a space name or path, got {base!r}")
+        raise UsageError(f"{label}: base must be a space name or path, got {base!r}")
     folder = item.parent if isinstance(item, Path) else shipped_folder()
     return {**_space_values(base, _locate(base, folder), (*chain, (identity, label))), **values}
 

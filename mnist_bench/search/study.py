@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from mnist_bench import STREAMS_VERSION
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 from mnist_bench.search.objectives import check_objectives, objective_values
 from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.records import (
@@ -68,9 +68,9 @@ class SearchSettings:
     def __post_init__(self) -> None:
         check_study_name(self.study)
         if self.trials < 1:
-            raise MnistBenchError(f"--trials {self.trials}: must be at least 1")
+            raise UsageError(f"--trials {self.trials}: must be at least 1")
         if self.epochs < 1:
-            raise MnistBenchError(f"--epochs {self.epochs}: must be at least 1")
+            raise UsageError(f"--epochs {self.epochs}: must be at least 1")
         objectives = ",".join(self.objectives)
         for option, value, check in (
             ("--pruner", self.pruner, lambda: pruner_spec(self.pruner)),
@@ -80,18 +80,18 @@ class SearchSettings:
             try:
                 check()
             except ValueError as exc:
-                raise MnistBenchError(f"{option} {value}: {exc}") from None
+                raise UsageError(f"{option} {value}: {exc}") from None
         sampler = sampler_spec(self.sampler)
         if self.multi_objective and not sampler.multi_objective:
-            raise MnistBenchError(f"--sampler {self.sampler}: takes one objective, not {objectives}")
+            raise UsageError(f"--sampler {self.sampler}: takes one objective, not {objectives}")
         if sampler.missing():
             raise MnistBenchError(f"--sampler {self.sampler}: needs {', '.join(sampler.missing())}, not installed here")
         if self.timeout is not None and not self.timeout > 0:
-            raise MnistBenchError(f"--timeout {self.timeout}: must be a positive number of seconds")
+            raise UsageError(f"--timeout {self.timeout}: must be a positive number of seconds")
         if self.parallel < 1:
-            raise MnistBenchError(f"--parallel {self.parallel}: must be at least 1")
+            raise UsageError(f"--parallel {self.parallel}: must be at least 1")
         if self.heartbeat_s < 1:
-            raise MnistBenchError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
+            raise UsageError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
 
     @property
     def multi_objective(self) -> bool:
@@ -117,7 +117,7 @@ def check_streams(study: StudyRecord, settings: SearchSettings) -> None:
 
 def check_study_name(name: str) -> None:
     if not _STUDY_NAME.fullmatch(name):
-        raise MnistBenchError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
+        raise UsageError(f"--study {name!r}: use letters, digits, '.', '_' and '-' (it names a folder)")
 
 
 def training_seed(study_seed: int | None, trial_number: int) -> int:

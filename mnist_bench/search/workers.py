@@ -22,7 +22,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from mnist_bench.data import MNIST_TRAIN_SIZE, DeviceData, ensure_split
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.search.capacity import auto_workers
 from mnist_bench.search.loop import run_trials
@@ -39,14 +39,14 @@ def device_names(spec: str) -> list[str]:
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
     names = [part.strip() for part in spec.split(",") if part.strip()]
     if not names:
-        raise MnistBenchError(f"--devices {spec!r}: name at least one device")
+        raise UsageError(f"--devices {spec!r}: name at least one device")
     return [str(resolve_device(name)) for name in names]
 
 
 def plan_devices(spec: str, workers: int) -> list[str]:
     """One device per worker, round-robin over ``device_names(spec)``."""
     if workers < 1:
-        raise MnistBenchError(f"--workers {workers}: must be at least 1")
+        raise UsageError(f"--workers {workers}: must be at least 1")
     names = device_names(spec)
     return [names[i % len(names)] for i in range(workers)]
 
@@ -58,7 +58,7 @@ def plan_workers(workers: str, devices: str, space: SearchSpace, *, val_size: in
         try:
             count = int(workers)
         except ValueError:
-            raise MnistBenchError(f"--workers {workers}: give a number or auto") from None
+            raise UsageError(f"--workers {workers}: give a number or auto") from None
         return plan_devices(devices, count), None
     names = list(dict.fromkeys(device_names(devices)))
     cores = max(1, (os.cpu_count() or 1) // len(names))  # the devices share the CPU

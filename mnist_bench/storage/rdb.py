@@ -27,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 from mnist_bench.storage.optuna_private import TrialHeartbeatModel, TrialModel, backend, study_storage
 
 STORAGE_FILE = "mnist-bench.db"
@@ -115,7 +115,7 @@ def open_storage(url: str, *, must_exist: bool = False, heartbeat_s: int = HEART
     ``must_exist`` refuses to create a new SQLite file, for commands that only read.
     """
     if "://" not in url:
-        raise MnistBenchError(
+        raise UsageError(
             f"storage {url!r} is not a URL (e.g. sqlite:///studies/mnist-bench.db, postgresql+psycopg://user@host/db)"
         )
     engine_kwargs: dict[str, object]

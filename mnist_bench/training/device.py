@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -18,11 +18,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise MnistBenchError(f"device {spec!r} is not one of auto, cpu, cuda, cuda:N") from None
+        raise UsageError(f"device {spec!r} is not one of auto, cpu, cuda, cuda:N") from None
     if device.type == "cpu":
         return device
     if device.type != "cuda":
-        raise MnistBenchError(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"device {spec!r} is not supported: use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
         raise MnistBenchError(f"device {spec!r} asked for, but this torch sees no CUDA GPU")
     index = device.index or 0

@@ -59,7 +59,7 @@ import torch
 
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
-from mnist_bench.errors import MnistBenchError, one_line
+from mnist_bench.errors import MnistBenchError, UsageError, one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.training.device import DeviceFault, device_fault, fault_message, give_back_memory, select_device
 from mnist_bench.training.start import HostStart, host_start
@@ -176,7 +176,7 @@ def check_parallel(runtime: Runtime, k: int) -> None:
         # torch.compile's CUDA graphs capture through torch.cuda.graph, whose entry
         # synchronizes the device and empties its cache: during another lane's capture
         # that frees memory the capture records into, and torch's allocator asserts.
-        raise MnistBenchError(f"--compile trains one trial at a time: use --parallel 1, not {k}")
+        raise UsageError(f"--compile trains one trial at a time: use --parallel 1, not {k}")
 
 
 def lanes_for(k: int, device: torch.device) -> list[Lane]:
@@ -184,7 +184,7 @@ def lanes_for(k: int, device: torch.device) -> list[Lane]:
     the device's own for the process's life (``device_lanes``): nothing to close. One lane on
     a CPU runs in the calling thread."""
     if not 1 <= k <= MAX_LANES:
-        raise MnistBenchError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
+        raise UsageError(f"--parallel {k}: between 1 and {MAX_LANES} trainings in flight per device")
     lanes = [Lane(0, device, inline=True)] if k == 1 and device.type == "cpu" else device_lanes(k, device)
     pointers = [lane.stream.cuda_stream for lane in lanes if lane.stream is not None]
     if len(set(pointers)) != len(pointers):  # the pool is round-robin: only another's streams interleaving
@@ -198,9 +198,9 @@ def parse_parallel(value: str, device: torch.device, *, largest_trial_bytes: int
         try:
             k = int(value)
         except ValueError:
-            raise MnistBenchError(f"--parallel {value!r}: a number of trials, or auto") from None
+            raise UsageError(f"--parallel {value!r}: a number of trials, or auto") from None
         if not 1 <= k <= MAX_LANES:
-            raise MnistBenchError(f"--parallel {value!r}: {k} trials in flight; must be between 1 and {MAX_LANES}")
+            raise UsageError(f"--parallel {value!r}: {k} trials in flight; must be between 1 and {MAX_LANES}")
         return k
     if device.type != "cuda":
         return 1  # one thread already keeps the CPU's cores busy: more only contend
