@@ -27,7 +27,7 @@ def anytime_png(
     target: float | None = None,
     xlabel: str = "seconds since the search started",
 ) -> Path:
-    """One line per label (median of its curves, min-max shaded); ``best`` +- ``se`` as a band,
+    """One line per label (median of its curves, min-max shaded); ``best`` ± ``se`` as a band,
     ``target`` as a dotted line."""
     # Figure() without pyplot: no GUI backend, no global state, safe on headless machines.
     from matplotlib.figure import Figure  # noqa: PLC0415  (matplotlib is slow to import)
@@ -48,7 +48,7 @@ def anytime_png(
             ax.fill_between(grid, made.low, made.high, step="post", color=color, alpha=0.2, linewidth=0)
         shown += [v for v in (*made.low, *made.median) if not math.isnan(v)]
     if best is not None and se is not None:
-        ax.axhspan(best - se, best + se, color="0.5", alpha=0.25, label=f"best {best:.4f} +- 1 SE ({se:.4f})")
+        ax.axhspan(best - se, best + se, color="0.5", alpha=0.25, label=f"best {best:.4f} ± 1 SE ({se:.4f})")
     if target is not None:
         ax.axhline(target, color="0.5", linestyle=":", label=f"target {target:g}")
     if shown:
