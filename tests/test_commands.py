@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[list[str], bool]] = {
     "train": (["train", "--layers", "16", "--epochs", "1", "--out", "{tmp}/t"], True),
     "baselines": (["baselines", "--seeds", "1"], True),
     "bench": (["bench", "--quick", "--section", "floor", "--out", "{tmp}/bench"], True),
+    "methods": (["methods", "--methods", "random+none", "--repeats", "1", "--trials", "1", "--space", "{space}"], True),
     "leaderboard": (["leaderboard"], False),
     "report": (["report"], False),
     "spaces": (["spaces"], False),

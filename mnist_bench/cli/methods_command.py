@@ -13,6 +13,8 @@ from mnist_bench.cli.common import (
     Device,
     NoVerify,
     Precision,
+    Steps,
+    StepsOpt,
     StudiesDir,
     app,
     make_console,
@@ -91,6 +93,7 @@ def methods(
     seed: BaseSeed = 0,
     val_size: ValSize = 5000,
     out: MethodsOut = None,
+    steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
@@ -99,7 +102,7 @@ def methods(
     """Compare search methods by their anytime curves: best accuracy so far against seconds, over seeded repeats."""
     base = _QUICK if quick else _FULL
     chosen = {"repeats": repeats, "trials": trials, "epochs": epochs}
-    runtime, _ = runtime_from(Precision["fp32"], False, [device])
+    runtime, _ = runtime_from(Precision["fp32"], False, [device], steps=steps)
     settings = MethodsSettings(
         parse_methods(methods) if methods else base.methods,
         **{name: getattr(base, name) if value is None else value for name, value in chosen.items()},
