@@ -7,13 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 from PIL import Image
 from plotly.offline import get_plotlyjs
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.data import DeviceData
-from mnist_bench.output.report import write_comparison, write_study_report
+from mnist_bench.output.report import compare, write_comparison, write_study_report
 from mnist_bench.output.report_figures import FIGURES, pareto_mask
 from mnist_bench.output.report_plots import INTERACTIVE
 from mnist_bench.search.loop import run_trials
@@ -81,6 +82,27 @@ def test_comparison_side_by_side(tmp_path: Path, tiny_data: DeviceData) -> None:
     rows = (tmp_path / "cmp" / "compare.csv").read_text().splitlines()
     assert rows[0].startswith("study,trials,complete,pruned,failed,best_val_acc") and len(rows) == 3
     assert "compare.png" in report.figures
+
+
+def test_comparison_reads_each_studys_anytime_curve_pruned_trials_included(tmp_path: Path) -> None:
+    from tests.test_anytime import trial
+
+    def study(name: str, *rows: tuple[float, float, float, TrialState]) -> optuna.Study:
+        made = optuna.create_study(study_name=name, direction="maximize")
+        for number, (start, end, accuracy, state) in enumerate(rows):
+            made.add_trial(trial(number, start, end, accuracy, state))
+        return made
+
+    a = study("a", (0, 10, 0.90, TrialState.COMPLETE), (10, 15, 0.97, TrialState.PRUNED))
+    b = study("b", (5, 25, 0.96, TrialState.COMPLETE), (25, 45, 0.98, TrialState.COMPLETE))
+    frame = compare([a, b], target=0.965).set_index("study")
+    # a's best is a pruned trial's best epoch, 15 s after its first trial started; b's first
+    # trial started 5 s after T0, so its clock starts there.
+    assert frame.loc["a", ["best_val_acc", "wall_s", "s_to_0.965"]].tolist() == [0.97, 15.0, 15.0]
+    assert frame.loc["b", ["best_val_acc", "wall_s", "s_to_0.965"]].tolist() == [0.98, 40.0, 40.0]
+    report = write_comparison([a, b], tmp_path / "cmp", target=0.965)
+    with Image.open(report.figures["compare.png"]) as image:
+        assert image.width > 300 and image.height > 200
 
 
 def test_pareto_mask() -> None:

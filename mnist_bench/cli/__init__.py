@@ -8,6 +8,7 @@ from mnist_bench.cli import (  # noqa: F401  (importing registers the commands)
     bench_command,
     checkpoint_commands,
     doctor_command,
+    methods_command,
     model_commands,
     search_command,
     space_command,

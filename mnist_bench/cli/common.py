@@ -30,7 +30,7 @@ from mnist_bench.training.lanes import check_parallel
 # The order of `mnist-bench --help`: the main job first, then what follows from it.
 COMMAND_ORDER = (
     "search", "spaces", "promote", "leaderboard", "report", "best", "train", "baselines", "deformations",
-    "predict", "evaluate", "demo", "export", "bench",
+    "predict", "evaluate", "demo", "export", "bench", "methods",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from rich.table import Table
 
 from mnist_bench.measure.baselines import describe
+from mnist_bench.measure.methods import MethodsResult, Repeat
 from mnist_bench.search.leaderboard import has_eager_reason
 from mnist_bench.search.records import TrialRecord
 
@@ -335,3 +336,34 @@ def doctor_table(checks: Sequence[Any]) -> Table:
         verdict = "" if check.ok is None else ("[green]pass[/]" if check.ok else "[bold red]FAIL[/]")
         table.add_row(check.name, check.result, verdict)
     return table
+
+
+def methods_table(result: MethodsResult) -> Table:
+    """``methods``' summary: per method, how soon its repeats came within 1 SE of the best any
+    method found, the best each found, and its pace."""
+    table = Table(
+        title=f"best of all: {result.best:.4f}, 1 SE on {result.settings.val_size:,} images: {result.se:.4f}",
+        header_style="bold",
+        title_justify="left",
+    )
+    for header in ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min"):
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for s in result.summaries:
+        table.add_row(
+            s.method,
+            "never" if s.s_to_within_median is None else f"{s.s_to_within_median:.1f}",
+            f"{s.reached}/{s.repeats}",
+            f"{s.final_best_median:.4f} [{s.final_best_min:.4f}-{s.final_best_max:.4f}]",
+            _fmt(s.trials_per_min, "{:.1f}"),
+        )
+    return table
+
+
+def repeat_line(repeat: Repeat) -> str:
+    """One line per finished repeat of ``methods``: its method, seed, trials, best and time."""
+    curve = repeat.curve
+    best = "no accuracy" if math.isnan(curve.final_best) else f"best {curve.final_best:.4f}"
+    return (
+        f"{repeat.method} seed {repeat.seed}: {plural(len(curve.points), 'finished trial')}, {best}, "
+        f"{duration_text(curve.seconds)}"
+    )

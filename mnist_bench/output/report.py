@@ -18,16 +18,16 @@ import optuna
 import pandas as pd
 
 from mnist_bench.errors import MnistBenchError, UsageError
+from mnist_bench.measure.anytime_figure import anytime_png
 from mnist_bench.output.console import plural
 from mnist_bench.output.report_figures import (
     FIGURES,
     PARETO_FIGURE,
+    SINCE_FIRST,
     Report,
-    best_so_far,
     build_figures,
-    completed_over_time,
-    new_figure,
-    trial_accuracy,
+    study_curve,
+    validation_se,
 )
 from mnist_bench.search.leaderboard import has_eager_reason, leaderboard
 from mnist_bench.search.loop import stored_space
@@ -185,12 +185,13 @@ def write_study_report(
 
 
 def compare(studies: Sequence[optuna.Study], *, target: float) -> pd.DataFrame:
-    """Studies side by side: size, best accuracy, and how long each took to reach ``target``."""
+    """Studies side by side: size, best accuracy, and how long each took to reach ``target``,
+    all read off its anytime curve (``search.anytime``: pruned trials' best epochs count)."""
     rows = []
     for study in studies:
         counts = state_counts(study)
-        timeline = completed_over_time(study)
-        reached = [sec for sec, t in timeline if trial_accuracy(t) >= target]
+        curve = study_curve(study)
+        reached = [p.seconds for p in curve.points if p.accuracy >= target]
         rows.append(
             {
                 "study": study.study_name,
@@ -198,8 +199,8 @@ def compare(studies: Sequence[optuna.Study], *, target: float) -> pd.DataFrame:
                 "complete": counts.get("COMPLETE", 0),
                 "pruned": counts.get("PRUNED", 0),
                 "failed": counts.get("FAIL", 0),
-                "best_val_acc": max((trial_accuracy(t) for _, t in timeline), default=math.nan),
-                "wall_s": timeline[-1][0] if timeline else math.nan,
+                "best_val_acc": curve.final_best,
+                "wall_s": curve.seconds if curve.points else math.nan,
                 f"s_to_{target:g}": reached[0] if reached else math.nan,
             }
         )
@@ -212,24 +213,23 @@ def write_comparison(studies: Sequence[optuna.Study], folder: Path, *, target: f
     folder.mkdir(parents=True, exist_ok=True)
     report = Report(folder=folder)
     frame = compare(studies, target=target)
-    fig = new_figure()
-    ax = fig.add_subplot()
-    for study in studies:
-        timeline = completed_over_time(study)
-        if timeline:
-            bests = best_so_far([trial_accuracy(t) for _, t in timeline])
-            ax.step([sec for sec, _ in timeline], bests, where="post", label=study.study_name)
-    ax.axhline(target, color="0.5", linestyle=":", label=f"target {target:g}")
-    ax.set(xlabel="seconds since the study's first trial", ylabel="best validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    path = folder / "compare.png"
-    fig.savefig(path)
+    curves = {study.study_name: [study_curve(study)] for study in studies}
+    best = max((c.final_best for (c,) in curves.values() if c.points), default=math.nan)
+    # The standard error is the validation's: one band only where every study used the same split size.
+    sizes = {StudyRecord.of(study).val_size for study in studies}
+    se = validation_se(studies[0], best) if len(sizes) == 1 else None
+    path = anytime_png(
+        curves, folder / "compare.png", best=best if se is not None else None, se=se, target=target, xlabel=SINCE_FIRST
+    )
     report.figures["compare.png"] = path
     body = [
         "<h2>Side by side</h2>",
         frame.to_html(index=False, na_rep="never", float_format=lambda v: f"{v:.4g}"),
-        _img(path, "Best validation accuracy so far against wall-clock time, per study"),
+        _img(
+            path,
+            "Anytime curves: best validation accuracy so far (complete and pruned trials) against seconds "
+            "since each study's first trial started; grey: the best within one standard error of the validation",
+        ),
     ]
     report.html = folder / "index.html"
     names = " vs ".join(s.study_name for s in studies)

@@ -1,8 +1,8 @@
 """A study's PNG figures: Optuna's own plots and the report's, drawn with matplotlib.
 
 Optuna's matplotlib module draws what it has (optimization history, importances, parallel
-coordinates); learning curves with pruned trials set apart, best-so-far against
-wall-clock time, and accuracy against speed and size with the Pareto front are drawn
+coordinates); learning curves with pruned trials set apart, the anytime curve (best so far
+against wall-clock time, ``search.anytime``), and accuracy against speed and size with the Pareto front are drawn
 here. ``report`` puts them on its page.
 """
 
@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, cast
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from mnist_bench.measure.anytime_figure import anytime_png
+from mnist_bench.search.anytime import AnytimeCurve, anytime_curve
 from mnist_bench.search.leaderboard import or_nan
+from mnist_bench.search.noise import binomial_se
 from mnist_bench.search.objectives import OBJECTIVES
 from mnist_bench.search.records import StudyRecord, TrialRecord
 
@@ -32,7 +35,10 @@ FIGURES = {
     "importance.png": "Hyperparameter importance (Optuna's fANOVA evaluator)",
     "parallel.png": "Parallel coordinates of the complete trials",
     "tradeoff.png": "Accuracy against training throughput and parameter count; Pareto front marked",
+    "anytime.png": "Anytime curve: best validation accuracy so far (complete and pruned trials) against seconds "
+    "since the first trial started; grey: the best within one standard error of the validation",
 }
+SINCE_FIRST = "seconds since the first trial started"
 PARETO_FIGURE = "Pareto front of the search's own objectives (multi-objective studies)"
 
 
@@ -60,18 +66,15 @@ def trial_accuracy(trial: FrozenTrial) -> float:
     return or_nan(TrialRecord.of(trial).accuracy)
 
 
-def completed_over_time(study: optuna.Study) -> list[tuple[float, FrozenTrial]]:
-    """Complete trials in the order they finished, with seconds since the study's first start."""
-    starts = [t.datetime_start for t in _finished(study) if t.datetime_start is not None]
-    done = [
-        (t.datetime_complete, t)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.datetime_complete is not None
-    ]
-    if not starts:
-        return []
-    first = min(starts)
-    return [((when - first).total_seconds(), t) for when, t in sorted(done, key=lambda pair: pair[0])]
+def study_curve(study: optuna.Study) -> AnytimeCurve:
+    """The study's anytime curve, from its first trial's start (``search.anytime``)."""
+    return anytime_curve(study.get_trials(deepcopy=False))
+
+
+def validation_se(study: optuna.Study, accuracy: float) -> float | None:
+    """The standard error of ``accuracy`` on the study's validation split (None if it stored no size)."""
+    val_size = StudyRecord.of(study).val_size
+    return None if val_size is None or math.isnan(accuracy) else binomial_se(accuracy, val_size)
 
 
 def best_so_far(values: Sequence[float]) -> list[float]:
@@ -89,7 +92,7 @@ def pareto_mask(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 def _history(study: optuna.Study, path: Path) -> None:
     by_number_trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
-    timeline = completed_over_time(study)
+    curve = study_curve(study)
     fig = new_figure(10, 4)
     by_number, by_time = fig.subplots(1, 2)
     accs = [trial_accuracy(t) for t in by_number_trials]
@@ -98,9 +101,8 @@ def _history(study: optuna.Study, path: Path) -> None:
     by_number.step(xs, best_so_far(accs), where="post", color="C3", label="best so far")
     by_number.set(xlabel="trial number", ylabel="validation accuracy", title="by trial")
     by_number.legend(fontsize=8)
-    bests = best_so_far([trial_accuracy(t) for _, t in timeline])
-    by_time.step([s for s, _ in timeline], bests, where="post", color="C3")
-    by_time.set(xlabel="seconds since the first trial started", ylabel="best validation accuracy", title="by time")
+    by_time.step([p.seconds for p in curve.points], [p.best for p in curve.points], where="post", color="C3")
+    by_time.set(xlabel=SINCE_FIRST, ylabel="best validation accuracy", title="by time")
     low = min(accs, default=0.9)
     for ax in (by_number, by_time):
         ax.set_ylim(max(0.0, low - 0.02), 1.0)
@@ -141,6 +143,13 @@ def _optuna_plot(draw: Callable[[], Axes], path: Path) -> None:
         figure.set_size_inches(9, 5)
         figure.savefig(path, bbox_inches="tight")
         plt.close(figure)  # type: ignore[arg-type]
+
+
+def _anytime(study: optuna.Study, path: Path) -> None:
+    curve = study_curve(study)
+    se = validation_se(study, curve.final_best)
+    best = curve.final_best if se is not None else None
+    anytime_png({study.study_name: [curve]}, path, best=best, se=se, xlabel=SINCE_FIRST)
 
 
 def tradeoff_records(study: optuna.Study) -> list[TrialRecord]:
@@ -202,6 +211,7 @@ def build_figures(study: optuna.Study, folder: Path) -> Report:
             ),
         ),
         "tradeoff.png": (bool(complete), "no complete trial yet", lambda p: _tradeoff(study, p)),
+        "anytime.png": (bool(study_curve(study).points), "no finished trial yet", lambda p: _anytime(study, p)),
     }
     if len(study.directions) > 1:
         # A name this version does not know (a later version's study) is shown as it is.

@@ -1,0 +1,279 @@
+"""Search methods against each other: each one's anytime curve over seeded repeats.
+
+A method is a sampler with a pruner (``tpe+median``). Each runs ``repeats`` real searches
+(seeds ``seed``, ``seed + 1``, ...) on the same space, data and budget, each in a fresh study
+of its own, one after another: never two at once, since the curves are read off the clock.
+The searches are the search's own (``search.loop``: ``open_study``, ``run_trials``) on data
+loaded once, as ``search.job`` loads it; the curves and their summary are ``search.anytime``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mnist_bench import __version__
+from mnist_bench.config import Runtime
+from mnist_bench.data import DeviceData, ensure_split
+from mnist_bench.errors import MnistBenchError, UsageError
+from mnist_bench.interrupt import StopFlag
+from mnist_bench.measure.anytime_figure import anytime_png
+from mnist_bench.search.anytime import (
+    AnytimeCurve,
+    anytime_curve,
+    reference_se,
+    seconds_to_within,
+    trials_per_minute,
+)
+from mnist_bench.search.loop import open_study, run_trials
+from mnist_bench.search.pruners import pruner_spec
+from mnist_bench.search.samplers import sampler_spec
+from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.study import SearchSettings
+from mnist_bench.storage.rdb import open_storage
+from mnist_bench.training.device import environment, resolve_device
+
+STORAGE_FILE = "methods.db"  # every repeat's study, under the output folder
+CURVES_FILE = "curves.csv"
+SUMMARY_FILE = "summary.json"
+FIGURE_FILE = "anytime.png"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One way to search: a sampler (``search.samplers``) with a pruner (``search.pruners``)."""
+
+    sampler: str
+    pruner: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.sampler}+{self.pruner}"
+
+    def study(self, seed: int) -> str:
+        """The name of its repeat ``seed``'s study (a study name holds no '+')."""
+        return f"{self.sampler}-{self.pruner}-seed{seed}"
+
+
+def parse_methods(text: str) -> tuple[Method, ...]:
+    """``tpe+median,random+median`` as methods, each name checked against its registry."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError("name at least one method, e.g. tpe+median")
+    methods = []
+    for name in names:
+        sampler, plus, pruner = name.partition("+")
+        if not plus:
+            raise ValueError(f"{name!r} is not SAMPLER+PRUNER, e.g. tpe+median")
+        sampler_spec(sampler)
+        pruner_spec(pruner)
+        methods.append(Method(sampler, pruner))
+    if len(set(methods)) < len(methods):
+        raise ValueError(f"{text!r} names a method twice")
+    return tuple(methods)
+
+
+@dataclass(frozen=True)
+class MethodsSettings:
+    methods: tuple[Method, ...]  # compared in this order
+    repeats: int = 5  # seeded searches per method: seeds seed, seed + 1, ...
+    trials: int = 50  # finished trials per search
+    epochs: int = 10  # most epochs per trial
+    seed: int = 0  # the first repeat's study seed
+    val_size: int = 5000  # training images held out for validation: the curves' accuracies
+    runtime: Runtime = field(default_factory=Runtime)  # how every trial's steps execute
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise UsageError("--methods: name at least one method, e.g. tpe+median")
+        if self.repeats < 1:
+            raise UsageError(f"--repeats {self.repeats}: must be at least 1")
+        for method in self.methods:  # every search's own checks, before any data loads
+            self.search(method, self.seed, "sqlite:///unused.db")
+
+    @classmethod
+    def quick(cls, methods: tuple[Method, ...]) -> MethodsSettings:
+        """A run two CPU cores finish in minutes: few repeats of short searches."""
+        return cls(methods, repeats=2, trials=10, epochs=2)
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed, self.seed + self.repeats)
+
+    def search(self, method: Method, seed: int, storage: str) -> SearchSettings:
+        """The settings of one repeat: one trial at a time, since the clock is what is read."""
+        return SearchSettings(
+            study=method.study(seed), storage=storage, trials=self.trials, epochs=self.epochs,
+            pruner=method.pruner, sampler=method.sampler, seed=seed, val_size=self.val_size, runtime=self.runtime,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """One seeded search of one method, as its curve."""
+
+    method: str  # Method.name
+    seed: int
+    study: str  # its study in the run's storage
+    curve: AnytimeCurve
+
+
+@dataclass(frozen=True)
+class MethodSummary:
+    """A method's repeats against the best accuracy any method found."""
+
+    method: str
+    repeats: int
+    reached: int  # repeats that came within one SE of the best
+    # Median seconds to within one SE of the best (None when most repeats never did), and
+    # the fastest and slowest repeat (a repeat that never did is slowest, as None).
+    s_to_within_median: float | None
+    s_to_within_min: float | None
+    s_to_within_max: float | None
+    final_best_median: float
+    final_best_min: float
+    final_best_max: float
+    trials_per_min: float  # median over repeats
+
+
+@dataclass(frozen=True)
+class MethodsResult:
+    settings: MethodsSettings
+    repeats: tuple[Repeat, ...]
+    best: float  # the best validation accuracy any repeat of any method found
+    se: float  # its binomial standard error on the validation split: closer is tied
+    summaries: tuple[MethodSummary, ...]
+    storage: str  # where the studies are, for ``report`` to compare them
+    env: dict[str, Any]  # device, versions and CPU count the curves were measured on
+
+
+def run_methods(
+    settings: MethodsSettings,
+    space: SearchSpace,
+    *,
+    data_dir: Path,
+    verify: bool,
+    device: str,
+    out: Path,
+    stop: StopFlag | None = None,
+    on_repeat: Callable[[Repeat], None] | None = None,
+) -> MethodsResult:
+    """Run every method's repeats in fresh studies in ``out``/methods.db (a rerun replaces
+    them) and summarize their curves; ``on_repeat`` hears of each repeat as it ends."""
+    split = ensure_split(data_dir, "train", verify=verify)
+    torch_device = resolve_device(device)
+    data = DeviceData.with_validation(split, torch_device, val_size=settings.val_size)
+    del split
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / STORAGE_FILE
+    db.unlink(missing_ok=True)  # studies of an earlier run would be resumed, not timed afresh
+    storage = f"sqlite:///{db}"
+    repeats = []
+    # Seed by seed, every method in turn: a machine that slows down midway slows all alike.
+    for seed in settings.seeds:
+        for method in settings.methods:
+            repeat = run_repeat(settings.search(method, seed, storage), space, data, method, stop)
+            repeats.append(repeat)
+            if on_repeat is not None:
+                on_repeat(repeat)
+    best, se, summaries = summarize(repeats, settings)
+    return MethodsResult(settings, tuple(repeats), best, se, summaries, storage, dict(environment(torch_device)))
+
+
+def run_repeat(
+    search: SearchSettings, space: SearchSpace, data: DeviceData, method: Method, stop: StopFlag | None
+) -> Repeat:
+    """One seeded search in a fresh study, its curve timed from just before its first trial."""
+    study = open_study(search, space, open_storage(search.storage, heartbeat_s=search.heartbeat_s))
+    # Trial timestamps are Optuna's naive local datetime.now(): the start must be one too.
+    started = datetime.now()
+    run_trials(search, space, data, study=study, stop=stop)
+    curve = anytime_curve(study.get_trials(deepcopy=False), started)
+    assert search.seed is not None
+    return Repeat(method.name, search.seed, search.study, curve)
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    """The median, with None (never) as worse than any number; None when it falls there."""
+    middle = statistics.median(math.inf if v is None else v for v in values)
+    return None if math.isinf(middle) else middle
+
+
+def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[float, float, tuple[MethodSummary, ...]]:
+    """The best accuracy of all repeats, its SE, and each method's repeats against it."""
+    finals = [r.curve.final_best for r in repeats if not math.isnan(r.curve.final_best)]
+    if not finals:
+        raise MnistBenchError("no repeat finished a trial with an accuracy: nothing to compare")
+    best = max(finals)
+    se = reference_se(best, settings.val_size)
+    summaries = []
+    for method in settings.methods:
+        own = [r for r in repeats if r.method == method.name]
+        times = [seconds_to_within(r.curve, best, se) for r in own]
+        reached = sorted(t for t in times if t is not None)
+        own_finals = [r.curve.final_best for r in own]
+        summaries.append(
+            MethodSummary(
+                method=method.name,
+                repeats=len(own),
+                reached=len(reached),
+                s_to_within_median=_median(times),
+                s_to_within_min=reached[0] if reached else None,
+                s_to_within_max=reached[-1] if len(reached) == len(times) else None,
+                final_best_median=statistics.median(own_finals),
+                final_best_min=min(own_finals),
+                final_best_max=max(own_finals),
+                trials_per_min=statistics.median(trials_per_minute(r.curve) for r in own),
+            )
+        )
+    return best, se, tuple(summaries)
+
+
+def curves_frame(repeats: Sequence[Repeat]) -> pd.DataFrame:
+    """Every finished trial of every repeat: one row each, in the order they finished."""
+    rows = [
+        {"method": r.method, "seed": r.seed, "trial": p.trial, "seconds": p.seconds, "accuracy": p.accuracy,
+         "best_so_far": p.best}
+        for r in repeats
+        for p in r.curve.points
+    ]  # fmt: skip
+    columns = ["method", "seed", "trial", "seconds", "accuracy", "best_so_far"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summary_json(result: MethodsResult) -> dict[str, Any]:
+    """What summary.json holds: the settings, the measuring machine, and each method's figures."""
+    settings = {**asdict(result.settings), "methods": [m.name for m in result.settings.methods]}
+    return {
+        "settings": settings,
+        "env": {**result.env, "mnist_bench": __version__, "date": datetime.now().isoformat(timespec="seconds")},
+        "storage": result.storage,
+        "studies": {r.study: r.method for r in result.repeats},
+        "best_val_acc": result.best,
+        "val_se": result.se,
+        "methods": {s.method: {k: v for k, v in asdict(s).items() if k != "method"} for s in result.summaries},
+    }
+
+
+def write_methods(result: MethodsResult, out: Path) -> list[Path]:
+    """The curves (CSV), the summary (JSON) and the figure (PNG) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    curves = out / CURVES_FILE
+    curves_frame(result.repeats).to_csv(curves, index=False)
+    summary = out / SUMMARY_FILE
+    summary.write_text(json.dumps(summary_json(result), indent=2) + "\n")
+    by_method = {m.name: [r.curve for r in result.repeats if r.method == m.name] for m in result.settings.methods}
+    title = (
+        f"{result.settings.repeats} seeded repeats, {result.settings.trials} trials of at most "
+        f"{result.settings.epochs} epochs, on {result.env.get('device_name') or result.env.get('device')}"
+    )
+    figure = anytime_png(by_method, out / FIGURE_FILE, best=result.best, se=result.se, title=title)
+    return [curves, summary, figure]

@@ -1,0 +1,140 @@
+"""A search's anytime curve: the best validation accuracy so far against wall-clock seconds.
+
+Search methods are judged by it (the BOHB, DEHB and ASHA papers' plots): which one gets to
+a good model sooner, the median and spread over seeded repeats on one time grid. Every
+finished trial counts, pruned ones too: a pruned trial's accuracy is the best epoch-end
+validation accuracy it measured (``TrialRecord.accuracy``), as real a measurement as a
+complete trial's. Pure functions of stored trials; nothing here runs a trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+
+from mnist_bench.search.noise import binomial_se
+from mnist_bench.search.records import TrialRecord
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One finished trial on the curve."""
+
+    trial: int  # the trial's number in its study
+    seconds: float  # from the search's start to the trial's end
+    accuracy: float  # its validation accuracy (best epoch)
+    best: float  # the best accuracy of it and every trial that finished before it
+
+
+@dataclass(frozen=True)
+class AnytimeCurve:
+    """The finished trials of one search, in the order they finished."""
+
+    points: tuple[CurvePoint, ...]
+
+    @property
+    def final_best(self) -> float:
+        """The best accuracy the search found (nan if it finished no measured trial)."""
+        return self.points[-1].best if self.points else math.nan
+
+    @property
+    def seconds(self) -> float:
+        """Seconds from the start to its last finished trial (0 without one)."""
+        return self.points[-1].seconds if self.points else 0.0
+
+    def best_at(self, grid: np.ndarray) -> np.ndarray:
+        """The curve as a step function read at each time of ``grid``: nan before its first trial."""
+        times = np.array([p.seconds for p in self.points])
+        bests = np.array([p.best for p in self.points])
+        # The last point at or before each time; -1 where none has finished yet.
+        index = np.searchsorted(times, grid, side="right") - 1
+        return np.where(index >= 0, bests[np.maximum(index, 0)] if len(bests) else math.nan, math.nan)
+
+
+def first_start(trials: Sequence[FrozenTrial]) -> datetime | None:
+    """When the first of ``trials`` started: a stored study's start, read from its trials."""
+    return min((t.datetime_start for t in trials if t.datetime_start is not None), default=None)
+
+
+def anytime_curve(trials: Sequence[FrozenTrial], start: datetime | None = None) -> AnytimeCurve:
+    """The curve of a search's ``trials`` since ``start`` (default: its first trial's start).
+
+    Only finished trials (complete or pruned) with an accuracy and an end time count;
+    failed and running ones measured nothing.
+    """
+    start = start or first_start(trials)
+    done = sorted(
+        (
+            (t.datetime_complete, t.number, accuracy)
+            for t in trials
+            if t.state in FINISHED
+            and t.datetime_complete is not None
+            and (accuracy := TrialRecord.of(t).accuracy) is not None
+            and not math.isnan(accuracy)
+        ),
+        key=lambda row: (row[0], row[1]),
+    )
+    points: list[CurvePoint] = []
+    best = -math.inf
+    for end, number, accuracy in done:
+        assert start is not None  # a finished trial has started
+        best = max(best, accuracy)
+        points.append(CurvePoint(number, (end - start).total_seconds(), accuracy, best))
+    return AnytimeCurve(tuple(points))
+
+
+def time_grid(curves: Sequence[AnytimeCurve], *, n: int = 200) -> np.ndarray:
+    """``n`` evenly spaced times from 0 to the end of the longest curve, each curve's end included."""
+    if n < 2:
+        raise ValueError(f"{n=} must be >= 2")
+    end = max((c.seconds for c in curves), default=0.0)
+    return np.unique(np.concatenate([np.linspace(0.0, end, n), [c.seconds for c in curves]]))
+
+
+@dataclass(frozen=True)
+class Band:
+    """Curves of one method's repeats read on one grid: their median and their spread."""
+
+    grid: np.ndarray  # seconds
+    median: np.ndarray  # median best-so-far over the repeats (nan while most have none yet)
+    low: np.ndarray  # the worst repeat's best-so-far (nan while any has none yet)
+    high: np.ndarray  # the best repeat's best-so-far (nan while none has one yet)
+
+
+def band(curves: Sequence[AnytimeCurve], grid: np.ndarray) -> Band:
+    """Median, min and max of ``curves`` at each time of ``grid``.
+
+    A repeat with no finished trial yet has found nothing: it counts as worse than any
+    accuracy (not left out, which would let a lucky early repeat stand for all of them).
+    """
+    if not curves:
+        raise ValueError("band of no curves")
+    values = np.stack([c.best_at(grid) for c in curves])
+    values = np.where(np.isnan(values), -np.inf, values)
+
+    def shown(row: np.ndarray) -> np.ndarray:
+        return np.where(np.isinf(row), np.nan, row)
+
+    return Band(grid, shown(np.median(values, axis=0)), shown(values.min(axis=0)), shown(values.max(axis=0)))
+
+
+def seconds_to_within(curve: AnytimeCurve, reference: float, se: float) -> float | None:
+    """When ``curve`` first came within ``se`` of ``reference`` (best >= reference - se); None if never."""
+    return next((p.seconds for p in curve.points if p.best >= reference - se), None)
+
+
+def reference_se(reference: float, val_size: int) -> float:
+    """The validation's standard error at ``reference``: how close counts as tied with it."""
+    return binomial_se(reference, val_size)
+
+
+def trials_per_minute(curve: AnytimeCurve) -> float:
+    """Finished trials per minute of the search's wall-clock time (nan for an empty curve)."""
+    return len(curve.points) / curve.seconds * 60.0 if curve.seconds > 0 else math.nan

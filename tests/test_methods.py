@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from mnist_bench.cli import app
+from mnist_bench.errors import MnistBenchError
+from mnist_bench.measure.methods import Method, MethodsSettings, Repeat, parse_methods, summarize
+from tests.test_anytime import curve_of
+
+runner = CliRunner()
+
+
+def test_methods_are_sampler_plus_pruner_from_the_registries() -> None:
+    assert parse_methods("tpe+median, random+none") == (Method("tpe", "median"), Method("random", "none"))
+    assert Method("tpe", "hyperband").name == "tpe+hyperband" and Method("tpe", "none").study(3) == "tpe-none-seed3"
+    for text, message in (
+        ("tpe", "not SAMPLER+PRUNER"),
+        ("bayes+median", "sampler='bayes' must be one of"),
+        ("tpe+asha", "pruner='asha' must be one of"),
+        ("tpe+median,tpe+median", "twice"),
+        (" , ", "at least one method"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_methods(text)
+    with pytest.raises(MnistBenchError, match="--repeats 0"):
+        MethodsSettings(parse_methods("tpe+median"), repeats=0)
+
+
+def test_summary_times_each_method_to_within_one_se_of_the_best_of_all() -> None:
+    settings = MethodsSettings(parse_methods("tpe+median,random+none"), repeats=3, val_size=10_000)
+    tpe, rnd = (m.name for m in settings.methods)
+    repeats = [
+        Repeat(tpe, 0, "a", curve_of((10, 0.97), (20, 0.98))),
+        Repeat(tpe, 1, "b", curve_of((5, 0.979), (30, 0.975))),
+        Repeat(tpe, 2, "c", curve_of((40, 0.95))),  # never within 1 SE
+        Repeat(rnd, 0, "d", curve_of((10, 0.90))),
+        Repeat(rnd, 1, "e", curve_of((10, 0.91))),
+        Repeat(rnd, 2, "f", curve_of((50, 0.979))),
+    ]
+    best, se, (a, b) = summarize(repeats, settings)
+    assert best == 0.98 and se == pytest.approx(math.sqrt(0.98 * 0.02 / 10_000))  # 0.0014: 0.979 is tied
+    assert (a.reached, a.s_to_within_median, a.s_to_within_min, a.s_to_within_max) == (2, 20.0, 5.0, None)
+    assert (a.final_best_median, a.final_best_min, a.final_best_max) == (0.979, 0.95, 0.98)
+    # Two of three random repeats never got there: so did its median.
+    assert (b.reached, b.s_to_within_median, b.s_to_within_min) == (1, None, 50.0)
+    assert a.trials_per_min == pytest.approx(4.0)  # median of 6, 4 and 1.5 per minute
+
+
+def test_methods_runs_every_repeat_and_writes_curves_summary_figure_and_studies(
+    tmp_path: Path, tiny_mnist: Path
+) -> None:
+    (tmp_path / "s.toml").write_text("depth = [1, 1]\nwidth = [8, 16]\n")
+    out = tmp_path / "methods"
+    # A study left by an earlier run would be resumed, not timed afresh: the run replaces it.
+    out.mkdir()
+    stale = f"sqlite:///{out / 'methods.db'}"
+    optuna.create_study(study_name="tpe-median-seed0", storage=stale).optimize(lambda t: 0.5, n_trials=3)
+    args = ["methods", "--methods", "tpe+median,random+none", "--repeats", "2", "--trials", "2", "--epochs", "1",
+            "--val-size", "100", "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu",
+            "--space", str(tmp_path / "s.toml"), "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "random+none seed 1: 2 finished trials" in result.stdout and "Written to" in result.stdout
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.columns) == ["method", "seed", "trial", "seconds", "accuracy", "best_so_far"]
+    assert sorted(set(zip(curves.method, curves.seed, strict=True))) == [
+        ("random+none", 0), ("random+none", 1), ("tpe+median", 0), ("tpe+median", 1)
+    ]  # fmt: skip
+    assert len(curves) == 8
+    for _, one in curves.groupby(["method", "seed"]):
+        assert (one.seconds.diff().dropna() >= 0).all() and (one.seconds > 0).all()
+        assert one.best_so_far.tolist() == one.accuracy.cummax().tolist()
+    summary = json.loads((out / "summary.json").read_text())
+    best = curves.accuracy.max()
+    assert summary["best_val_acc"] == best and summary["val_se"] == pytest.approx(math.sqrt(best * (1 - best) / 100))
+    assert summary["settings"]["methods"] == ["tpe+median", "random+none"] and summary["settings"]["repeats"] == 2
+    assert summary["env"]["device"] == "cpu" and summary["env"]["mnist_bench"]
+    for name, figures in summary["methods"].items():
+        finals = curves[curves.method == name].groupby("seed").best_so_far.last()
+        assert figures["final_best_median"] == pytest.approx(finals.median())
+        assert figures["repeats"] == 2 and figures["trials_per_min"] > 0
+    assert sum(f["reached"] for f in summary["methods"].values()) >= 1  # the best's own repeat, at least
+    with Image.open(out / "anytime.png") as image:
+        assert image.width > 300 and image.height > 200
+    storage = optuna.storages.RDBStorage(summary["storage"])
+    assert sorted(optuna.get_all_study_names(storage)) == sorted(summary["studies"])
+    assert len(optuna.load_study(study_name="tpe-median-seed0", storage=storage).trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--methods", "tpe+median,bayes+median"], "sampler='bayes' must be one of"),
+        (["--methods", "tpe"], "'tpe' is not SAMPLER+PRUNER"),
+        (["--repeats", "0"], "--repeats"),
+    ],
+)
+def test_bad_methods_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["methods", *args])
+    assert result.exit_code == 2 and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
