@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -410,3 +411,36 @@ def test_storage_comes_from_the_environment_when_not_given(tmp_path: Path, tiny_
     assert bad.exit_code == 2 and "is not a URL" in bad.stderr and bad.stderr.count("\n") == 1, bad.output
     given = runner.invoke(app, ["leaderboard", "--storage", url, "--studies-dir", str(tmp_path)], env=nonsense)
     assert given.exit_code == 0, given.output
+
+
+def test_stop_when_flat_says_why_it_stopped_and_a_rerun_trains_nothing(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = search_args(tmp_path, tiny_mnist, "--trials", "40", "--epochs", "1", "--stop-when-flat")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())  # rich wraps long lines at the console's width
+    assert "target 40 finished at most, fewer once the best is flat" in out
+    stopped = re.search(r"Stopped after (\d+) finished trials \(--stop-when-flat\): the best \(\S+ ± \S+, trial", out)
+    assert stopped is not None and int(stopped[1]) < 40 and f"{stopped[1]}/40 finished" in out
+    assert re.search(r"\(patience 10 = max\(10, 0.5 × \d+ finished trials up to trial \d+\)\)", out)
+    assert "has not moved beyond the validation's noise since trial" in out
+    assert "Run the same command again" not in out
+    rerun = runner.invoke(app, args)
+    assert rerun.exit_code == 0 and "Ran 0 trial(s)" in rerun.stdout and "Stopped after" in rerun.stdout
+
+
+def test_best_names_the_trials_tied_with_it_and_how_to_tell_them_apart(tmp_path: Path, tiny_mnist: Path) -> None:
+    """On 100 validation images the tiny data's first trials reach the same accuracy: tied."""
+    common = studied(tmp_path, tiny_mnist)
+    result = runner.invoke(app, ["best", *common])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())
+    tied = re.search(r"(\d+) trials? (?:is|are) tied with the best \(trial \d+\) within the validation's noise", out)
+    assert tied is not None, out
+    assert "training them longer is how to tell them apart: mnist-bench promote --study mnist-mlp --best" in out
+
+
+def test_stop_when_flat_with_several_objectives_is_one_line(tmp_path: Path, tiny_mnist: Path) -> None:
+    args = search_args(tmp_path, tiny_mnist, "--objective", "accuracy,latency", "--stop-when-flat")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "--stop-when-flat: watches the best accuracy of one objective" in result.stderr

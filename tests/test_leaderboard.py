@@ -6,10 +6,19 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 from rich.console import Console
 
 from mnist_bench.output.console import leaderboard_table, trial_line
-from mnist_bench.search.leaderboard import COLUMNS, leaderboard, leaderboard_text, trial_row, write_leaderboard
+from mnist_bench.search.leaderboard import (
+    COLUMNS,
+    leaderboard,
+    leaderboard_text,
+    tied_at_top,
+    trial_row,
+    write_leaderboard,
+)
+from mnist_bench.search.noise import binomial_se
 from mnist_bench.search.space import SearchSpace, sample_config
 
 SPACE = SearchSpace()
@@ -19,10 +28,13 @@ SPACE = SearchSpace()
 EAGER = "RuntimeError: Attempting CUDA graph capture of step() for an instance of RMSprop but capturable is False"
 
 
-def fake_study(*, eager_reason: str | None = None) -> optuna.Study:
+def fake_study(*, eager_reason: str | None = None, val_size: int | None = None) -> optuna.Study:
     """Trials told by hand: the leaderboard reads stored params and attrs, not training.
-    ``eager_reason``: what trial 1 (the best) stored as why its steps ran eagerly."""
+    ``eager_reason``: what trial 1 (the best) stored as why its steps ran eagerly;
+    ``val_size``: the study's validation images, as mnist-bench stores them (none: a study it did not create)."""
     study = optuna.create_study(direction="maximize")
+    if val_size is not None:
+        study.set_user_attr("val_size", val_size)
     fixed = {"n_layers": 1, "width_0": 128, "optimizer": "adam", "adam_lr": 1e-3, "batch_size": 64}
     for acc, state in [(0.95, "COMPLETE"), (0.97, "COMPLETE"), (0.99, "PRUNED"), (None, "FAIL")]:
         study.enqueue_trial(fixed)
@@ -90,3 +102,50 @@ def test_a_trial_that_trained_eagerly_says_why_in_the_table_and_its_line() -> No
     Console(file=plain, width=400).print(leaderboard_table(leaderboard(fake_study(), SPACE)))
     assert "eager" not in plain.getvalue()
     assert "eager" not in trial_line(trial_row(fake_study().trials[1], SPACE), None)
+
+
+def test_each_accuracy_carries_its_standard_error_and_ties_with_the_best_are_marked() -> None:
+    """0.97 and 0.95 on 100 images are 2 points apart, within the 2.8 points their difference
+    may be off by: tied. On 10,000 images they are told apart. The pruned trial is never tied."""
+    frame = leaderboard(fake_study(val_size=100), SPACE)
+    assert frame["val_se"].iloc[:3].tolist() == pytest.approx(
+        [binomial_se(0.97, 100), binomial_se(0.95, 100), binomial_se(0.99, 100)]
+    )
+    assert frame["tied"].tolist() == [True, True, False, False]
+    ties = tied_at_top(frame, 100)
+    assert ties is not None and ties.trials == (1, 0) and ties.promote_best == 2 and ties.best == 0.97
+    told_apart = leaderboard(fake_study(val_size=10_000), SPACE)
+    assert told_apart["tied"].tolist() == [True, False, False, False] and tied_at_top(told_apart, 10_000) is None
+    unknown = leaderboard(fake_study(), SPACE)  # no validation size stored: nothing to judge by
+    assert unknown["val_se"].isna().all() and not unknown["tied"].any()
+
+
+def test_every_rendering_shows_the_standard_error_and_the_ties() -> None:
+    frame = leaderboard(fake_study(val_size=100), SPACE)
+    records = json.loads(leaderboard_text(frame, "json"))
+    assert records[0]["tied"] is True and records[0]["val_se"] == pytest.approx(binomial_se(0.97, 100))
+    assert "best_val_acc,val_se,tied" in leaderboard_text(frame, "csv").splitlines()[0]
+    markdown = leaderboard_text(frame, "markdown").splitlines()
+    assert "| 0.9700 ± 0.0171 | = |" in markdown[2] and "| 0.9500 ± 0.0218 | = |" in markdown[3]
+    assert "| 0.9900 ± 0.0099 |  |" in markdown[4]  # the pruned trial: its figure, no tie
+    out = io.StringIO()
+    Console(file=out, width=250).print(leaderboard_table(frame, title="ties"))
+    text = out.getvalue()
+    assert "val acc ± se" in text and "0.9700 ± 0.0171" in text and "=: tied with the best" in text
+    assert [line.split("│")[2].strip() for line in text.splitlines() if "COMPLETE" in line] == ["=", "="]
+    alone = io.StringIO()  # a best tied with no other: no column, no caption
+    Console(file=alone, width=250).print(leaderboard_table(leaderboard(fake_study(val_size=10_000), SPACE)))
+    assert "tied with the best" not in alone.getvalue() and "┃ = ┃" not in alone.getvalue()
+
+
+def test_a_multi_objective_study_marks_no_ties() -> None:
+    """Its trials are ranked by a front, not by one best: no trial is tied with "the" best."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("val_size", 100)
+    for acc in (0.97, 0.96):
+        trial = study.ask()
+        sample_config(trial, SPACE, epochs=1, seed=0)
+        trial.set_user_attr("best_val_acc", acc)
+        study.tell(trial, [acc, 1.0])
+    frame = leaderboard(study, SPACE)
+    assert not frame["tied"].any() and frame["val_se"].notna().all()

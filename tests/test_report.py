@@ -176,3 +176,13 @@ def test_multi_objective_report_and_best(tmp_path: Path, tiny_mnist: Path) -> No
     assert report.exit_code == 0 and "pareto.png" in report.stdout
     page = (tmp_path / "mnist-mlp" / "report" / "index.html").read_text()
     assert page.count('<img src="data:image/png') == len(FIGURES) + 1 and "Pareto front" in page
+
+
+def test_the_report_shows_each_accuracy_with_its_standard_error_and_marks_ties(tmp_path: Path) -> None:
+    from tests.test_leaderboard import fake_study
+
+    page = write_study_report(fake_study(val_size=100), tmp_path / "ties", storage_url="memory").html
+    assert page is not None
+    text = page.read_text()
+    assert "<td>0.9700 ± 0.0171</td>" in text and "<td>0.9500 ± 0.0218</td>" in text
+    assert text.count("<td>=</td>") == 2 and "tied (=): within the validation" in text

@@ -334,3 +334,31 @@ def test_a_study_made_before_studies_stored_their_streams_is_judged_by_its_versi
         with pytest.raises(MnistBenchError, match=rf"mnist-bench {made_by}, this version's are .*--mixed-versions"):
             open_study(chosen, SMALL, storage)
     open_study(settings(tmp_path, mixed_versions=True), SMALL, storage)
+
+
+def test_stop_when_flat_stops_before_the_cap_and_without_it_the_search_runs_to_trials(
+    tmp_path: Path, tiny_data: DeviceData
+) -> None:
+    """On 100 validation images the tiny data's best is reached in a few trials and cannot
+    move beyond the noise after: the search stops once the rule holds, far short of its cap.
+    The same seeded search without the option trains the same trials and goes past that point."""
+    flat = run_trials(settings(tmp_path, study="flat", trials=40, epochs=1, stop_when_flat=True), SMALL, tiny_data)
+    assert flat.flat is not None and flat.finished == flat.ran == flat.flat.finished < 40
+    assert flat.flat.plateau.flat_for == flat.flat.patience  # one at a time: stopped as soon as it held
+    again = run_trials(settings(tmp_path, study="flat", trials=40, epochs=1, stop_when_flat=True), SMALL, tiny_data)
+    assert again.ran == 0 and again.flat == flat.flat  # resumed after its rule held: done already
+    full = run_trials(settings(tmp_path, study="full", trials=flat.finished + 2, epochs=1), SMALL, tiny_data)
+    assert full.flat is None and full.ran == full.finished == flat.finished + 2
+    assert [t.value for t in full.study.trials[: flat.finished]] == [t.value for t in flat.study.trials]
+
+
+def test_stop_when_flat_lets_the_trials_in_flight_finish(tmp_path: Path, tiny_data: DeviceData) -> None:
+    chosen = settings(tmp_path, trials=40, epochs=1, stop_when_flat=True, parallel=2)
+    outcome = run_trials(chosen, SMALL, tiny_data)
+    assert outcome.flat is not None and outcome.flat.finished <= outcome.finished <= outcome.flat.finished + 1 < 40
+    assert {t.state for t in outcome.study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+
+
+def test_stop_when_flat_is_refused_for_several_objectives(tmp_path: Path) -> None:
+    with pytest.raises(MnistBenchError, match=r"--stop-when-flat: watches the best accuracy of one objective"):
+        settings(tmp_path, objectives=("accuracy", "latency"), sampler="nsga2", stop_when_flat=True)

@@ -52,10 +52,11 @@ from mnist_bench.output.console import (
     per_class_table,
     plural,
     seeds_line,
+    ties_line,
     trial_table,
 )
-from mnist_bench.search.leaderboard import leaderboard, study_dir
-from mnist_bench.search.loop import pick_trial, stored_space, trial_config
+from mnist_bench.search.leaderboard import leaderboard, study_dir, tied_at_top
+from mnist_bench.search.loop import pick_trial, stored_space, trial_config, watched_val_size
 from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.search.study import DEFAULT_STUDY
 from mnist_bench.storage.rdb import default_storage, load_study, open_storage
@@ -170,8 +171,8 @@ def best(
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
     console = make_console()
+    frame = leaderboard(optuna_study, stored_space(optuna_study))
     if len(optuna_study.directions) > 1:
-        frame = leaderboard(optuna_study, stored_space(optuna_study))
         front = frame[frame["pareto"]]
         objectives = ", ".join(StudyRecord.of(optuna_study).objectives)
         title = f"Pareto-optimal trials ({objectives}): retrain any with --trial N --retrain"
@@ -183,6 +184,9 @@ def best(
     console.print(
         trial_table(ranked, config, title=f"Study {study}: {'best trial' if trial is None else f'trial {trial}'}")
     )
+    ties = tied_at_top(frame, watched_val_size(optuna_study))  # the study's, whichever trial is shown
+    if ties is not None:
+        console.print(ties_line(ties, study=study), markup=False)
     if retrain:
         source = {
             "command": "best --retrain",

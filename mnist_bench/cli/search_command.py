@@ -43,6 +43,7 @@ from mnist_bench.search.job import run_search
 from mnist_bench.search.objectives import FIRST, parse_objectives
 from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.space import SearchSpace, load_space
+from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
 from mnist_bench.search.workers import plan_workers
 from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage
@@ -123,6 +124,15 @@ Devices = Annotated[
 Heartbeat = Annotated[
     int, typer.Option(help="Seconds between a running trial's heartbeats; after 3 missed it is failed and retried.")
 ]
+StopWhenFlat = Annotated[
+    bool,
+    typer.Option(
+        "--stop-when-flat",
+        help="Make --trials a cap: stop starting trials once the best validation accuracy has not moved "
+        f"beyond its standard error for max({MIN_PATIENCE}, {PATIENCE_RATIO:g} × the finished trials up to its "
+        "last move) finished trials; trials in flight finish. One objective only.",
+    ),
+]
 StorageRetry = Annotated[
     float,
     typer.Option(
@@ -170,6 +180,7 @@ def search(
     objective: Objective = FIRST,
     seed: StudySeed = None,
     timeout: Timeout = None,
+    stop_when_flat: StopWhenFlat = False,
     val_size: ValSize = 5000,
     top: Top = 10,
     quiet: Quiet = False,
@@ -193,7 +204,7 @@ def search(
         study=study, storage=storage or default_storage(studies_dir), trials=trials, epochs=epochs,
         pruner=pruner.value, sampler=sampler.value, seed=seed, timeout=timeout, val_size=val_size,
         heartbeat_s=heartbeat, storage_retry_s=storage_retry, objectives=parse_objectives(objective),
-        mixed_versions=mixed_versions,
+        mixed_versions=mixed_versions, stop_when_flat=stop_when_flat,
     )  # fmt: skip
     settings, search_space, worker_devices, intro = search_plan(
         settings, space, augment, workers=workers, devices=devices or device, parallel=parallel,

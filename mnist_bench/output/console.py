@@ -12,8 +12,9 @@ from rich.table import Table
 
 from mnist_bench.measure.baselines import describe
 from mnist_bench.measure.methods import MethodsResult, Repeat
-from mnist_bench.search.leaderboard import has_eager_reason
+from mnist_bench.search.leaderboard import Ties, accuracy_text, has_eager_reason, or_nan
 from mnist_bench.search.records import TrialRecord
+from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO, FlatStop, Plateau
 
 # Leaderboard columns shown on screen: (frame column, header, format).
 _SCREEN = [
@@ -26,7 +27,7 @@ _SCREEN = [
     ("momentum", "mom.", "{:.3f}"),
     ("batch_size", "batch", "{:.0f}"),
     ("epochs_run", "epochs", "{:.0f}"),
-    ("best_val_acc", "val acc", "{:.4f}"),
+    ("val_acc", "val acc ± se", "{}"),  # best_val_acc ± val_se, as ``accuracy_text`` writes it
     ("train_time_s", "train s", "{:.1f}"),
     ("samples_per_s", "samples/s", "{:,.0f}"),
 ]
@@ -36,6 +37,9 @@ _MULTI = [("latency_ms", "latency ms", "{:.3f}"), ("n_params", "params", "{:,.0f
 _STREAMS = ("streams", "streams", "{}")
 # Shown only when some trial trained eagerly for a reason (on CUDA): a CPU's table keeps its width.
 _EAGER = ("eager_reason", "eager because", "{}")
+# Shown only when two or more trials are tied with the best: a best alone has no tie to mark.
+_TIED = ("tied", "=", "{}")
+TIED_CAPTION = "=: tied with the best within the validation's noise (one standard error of their difference)"
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
@@ -49,8 +53,11 @@ def _fmt(value: Any, fmt: str) -> str:
 
 
 def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str | None = None) -> Table:
-    table = Table(title=title, header_style="bold")
+    ties = "tied" in frame and int(frame["tied"].sum()) > 1
+    table = Table(title=title, header_style="bold", caption=TIED_CAPTION if ties else None)
     columns = _SCREEN + (_MULTI if "pareto" in frame and frame["pareto"].any() else [])
+    if ties:
+        columns = [columns[0], _TIED, *columns[1:]]
     if "streams" in frame and frame["streams"].nunique(dropna=False) > 1:  # a study resumed with --mixed-versions
         columns = [*columns, _STREAMS]
     if has_eager_reason(frame):
@@ -61,6 +68,8 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
     shown = frame if top is None else frame.head(top)
     for row in shown.to_dict("records"):
         row["pareto"] = "*" if row.get("pareto") else ""
+        row["tied"] = "=" if row.get("tied") else ""
+        row["val_acc"] = accuracy_text(or_nan(row.get("best_val_acc")), or_nan(row.get("val_se")))
         cells = [_fmt(row.get(col), fmt) for col, _, fmt in columns]
         table.add_row(*cells, style=_STATE_STYLE.get(row["state"]) if row["state"] != "COMPLETE" else None)
     return table
@@ -83,6 +92,43 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     if best is not None:
         text += f"  [best {best:.4f}]"
     return text
+
+
+def ties_line(ties: Ties, *, study: str) -> str:
+    """How many trials the validation cannot tell from the best, and the command that can."""
+    best, others = ties.trials[0], ties.trials[1:]
+    listed = ", ".join(str(n) for n in others)
+    return (
+        f"{plural(len(others), 'trial')} {'is' if len(others) == 1 else 'are'} tied with the best (trial {best}) "
+        f"within the validation's noise (±{100 * ties.best_se:.2f} points on {ties.val_size:,} images): {listed}. "
+        "Their order is noise; training them longer is how to tell them apart: "
+        f"mnist-bench promote --study {study} --best {ties.promote_best}"
+    )
+
+
+def _best_text(where: Plateau) -> str:
+    return f"best ({accuracy_text(where.best, where.best_se)}, trial {where.best_trial})"
+
+
+def plateau_line(where: Plateau) -> str:
+    """Since which trial the best has not moved beyond the validation's noise (``stopping.plateau``)."""
+    if not where.flat_for:
+        return f"The {_best_text(where)} moved beyond the validation's noise with the latest finished trial."
+    return (
+        f"The {_best_text(where)} has not moved beyond the validation's noise since trial "
+        f"{where.moved_at} ({plural(where.flat_for, 'finished trial')} ago)."
+    )
+
+
+def flat_stop_line(flat: FlatStop) -> str:
+    """Why --stop-when-flat stopped the search, with the numbers its rule used."""
+    where = flat.plateau
+    since = "" if where.moved_at == where.best_trial else f", since trial {where.moved_at}"
+    return (
+        f"Stopped after {flat.finished} finished trials (--stop-when-flat): the {_best_text(where)} has not moved "
+        f"beyond the noise in the last {plural(where.flat_for, 'finished trial')}{since} (patience {flat.patience} "
+        f"= max({MIN_PATIENCE}, {PATIENCE_RATIO:g} × {where.reached_in} finished trials up to trial {where.moved_at}))."
+    )
 
 
 def promotion_table(rows: Sequence[Any], *, short: str, long: str, epochs: int) -> Table:

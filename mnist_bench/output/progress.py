@@ -17,7 +17,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mnist_bench.output.console import duration_text, leaderboard_table, stopped_line, trial_line
+from mnist_bench.output.console import (
+    duration_text,
+    flat_stop_line,
+    leaderboard_table,
+    plateau_line,
+    stopped_line,
+    ties_line,
+    trial_line,
+)
 from mnist_bench.search.job import SearchResult, StudyStart
 from mnist_bench.search.leaderboard import trial_row
 from mnist_bench.search.loop import stored_space
@@ -93,7 +101,8 @@ class SearchLines(TrialLines):
         settings = start.settings
         self.console.print(
             f"Study [bold]{escape(settings.study)}[/] in {escape(redact(settings.storage))}: "
-            f"{start.trials} trial(s) so far; target {settings.trials} finished; "
+            f"{start.trials} trial(s) so far; target {settings.trials} finished"
+            f"{' at most, fewer once the best is flat' if settings.stop_when_flat else ''}; "
             f"training on {escape(self.where)}, {settings.epochs} epoch(s) max."
         )
         self.bar.update(self.task, total=start.missing)
@@ -116,8 +125,14 @@ class SearchLines(TrialLines):
             f"({counts_text(run.counts)}); {run.finished}/{target} finished."
         )
         self.console.print("Leaderboard written to " + " and ".join(str(p) for p in run.paths))
-        if run.finished < target and not run.interrupted:
+        if run.flat is not None:
+            self.console.print(flat_stop_line(run.flat), markup=False)
+        elif run.finished < target and not run.interrupted:
             self.console.print(f"Run the same command again to reach {target} finished trials.")
+        if run.plateau is not None:
+            self.console.print(plateau_line(run.plateau), markup=False)
+        if run.ties is not None:
+            self.console.print(ties_line(run.ties, study=name), markup=False)
 
 
 def trial_bar(console: Console, *, quiet: bool) -> Progress:

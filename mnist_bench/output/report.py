@@ -29,7 +29,7 @@ from mnist_bench.output.report_figures import (
     study_curve,
     validation_se,
 )
-from mnist_bench.search.leaderboard import has_eager_reason, leaderboard
+from mnist_bench.search.leaderboard import has_eager_reason, leaderboard, readable
 from mnist_bench.search.loop import stored_space
 from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.storage.trial_states import counts_text, state_counts
@@ -71,6 +71,13 @@ window.addEventListener("load", () => {{
 </script>
 </body></html>
 """
+
+
+LEADERBOARD_NOTE = (
+    "best_val_acc: the best validation accuracy over a trial's epochs ± its binomial standard error on the "
+    "study's validation images. tied (=): within the validation's noise of the best (one standard error of "
+    "their difference); the order among tied trials is noise, and training them longer (promote) tells them apart."
+)
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -171,8 +178,8 @@ def write_study_report(
     body += [f'<p class="missing">{html.escape(name)}: {html.escape(why)}</p>' for name, why in report.missing.items()]
     if not has_eager_reason(frame):  # every trial graphed, or a CPU's: no empty column
         frame = frame.drop(columns=["eager_reason"])
-    table = frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
-    body += ["<h2>Leaderboard</h2>", f'<div class="scroll">{table}</div>']
+    table = readable(frame).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}")
+    body += ["<h2>Leaderboard</h2>", f"<p>{html.escape(LEADERBOARD_NOTE)}</p>", f'<div class="scroll">{table}</div>']
     report.html = folder / "index.html"
     report.html.write_text(
         _PAGE.format(

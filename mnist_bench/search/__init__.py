@@ -3,6 +3,7 @@
 - ``space``: what a trial may choose (shipped spaces in ``spaces/*.toml``) and the one trial -> config function
 - ``noise``: the validation's standard error, and what it can tell apart
 - ``anytime``: a search's best accuracy so far against wall-clock seconds, and repeats' median and spread
+- ``stopping``: since when a search's best has not moved beyond that noise, and the rule ``--stop-when-flat`` stops by
 - ``records``: what a study and a trial store, as ``StudyRecord`` and ``TrialRecord``: written and read there alone
 - ``samplers``, ``pruners``, ``objectives``: the registry of each choice of a search (``--sampler``,
   ``--pruner``, ``--objective``): what each builds or reads, its help; an unknown name is an error

@@ -15,9 +15,10 @@ from optuna.trial import FrozenTrial
 
 from mnist_bench.data import DeviceData, ensure_split, validation_indices
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.leaderboard import leaderboard, study_dir, write_leaderboard
-from mnist_bench.search.loop import open_study, run_trials
+from mnist_bench.search.leaderboard import Ties, leaderboard, study_dir, tied_at_top, write_leaderboard
+from mnist_bench.search.loop import open_study, run_trials, study_plateau, watched_val_size
 from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.stopping import FlatStop, Plateau
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.search.workers import WorkerJob, run_workers
 from mnist_bench.storage.heartbeats import StoppedWait
@@ -47,6 +48,10 @@ class SearchResult:
     finished: int  # finished trials the study holds
     target: int  # finished trials it should hold (--trials)
     interrupted: bool  # Ctrl-C stopped it; the same command resumes
+    # What the validation's noise says of the result (single-objective studies; None otherwise):
+    ties: Ties | None  # the trials tied with the best, where there are two or more
+    plateau: Plateau | None  # since when the best has not moved beyond the noise
+    flat: FlatStop | None  # why --stop-when-flat stopped the search; None if it did not
 
 
 def run_search(
@@ -85,18 +90,30 @@ def run_search(
     study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     if on_start is not None:
         on_start(StudyStart(study, settings, len(study.trials), max(settings.trials - n_finished(study), 0)))
-    interrupted = False
+    interrupted, flat = False, None
     try:
         if data is not None:
-            run_trials(
+            counts = run_trials(
                 settings, space, data, on_trial=on_trial, study=study, stop=stop, on_notice=on_notice, on_wait=on_wait
             )
         else:
             job = WorkerJob(settings, space, data_dir, verify, tuple(devices))
-            run_workers(job, study, on_trial=on_trial, stop=stop, on_notice=on_notice, on_wait=on_wait)
+            counts = run_workers(job, study, on_trial=on_trial, stop=stop, on_notice=on_notice, on_wait=on_wait)
+        flat = counts.flat
     except KeyboardInterrupt:
         interrupted = True
     final = load_study(settings.study, open_storage(settings.storage))
     frame = leaderboard(final, space)
     paths = write_leaderboard(frame, study_dir(studies_dir, settings.study))
-    return SearchResult(final, frame, paths, state_counts(final), n_finished(final), settings.trials, interrupted)
+    return SearchResult(
+        final,
+        frame,
+        paths,
+        state_counts(final),
+        n_finished(final),
+        settings.trials,
+        interrupted,
+        ties=tied_at_top(frame, watched_val_size(final)),
+        plateau=study_plateau(final),
+        flat=flat,
+    )

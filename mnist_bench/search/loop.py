@@ -3,9 +3,9 @@
 ``run_trials`` keeps ``--parallel`` K trials in flight side by side (``training.lanes``),
 one at a time being K = 1; what starts and judges each trial is ``trial_runner``'s, and what a
 trial is before and after training (its config, seed, attributes, outcome) is
-``study``'s. Budget (``--trials`` counts finished trials), timeout, the wait for stopped
-workers' trials and the storage-loss policy are written here once, for every K. It
-returns plain data; the CLI renders it. Several processes, on one machine or many, may
+``study``'s. Budget (``--trials`` counts finished trials), timeout, ``--stop-when-flat``
+(``stopping``), the wait for stopped workers' trials and the storage-loss policy are written
+here once, for every K. It returns plain data; the CLI renders it. Several processes, on one machine or many, may
 run ``run_trials`` on one study at once: they share it through its storage.
 """
 
@@ -28,11 +28,12 @@ from mnist_bench.search.pruners import NO_PRUNER, make_pruner
 from mnist_bench.search.records import StudyRecord, TrialRecord, record_new_study
 from mnist_bench.search.samplers import make_sampler
 from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.search.stopping import FlatStop, Plateau, flat_stop, plateau
 from mnist_bench.search.study import SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
 from mnist_bench.storage.heartbeats import StoppedWait, TrialHeartbeats, wait_for_stopped
 from mnist_bench.storage.rdb import host_of, open_storage
-from mnist_bench.storage.trial_states import counts_text, n_finished, state_counts
+from mnist_bench.storage.trial_states import FINISHED, counts_text, n_finished, state_counts
 from mnist_bench.training.lanes import run_in_flight
 
 
@@ -121,10 +122,15 @@ def run_trials(
     epoch of every trial trained here. Trials whose worker stopped (killed, say) are
     waited out and retried here (``storage.heartbeats``), and ``on_wait`` hears how long that takes;
     live workers' trials are left to them.
+
+    With ``settings.stop_when_flat`` the study is judged by ``stopping.flat_stop`` before the
+    first trial and after each finished one; once the rule holds no trial starts (those in
+    flight finish, as after --timeout), and the returned counts say why in ``flat``.
     """
     if study is None:
         study = open_study(settings, space, open_storage(settings.storage, heartbeat_s=settings.heartbeat_s))
     announced: set[int] = set()  # trials whose stopped worker on_wait was told of
+    watch = FlatWatch(study, on_trial) if settings.stop_when_flat else None
     with TrialHeartbeats(study, settings.heartbeat_s) as beats:
         runner = TrialRunner(
             settings,
@@ -134,10 +140,13 @@ def run_trials(
             beats,
             budget=max(settings.trials - n_finished(study), 0),
             stop=stop,
-            on_trial=on_trial,
+            on_trial=on_trial if watch is None else watch.trial,
             on_notice=on_notice or (lambda _line: None),
             on_epoch=on_epoch,
         )
+        if watch is not None:
+            watch.runner = runner
+            watch.judge()  # a study resumed after its rule held is done already
         while True:
             k = settings.parallel
             run_in_flight(k, runner.start, runner.judge, runner.abandon, device=data.device, on_done=runner.trained)
@@ -156,8 +165,37 @@ def run_trials(
     if runner.stopping():
         raise KeyboardInterrupt("stop requested")
     return TrialCounts(
-        study=study, ran=runner.ran, finished=n_finished(study), target=settings.trials, counts=state_counts(study)
+        study=study,
+        ran=runner.ran,
+        finished=n_finished(study),
+        target=settings.trials,
+        counts=state_counts(study),
+        flat=None if watch is None else watch.flat,
     )
+
+
+@dataclass
+class FlatWatch:
+    """``--stop-when-flat`` over one ``run_trials``: judges the study by ``stopping.flat_stop``
+    after each finished trial (passed on to ``on_trial`` first) and when asked; once the rule
+    holds, closes ``runner`` the way --timeout does."""
+
+    study: optuna.Study
+    on_trial: Callable[[optuna.Study, FrozenTrial], None] | None
+    runner: TrialRunner | None = None
+    flat: FlatStop | None = None  # the rule's verdict, once it held
+
+    def trial(self, study: optuna.Study, frozen: FrozenTrial) -> None:
+        if self.on_trial is not None:
+            self.on_trial(study, frozen)
+        self.judge()
+
+    def judge(self) -> None:
+        if self.flat is None and (flat := study_flat_stop(self.study)) is not None:
+            self.flat = flat
+            assert self.runner is not None
+            # The --timeout path, run out now: no trial starts after it, those in flight finish.
+            self.runner.deadline = time.monotonic()
 
 
 def wait_for_storage(runner: TrialRunner, settings: SearchSettings) -> None:
@@ -173,6 +211,34 @@ def wait_for_storage(runner: TrialRunner, settings: SearchSettings) -> None:
         if runner.stopping():
             raise KeyboardInterrupt("stop requested")
         time.sleep(min(5.0, settings.storage_retry_s / 10))
+
+
+def finished_trials(study: optuna.Study) -> list[tuple[int, float | None]]:
+    """The study's finished trials in number order, as ``stopping`` reads them: a complete
+    trial with its accuracy, a pruned one with None (it trained fewer epochs: it holds no best)."""
+    return [
+        (t.number, TrialRecord.of(t).accuracy if t.state == TrialState.COMPLETE else None)
+        for t in sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number)
+    ]
+
+
+def study_plateau(study: optuna.Study) -> Plateau | None:
+    """Since when the study's best has not moved beyond the validation's noise; None where
+    ``watched_val_size`` is, or without a complete trial."""
+    val_size = watched_val_size(study)
+    return None if val_size is None else plateau(finished_trials(study), val_size)
+
+
+def study_flat_stop(study: optuna.Study) -> FlatStop | None:
+    """``stopping.flat_stop`` of the study: whether ``--stop-when-flat`` stops it now."""
+    val_size = watched_val_size(study)
+    return None if val_size is None else flat_stop(finished_trials(study), val_size)
+
+
+def watched_val_size(study: optuna.Study) -> int | None:
+    """The validation size a study's best is judged on; None for a multi-objective study (its
+    front may move while the best accuracy does not) or one that did not store it."""
+    return None if len(study.directions) > 1 else StudyRecord.of(study).val_size
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from mnist_bench.search.records import (
 )
 from mnist_bench.search.samplers import sampler_spec
 from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.search.stopping import FlatStop
 from mnist_bench.storage.rdb import HEARTBEAT_S
 from mnist_bench.storage.trial_states import UNDERWAY
 from mnist_bench.training.timing import latency_ms
@@ -64,6 +65,9 @@ class SearchSettings:
     # Resume a study made with other random streams (STREAMS_VERSION): its seeded trials
     # then no longer repeat, and the leaderboard marks each trial's streams.
     mixed_versions: bool = False
+    # --trials becomes a cap: no trial starts once the best has not moved beyond the
+    # validation's noise for as long as ``stopping.flat_stop`` waits.
+    stop_when_flat: bool = False
 
     def __post_init__(self) -> None:
         check_study_name(self.study)
@@ -92,6 +96,11 @@ class SearchSettings:
             raise UsageError(f"--parallel {self.parallel}: must be at least 1")
         if self.heartbeat_s < 1:
             raise UsageError(f"--heartbeat {self.heartbeat_s}: must be at least 1 second")
+        if self.stop_when_flat and self.multi_objective:
+            raise UsageError(
+                f"--stop-when-flat: watches the best accuracy of one objective, not {objectives} "
+                "(a Pareto front may move while the best accuracy does not)"
+            )
 
     @property
     def multi_objective(self) -> bool:
@@ -221,6 +230,7 @@ class TrialCounts:
     finished: int  # finished trials the study holds now
     target: int  # settings.trials
     counts: Counter[str]  # trials per state, whole study
+    flat: FlatStop | None = None  # why --stop-when-flat stopped it; None if its rule did not hold
 
     @property
     def best_value(self) -> float | None:

@@ -90,7 +90,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
     try:
         split = ensure_split(job.data_dir, "train", verify=job.verify)
         data = DeviceData.with_validation(split, device, val_size=job.settings.val_size)
-        run_trials(
+        counts = run_trials(
             replace(job.settings, worker=index),
             job.space,
             data,
@@ -99,7 +99,7 @@ def _worker(index: int, job: WorkerJob, messages: mp.Queue, stop: StopFlag) -> N
             on_notice=lambda line: messages.put(("notice", index, line)),
             on_wait=lambda wait: messages.put(("wait", index, wait)),
         )
-        messages.put(("done", index, ""))
+        messages.put(("done", index, counts.flat))  # why --stop-when-flat stopped it, if it did
     except KeyboardInterrupt:
         messages.put(("interrupted", index, ""))
     except Exception as exc:
@@ -138,6 +138,7 @@ def run_workers(
     errors: list[str] = []
     announced: set[int] = set()  # trials of stopped workers on_wait was told of
     running = len(processes)
+    flat = None  # the first worker's --stop-when-flat verdict: they judge one study alike
     while running:
         if stop is not None and stop.is_set():
             shared_stop.set()
@@ -161,6 +162,8 @@ def run_workers(
             announced.update(payload.numbers)
         else:
             running -= 1
+            if kind == "done" and flat is None:
+                flat = payload
             if kind == "error":
                 errors.append(f"worker {index} ({job.devices[index]}): {payload}")
     for process in processes:
@@ -171,5 +174,10 @@ def run_workers(
         more = f" (and {len(errors) - 1} other worker(s) failed)" if len(errors) > 1 else ""
         raise MnistBenchError(errors[0] + more)
     return TrialCounts(
-        study=study, ran=ran, finished=n_finished(study), target=job.settings.trials, counts=state_counts(study)
+        study=study,
+        ran=ran,
+        finished=n_finished(study),
+        target=job.settings.trials,
+        counts=state_counts(study),
+        flat=flat,
     )
