@@ -59,8 +59,8 @@ def test_warm_ups_and_budgets_are_the_same_epochs_counted_in_reports(reports: in
 
 def test_asha_stops_trials_part_way_into_their_first_epoch_through_search(tmp_path: Path, tiny_mnist: Path) -> None:
     """``search --pruner asha --reports-per-epoch 3``: its first rung is a third of an epoch,
-    where a trial goes on only if it is the best so far (fewer than 3 have reached it) or in
-    the top third, so some trial stops there and says so in its line and the leaderboard."""
+    where a trial goes on only in the top third of those that reached it (their best while
+    fewer than 6 have), so some trial stops there and says so in its line and the leaderboard."""
     studies = tmp_path / "studies"
     args = [
         "search", "--pruner", "asha", "--reports-per-epoch", "3", "--trials", "6", "--epochs", "2", "--seed", "0",
