@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -28,6 +27,7 @@ from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import use_generator
 from mnist_bench.training.device import give_back_memory, sync
+from mnist_bench.training.saved_state import current_runner_state, saved_config
 from mnist_bench.training.start import HostStart, host_start, make_step
 from mnist_bench.training.step import TrainStep
 from mnist_bench.training.step_runners import EagerRunner, GraphedRunner
@@ -235,8 +235,7 @@ class Training:
         return self.epoch * self.reports_per_epoch + self._chunk
 
     @property
-    def mid_epoch(self) -> bool:
-        """Some but not all of the current epoch's chunks have run."""
+    def mid_epoch(self) -> bool:  # some but not all of the current epoch's chunks have run
         return self._chunk > 0
 
     def _chunk_batches(self, chunk: int) -> tuple[int, int]:
@@ -288,8 +287,7 @@ class Training:
         return val_acc
 
     def run_epoch(self) -> float | None:
-        """Train the rest of the current epoch, chunk by chunk; its validation accuracy
-        (None when not scoring)."""
+        """Train the rest of the epoch, chunk by chunk; its validation accuracy (None when not scoring)."""
         val_acc = self.run_chunk()
         while self.mid_epoch and self.diverged is None:
             val_acc = self.run_chunk()
@@ -344,13 +342,13 @@ class Training:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
-        if _saved_config(state.get("config")) != self.config:
+        if saved_config(state.get("config")) != self.config:
             raise ValueError(f"{path} is the state of another configuration")
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
         self.generator.set_state(state["generator"])
-        self.runner.restore(_current_runner_state(state["runner"], len(list(self.model.parameters()))))
+        self.runner.restore(current_runner_state(state["runner"], len(list(self.model.parameters()))))
         self.train_loss, self.val_accs = list(state["train_loss"]), list(state["eval_acc"])
         self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
         return self.epoch
@@ -393,38 +391,6 @@ class Training:
             latency_ms=self.latency_ms,
             epochs_trained=self.samples / self.data.x_train.shape[0],
         )
-
-
-def _saved_config(values: Any) -> TrainConfig | None:
-    """The config a saved state was written for (None if it cannot be read as one).
-
-    States saved before configs had one codec (by 0.1.0 and 0.2.0) hold it as
-    ``dataclasses.asdict`` gave it: the model's fields nested under ``model``."""
-    if not isinstance(values, dict):
-        return None
-    if isinstance(values.get("model"), dict):
-        values = {**values["model"], **{k: v for k, v in values.items() if k != "model"}}
-    try:
-        return TrainConfig.from_dict(values)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
-    """A runner's state in the form runners restore, also from the layout 0.1.0 and 0.2.0
-    saved before the eager and graphed runners shared one step: the eager runner saved
-    torch's optimizer and scheduler state dicts, the graphed one per-parameter state, SGD
-    buffers and step counters. The numbers are the same; only the layout moved."""
-    if "update" in saved:
-        return saved
-    if "schedule" in saved:  # that layout's eager runner
-        per_param = saved["optimizer"]["state"]
-        schedule = saved["schedule"]
-        update = [dict(per_param.get(i, {})) for i in range(n_params)]
-        return {"update": update, "rates": {"step": schedule["last_epoch"] if schedule else 0}}
-    buffers = saved["sgd_buffers"]  # that layout's graphed runner
-    update = [{"momentum_buffer": b} for b in buffers] if buffers else saved["optimizer"] or [{}] * n_params
-    return {"update": update, "rates": {"step": max(int(saved["step_no"]), int(saved["host_step"]))}}
 
 
 def train(
