@@ -41,10 +41,10 @@ def configs(n: int) -> list[TrainConfig]:
 class Broken(Training):
     """A training whose second epoch fails, as one that runs out of memory does."""
 
-    def run_epoch(self) -> float | None:
+    def run_chunk(self) -> float | None:
         if self.epoch == 1:
             raise RuntimeError("CUDA out of memory (stand-in)\nsecond line")
-        return super().run_epoch()
+        return super().run_chunk()
 
 
 def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceData) -> None:
@@ -82,7 +82,8 @@ def test_each_training_in_flight_trains_what_it_would_alone(tiny_data: DeviceDat
 
 
 class Recorded(Training):
-    """A training that notes which thread built it and ran each of its epochs, and when it was released."""
+    """A training that notes which thread built it and ran each of its chunks (whole epochs
+    here), and when it was released."""
 
     log: list[tuple[str, int, str]] = []
 
@@ -90,9 +91,9 @@ class Recorded(Training):
         self.log.append(("build", config.seed, threading.current_thread().name))
         super().__init__(config, data, **kw)  # type: ignore[arg-type]
 
-    def run_epoch(self) -> float | None:
+    def run_chunk(self) -> float | None:
         self.log.append(("epoch", self.config.seed, threading.current_thread().name))
-        return super().run_epoch()
+        return super().run_chunk()
 
     def release(self) -> None:
         self.log.append(("release", self.config.seed, threading.current_thread().name))
@@ -287,10 +288,10 @@ def test_cli_parallel(tmp_path: Path, tiny_mnist: Path) -> None:
 class Faulting(Training):
     """A training whose second epoch hits a sticky device fault, as an illegal address does."""
 
-    def run_epoch(self) -> float | None:
+    def run_chunk(self) -> float | None:
         if self.epoch == 1:
             raise RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with TORCH_USE_CUDA_DSA")
-        return super().run_epoch()
+        return super().run_chunk()
 
 
 @pytest.mark.parametrize("parallel", [1, 3])
@@ -344,12 +345,12 @@ def test_memory_is_given_back_between_rounds_while_no_lane_trains(
     calls: list[int] = []
 
     class Counted(Training):
-        def run_epoch(self) -> float | None:
+        def run_chunk(self) -> float | None:
             nonlocal busy
             with lock:
                 busy += 1
             try:
-                return super().run_epoch()
+                return super().run_chunk()
             finally:
                 with lock:
                     busy -= 1

@@ -73,6 +73,7 @@ def result(config_seed: int = 7) -> TrainResult:
         diverged=None,
         model=torch.nn.Linear(1, 1),
         eager_reason="a CPU trains eagerly",
+        epochs_trained=3.0,
     )
 
 
@@ -94,15 +95,15 @@ def test_a_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> None:
     record = TrialRecord.of(stored[0])
     assert record.number == 0 and record.state is TrialState.COMPLETE and record.values == (0.95,)
     assert record.accuracy == 0.95 and record.final_accuracy == 0.94 and record.best_epoch == 2
-    assert record.val_accs == (0.9, 0.95, 0.94) and record.epochs_run == 3
+    assert record.val_accs == (0.9, 0.95, 0.94) and record.epochs_run == 3 and record.epochs_trained == 3.0
     assert record.train_loss == (0.6, None, 0.3)  # a NaN loss is stored as null (JSON has no NaN)
     assert record.train_time_s == 2.0 and record.samples_per_s == 4499.9  # both rounded as stored
     assert record.n_params == 32 * 784 + 32 + 32 * 10 + 10 and record.latency_ms == 0.125
     assert record.step == "eager" and record.eager_reason == "a CPU trains eagerly"
     assert record.train_seed == 99 and record.device == "cpu" and record.streams_version == STREAMS_VERSION
     assert record.reason == "" and record.promoted_from is None and record.retry_of is None
-    # The names stored are those earlier versions wrote, and the streams version beside them.
-    assert set(stored[0].user_attrs) == {*ATTRS_0_2_0, "eager_reason", "streams_version"}
+    # The names stored are those earlier versions wrote, and the streams version and epochs trained beside them.
+    assert set(stored[0].user_attrs) == {*ATTRS_0_2_0, "eager_reason", "streams_version", "epochs_trained"}
 
     second = TrialRecord.of(stored[1])
     assert second.state is TrialState.PRUNED and second.values is None and second.accuracy is None
@@ -123,6 +124,7 @@ def test_a_study_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> 
         pruner="none",
         epochs=4,
         seed=None,
+        reports_per_epoch=3,
     )
     record_promoted_from(study, "short")
 
@@ -132,9 +134,10 @@ def test_a_study_record_round_trips_through_a_sqlite_storage(tmp_path: Path) -> 
     assert record.objective == "best validation accuracy over the epochs trained"
     assert record.mnist_bench_version == __version__ and record.streams_version == STREAMS_VERSION
     assert (record.sampler, record.pruner, record.epochs, record.seed) == ("random", "none", 4, None)
+    assert record.reports_per_epoch == 3
     assert record.torch_version == torch.__version__ and record.promoted_from == "short"
-    # The names stored are those 0.2.0 wrote, and the streams version and promotion beside them.
-    assert set(loaded.user_attrs) == {*STUDY_ATTRS_0_2_0, "streams_version", "promoted_from"}
+    # The names stored are those 0.2.0 wrote, and the streams version, reports and promotion beside them.
+    assert set(loaded.user_attrs) == {*STUDY_ATTRS_0_2_0, "streams_version", "reports_per_epoch", "promoted_from"}
 
 
 def test_a_study_written_by_0_2_0_loads_through_the_record(tmp_path: Path) -> None:
@@ -160,8 +163,15 @@ def test_a_study_written_by_0_2_0_loads_through_the_record(tmp_path: Path) -> No
     assert old.accuracy == 0.97 and old.final_accuracy == 0.96 and old.val_accs == (0.9, 0.97, 0.96)
     assert old.train_loss == (0.5, None, 0.2) and old.latency_ms == 0.05 and old.train_seed == 1234
     assert old.streams_version is None and old.eager_reason is None
+    assert old.epochs_trained == 3.0  # whole epochs then: its epochs_run
     assert new.accuracy == 0.98  # no best_val_acc stored: the objective value is the accuracy
-    assert new.epochs_run is None and new.train_time_s is None and new.n_params is None and new.device is None
+    assert (
+        new.epochs_run is None
+        and new.epochs_trained is None
+        and new.train_time_s is None
+        and new.n_params is None
+        and new.device is None
+    )
     assert dead.accuracy is None and dead.values is None and dead.reason == ""
     assert StudyRecord.of(loaded) == StudyRecord(
         space=SPACE,
@@ -173,6 +183,7 @@ def test_a_study_written_by_0_2_0_loads_through_the_record(tmp_path: Path) -> No
         sampler="nsga2",
         pruner="median",
         epochs=6,
+        reports_per_epoch=1,  # the only choice then
         seed=11,
         torch_version="2.5.1",
         promoted_from=None,
@@ -198,6 +209,7 @@ def test_a_study_that_stored_nothing_reads_its_defaults(tmp_path: Path) -> None:
         sampler=None,
         pruner=None,
         epochs=None,
+        reports_per_epoch=1,
         seed=None,
         torch_version=None,
         promoted_from=None,

@@ -305,7 +305,7 @@ def test_a_failed_trial_leaves_nothing_alive(
         models.append(weakref.ref(self.model))
         raise RuntimeError("CUDA out of memory (stand-in)")
 
-    monkeypatch.setattr(Training, "run_epoch", out_of_memory)
+    monkeypatch.setattr(Training, "run_chunk", out_of_memory)
     gc.disable()
     try:
         run_trials(settings(tmp_path, trials=1), SMALL, tiny_data)

@@ -7,6 +7,11 @@ every epoch's validation accuracy, and every epoch's training loss to three deci
 change that alters the random streams or the training's arithmetic changes the pin, on
 purpose and in its own commit, together with the version (``__version__``).
 
+``tests/pins/seeded_steps.json`` holds what the pruners saw, pinned before trials could
+report more than once an epoch: every trial's intermediate values with their steps (one a
+epoch, the step its number from 1), its state, its epochs and the reason it stopped, with
+the median and the Hyperband pruner, so the default of one report an epoch stays as it was.
+
 Regenerate (only where such a change is meant): ``python tests/test_seeded_pin.py``.
 """
 
@@ -44,6 +49,8 @@ SPACES = {
     ),
 }
 CASES = [(name, parallel) for name in SPACES for parallel in (1, 3)]
+STEPS_PIN = Path(__file__).with_name("pins") / "seeded_steps.json"
+STEP_CASES = [(pruner, parallel) for pruner in ("median", "hyperband") for parallel in (1, 2)]
 
 
 def seeded_trials(space: str, parallel: int, data: DeviceData, folder: Path) -> list[dict[str, Any]]:
@@ -70,6 +77,41 @@ def seeded_trials(space: str, parallel: int, data: DeviceData, folder: Path) -> 
     ]
 
 
+def reported_steps(pruner: str, parallel: int, data: DeviceData, folder: Path) -> list[dict[str, Any]]:
+    """A seeded tiny search's trials as its pruner saw them: every step it was told of."""
+    settings = SearchSettings(
+        study=f"steps-{pruner}-{parallel}",
+        storage=f"sqlite:///{folder / 'steps.db'}",
+        trials=10,
+        epochs=3,
+        pruner=pruner,
+        seed=0,
+        val_size=100,
+        parallel=parallel,
+    )
+    study = run_trials(settings, SPACES["small"], data).study
+    return [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "values": t.values,
+            "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
+            "epochs_run": t.user_attrs.get("epochs_run"),
+            "best_epoch": t.user_attrs.get("best_epoch"),
+            "reason": t.user_attrs.get("reason"),
+        }
+        for t in study.trials
+    ]
+
+
+@pytest.mark.parametrize(("pruner", "parallel"), STEP_CASES, ids=[f"{p}-parallel{k}" for p, k in STEP_CASES])
+def test_a_seeded_search_reports_the_pinned_steps(
+    pruner: str, parallel: int, tiny_data: DeviceData, tmp_path: Path
+) -> None:
+    pinned = json.loads(STEPS_PIN.read_text())[f"{pruner}-{parallel}"]
+    assert reported_steps(pruner, parallel, tiny_data, tmp_path) == pinned
+
+
 @pytest.mark.parametrize(("space", "parallel"), CASES, ids=[f"{s}-parallel{p}" for s, p in CASES])
 def test_a_seeded_search_gives_the_pinned_trials(
     space: str, parallel: int, tiny_data: DeviceData, tmp_path: Path
@@ -90,4 +132,6 @@ if __name__ == "__main__":  # regenerate the pin
         split = load_split(make_mnist_dir(root / "data"), "train", verify=False)
         data = DeviceData.with_validation(split, torch.device("cpu"), val_size=100)
         pins = {f"{s}-{p}": seeded_trials(s, p, data, root) for s, p in CASES}
+        steps = {f"{p}-{k}": reported_steps(p, k, data, root) for p, k in STEP_CASES}
     PIN.write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
+    STEPS_PIN.write_text(json.dumps(steps, indent=1, sort_keys=True) + "\n")

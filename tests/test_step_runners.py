@@ -32,9 +32,9 @@ def assert_same_training(a: Training, b: Training, *, rtol: float, atol: float) 
         torch.testing.assert_close(p, q, rtol=rtol, atol=atol, msg=name)
 
 
-def static(config: TrainConfig, data: DeviceData) -> Training:
+def static(config: TrainConfig, data: DeviceData, *, reports_per_epoch: int = 1) -> Training:
     """A training whose steps run through the graphed runner's static step (no graph: CPU)."""
-    training = Training(config, data)
+    training = Training(config, data, reports_per_epoch=reports_per_epoch)
     training.runner = GraphedRunner(step_of(training), capture=False)
     return training
 
@@ -52,6 +52,32 @@ def test_static_step_trains_as_the_eager_step_bitwise(name: str, tiny_data: Devi
     (~100 steps): one step function, one update, so the same numbers to the bit."""
     config = CONFIGS[name]
     assert_same_training(Training(config, tiny_data), static(config, tiny_data), rtol=0, atol=0)
+
+
+CHUNKED = [SGD_ONECYCLE, "AdamW + cosine + dropout + label smoothing", "SGD + weight decay + elastic"]
+
+
+@pytest.mark.parametrize("name", CHUNKED)
+@pytest.mark.parametrize("runner", ["eager", "static"])
+def test_an_epoch_in_chunks_trains_the_steps_of_an_unbroken_one_bitwise(
+    runner: str, name: str, tiny_data: DeviceData
+) -> None:
+    """Three reports an epoch: the 16 steps of an epoch (15 full batches, one of 20) run as
+    6, 5 and 5, each chunk followed by an evaluation that draws no random number. Dropout,
+    deformations, the schedule and the graph's device batch counter go on across the cuts,
+    so the weights, losses and epoch-end accuracies are those of unbroken epochs."""
+    config = replace(CONFIGS[name], epochs=2)
+    make = Training if runner == "eager" else static
+    whole, parts = make(config, tiny_data), make(config, tiny_data, reports_per_epoch=3)
+    whole.run_to_end()
+    reported, seen = [], []
+    while not parts.done:
+        reported.append(parts.run_chunk())
+        seen.append(parts.samples)
+    assert seen == [192, 352, 500, 692, 852, 1000] and parts.reports == 6 and not parts.mid_epoch
+    assert parts.train_loss == whole.train_loss and parts.val_accs == whole.val_accs == reported[2::3]
+    for p, q in zip(whole.model.parameters(), parts.model.parameters(), strict=True):
+        assert torch.equal(p, q)
 
 
 def test_both_runners_call_the_one_step(tiny_data: DeviceData, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,15 +134,41 @@ def test_sgd_step_matches_torch_sgd() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+@pytest.mark.parametrize("reports", [1, 3])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_graphed_training_matches_eager_on_cuda(name: str, tiny_data: DeviceData) -> None:
+def test_graphed_training_matches_eager_on_cuda(name: str, reports: int, tiny_data: DeviceData) -> None:
+    """Whole epochs of replays, and (reports 3) epochs cut into chunks of replays with an
+    evaluation between, against eager whole epochs."""
     cuda = torch.device("cuda")
     data = DeviceData(*(t.to(cuda) for t in (tiny_data.x_train, tiny_data.y_train, tiny_data.x_eval, tiny_data.y_eval)))
     eager = Training(CONFIGS[name], data, runtime=Runtime(graphs=False))
-    graphed = Training(CONFIGS[name], data, runtime=Runtime(graphs=True))
+    graphed = Training(CONFIGS[name], data, runtime=Runtime(graphs=True), reports_per_epoch=reports)
     assert graphed.graphed, graphed.eager_reason
     # By construction: the same step and the same update (tensor rates on CUDA, eager too).
     assert_same_training(eager, graphed, rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU")
+def test_a_chunk_of_replays_waits_on_no_host_sync(tiny_data: DeviceData) -> None:
+    """Cut into chunks, an epoch's replays stay free of host syncs: torch raises on any sync
+    while the chunks replay (the partial last batch, stepped eagerly, is left out)."""
+    cuda = torch.device("cuda")
+    data = DeviceData(*(t.to(cuda) for t in (tiny_data.x_train, tiny_data.y_train, tiny_data.x_eval, tiny_data.y_eval)))
+    training = Training(CONFIGS[SGD_ONECYCLE], data, runtime=Runtime(graphs=True), reports_per_epoch=3)
+    runner = training.runner
+    assert isinstance(runner, GraphedRunner) and runner.graph is not None, training.eager_reason
+    perm = torch.randperm(data.x_train.shape[0], device=cuda)
+    assert training.stream is not None
+    training.stream.wait_stream(torch.cuda.current_stream())  # perm was made on the default stream
+    runner.begin(perm)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        runner.run(perm, 0, 5, lambda: False)
+        runner.run(perm, 5, runner.full_batches, lambda: False)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    torch.cuda.synchronize()
+    assert runner.batch.item() == runner.full_batches  # the device counter went on across the cut
 
 
 def test_static_step_training_resumes_exactly(tmp_path: Path, tiny_data: DeviceData) -> None:

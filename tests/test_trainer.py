@@ -48,6 +48,31 @@ def test_divergence_is_detected_not_raised(tiny_data: DeviceData) -> None:
     assert result.epochs_run < 5 and not math.isfinite(result.train_loss[-1])
 
 
+def test_divergence_inside_an_epoch_ends_training_at_that_chunk(tiny_data: DeviceData) -> None:
+    """With reports inside an epoch, a loss gone non-finite is caught after the chunk it broke
+    in: the trial is never judged on a broken model, and no partial epoch enters the records."""
+    run = Training(config(optimizer="sgd", lr=1e6, momentum=0.9, epochs=5), tiny_data, reports_per_epoch=4)
+    run.run_to_end()
+    assert run.diverged == "training loss became nan in epoch 1" and run.done
+    assert run.mid_epoch and run.reports < 4 and run.samples < 500  # it broke in the first epoch, and stopped there
+    assert run.train_loss == [] and run.val_accs == []
+
+
+def test_a_training_is_saved_between_epochs_only(tmp_path: Path, tiny_data: DeviceData) -> None:
+    run = Training(config(epochs=2), tiny_data, reports_per_epoch=2)
+    run.run_chunk()
+    with pytest.raises(ValueError, match="saved between epochs"):
+        run.save_state(tmp_path / "state.pt")
+    run.run_chunk()
+    run.save_state(tmp_path / "state.pt")
+    assert run.result().epochs_trained == 1.0
+
+
+def test_reports_per_epoch_must_be_positive(tiny_data: DeviceData) -> None:
+    with pytest.raises(ValueError, match="reports_per_epoch=0 must be at least 1"):
+        Training(config(), tiny_data, reports_per_epoch=0)
+
+
 def test_on_epoch_can_stop_training(tiny_data: DeviceData) -> None:
     seen: list[tuple[int, float]] = []
 

@@ -105,6 +105,16 @@ Objective = Annotated[
 Timeout = Annotated[
     float | None, typer.Option(help="Seconds after which no new trial starts.", show_default="no limit")
 ]
+ReportsPerEpoch = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Times a trial reports its validation accuracy to --pruner each epoch, each after an equal "
+        "share of the epoch's steps: more lets a pruner stop a hopeless trial part way into an epoch. "
+        "The median's warm-up and Hyperband's budgets stay in epochs, asha's rungs are reports; "
+        "a study keeps the value it was made with.",
+    ),
+]
 ValSize = Annotated[int, typer.Option(help="Training images held out as the validation split the search optimizes.")]
 Top = Annotated[int, typer.Option(help="Trials shown in the final leaderboard.")]
 Workers = Annotated[
@@ -176,6 +186,7 @@ def search(
     storage: Storage = None,
     space: SpaceName = "default",
     pruner: PrunerOpt = Pruner["median"],
+    reports_per_epoch: ReportsPerEpoch = 1,
     sampler: SamplerOpt = Sampler["tpe"],
     objective: Objective = FIRST,
     seed: StudySeed = None,
@@ -202,7 +213,8 @@ def search(
     """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
     settings = SearchSettings(
         study=study, storage=storage or default_storage(studies_dir), trials=trials, epochs=epochs,
-        pruner=pruner.value, sampler=sampler.value, seed=seed, timeout=timeout, val_size=val_size,
+        pruner=pruner.value, reports_per_epoch=reports_per_epoch, sampler=sampler.value, seed=seed,
+        timeout=timeout, val_size=val_size,
         heartbeat_s=heartbeat, storage_retry_s=storage_retry, objectives=parse_objectives(objective),
         mixed_versions=mixed_versions, stop_when_flat=stop_when_flat,
     )  # fmt: skip

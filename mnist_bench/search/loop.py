@@ -38,7 +38,8 @@ from mnist_bench.training.lanes import run_in_flight
 
 
 def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study, or resume it if its space, validation split and random streams match."""
+    """Create the study, or resume it if its space, validation split, objectives, reports an
+    epoch and random streams match."""
     study = optuna.create_study(
         study_name=settings.study,
         storage=storage,
@@ -48,7 +49,11 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             None if settings.seed is None else settings.seed + settings.worker,
             parallel=settings.parallel,
         ),
-        pruner=make_pruner(NO_PRUNER if settings.multi_objective else settings.pruner, settings.epochs),
+        pruner=make_pruner(
+            NO_PRUNER if settings.multi_objective else settings.pruner,
+            settings.epochs,
+            reports_per_epoch=settings.reports_per_epoch,
+        ),
         directions=[objective_spec(o).direction for o in settings.objectives],
         load_if_exists=True,
     )
@@ -63,6 +68,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             pruner=settings.pruner,
             epochs=settings.epochs,
             seed=settings.seed,
+            reports_per_epoch=settings.reports_per_epoch,
         )
     else:
         # Compared as spaces, so a study from before a key existed still matches its defaults.
@@ -72,6 +78,8 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
                 ("space", record.space == space),
                 ("val_size", record.val_size == settings.val_size),
                 ("objective", record.objectives == tuple(settings.objectives)),
+                # Its trials' report steps count reports of that many an epoch: other steps would mix.
+                ("reports_per_epoch", record.reports_per_epoch == settings.reports_per_epoch),
             )
             if not same
         ]

@@ -1,9 +1,18 @@
 """When a search stops an unpromising trial early: one registry entry per pruner.
 
-A pruner judges a trial by the validation accuracy it reports after each epoch (steps
-are epochs, counted from 1). Everything that names a pruner derives from ``PRUNERS``: the
-settings' validation, the study's record, the CLI's choices and help, and the docs. An
-unknown name is an error naming the known ones, never a fallback to no pruning.
+A pruner judges a trial by the validation accuracies it reports: ``reports_per_epoch`` an
+epoch (``search --reports-per-epoch``, 1 by default), each after an equal share of the
+epoch's steps. Its steps are those reports, counted from 1: report k comes after
+k / reports_per_epoch epochs, so with one report an epoch the steps are the epochs, as they
+were before trials could report more often. Each pruner is built with its warm-up and rungs
+in these steps, the same share of training whatever the reports an epoch: the median's two
+epochs of warm-up are 2 * reports_per_epoch steps, Hyperband's budgets run from one epoch
+to ``--epochs`` epochs, and only ``asha``, whose first rung is a single report, judges a
+trial before its first epoch ends.
+
+Everything that names a pruner derives from ``PRUNERS``: the settings' validation, the
+study's record, the CLI's choices and help, and the docs. An unknown name is an error
+naming the known ones, never a fallback to no pruning.
 
 Adding a pruner: one ``PrunerSpec`` below, and its test (tests/test_pruners.py);
 tests/test_choices.py drives every registered pruner through ``search`` and ``best``
@@ -28,24 +37,33 @@ class PrunerSpec:
 
     name: str  # what --pruner and the study's record say
     help: str  # one line, for help and docs
-    build: Callable[[int], optuna.pruners.BasePruner]  # (most epochs a trial trains) -> the pruner
+    # (most epochs a trial trains, reports an epoch) -> the pruner, its steps counted in reports
+    build: Callable[[int, int], optuna.pruners.BasePruner]
     # Stops trials early, from the accuracy each reports per epoch: that needs a single
     # objective (Optuna neither takes reports nor prunes in a multi-objective study, which
     # gets NO_PRUNER instead).
     prunes: bool = True
 
 
-def _median(epochs: int) -> optuna.pruners.BasePruner:
-    # Let 5 trials finish first, and judge no trial on its first epoch alone (steps are
-    # epochs counted from 1; Optuna prunes once step >= n_warmup_steps).
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+def _median(epochs: int, reports: int) -> optuna.pruners.BasePruner:
+    # Let 5 trials finish first, and judge no trial before the end of its second epoch
+    # (Optuna prunes once step >= n_warmup_steps; report 2 * reports ends epoch 2).
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * reports)
 
 
-def _hyperband(epochs: int) -> optuna.pruners.BasePruner:
-    return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+def _hyperband(epochs: int, reports: int) -> optuna.pruners.BasePruner:
+    # Budgets from one epoch to all of them: with more reports an epoch, the same rungs
+    # (and brackets) at the same epochs.
+    return optuna.pruners.HyperbandPruner(min_resource=reports, max_resource=epochs * reports)
 
 
-def _none(epochs: int) -> optuna.pruners.BasePruner:
+def _asha(epochs: int, reports: int) -> optuna.pruners.BasePruner:
+    # Optuna's asynchronous successive halving: rungs at 1, 3, 9, ... reports, a trial
+    # going on past a rung only in the top third of those that reached it.
+    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+
+
+def _none(epochs: int, reports: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
@@ -54,10 +72,17 @@ PRUNERS: dict[str, PrunerSpec] = {
     for spec in (
         PrunerSpec(
             "median",
-            "stops a trial below the median of earlier trials at the same epoch, from epoch 2, once 5 have finished",
+            "stops a trial below the median of earlier trials at the same report, from the end of epoch 2, "
+            "once 5 have finished",
             _median,
         ),
         PrunerSpec("hyperband", "successive halving over budgets from 1 epoch up to --epochs", _hyperband),
+        PrunerSpec(
+            "asha",
+            "asynchronous successive halving: at 1, 3, 9, ... reports (--reports-per-epoch), a trial goes on "
+            "only in the top third of those that reached the same report",
+            _asha,
+        ),
         PrunerSpec(NO_PRUNER, "every trial trains all its epochs", _none, prunes=False),
     )
 }
@@ -68,6 +93,9 @@ def pruner_spec(name: str) -> PrunerSpec:
     return registered(PRUNERS, "pruner", name)
 
 
-def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    """Pruner ``name`` for trials of at most ``epochs`` epochs; a ValueError for an unknown name."""
-    return pruner_spec(name).build(epochs)
+def make_pruner(name: str, epochs: int, *, reports_per_epoch: int = 1) -> optuna.pruners.BasePruner:
+    """Pruner ``name`` for trials of at most ``epochs`` epochs that report ``reports_per_epoch``
+    times an epoch (its steps: the reports, from 1); a ValueError for an unknown name."""
+    if reports_per_epoch < 1:
+        raise ValueError(f"{reports_per_epoch=} must be at least 1")
+    return pruner_spec(name).build(epochs, reports_per_epoch)

@@ -25,6 +25,7 @@ from mnist_bench.training.trainer import TrainResult
 # Stored attribute names (trial user attributes unless said otherwise). Renaming one
 # would hide it from studies already written: keep them.
 EPOCHS_RUN = "epochs_run"
+EPOCHS_TRAINED = "epochs_trained"  # epochs_run, plus the part of an epoch a trial was pruned in
 TRAIN_TIME_S = "train_time_s"
 SAMPLES_PER_S = "samples_per_s"
 FINAL_VAL_ACC = "final_val_acc"
@@ -51,6 +52,7 @@ STUDY_OBJECTIVES = "objectives"
 STUDY_SAMPLER = "sampler"
 STUDY_PRUNER = "pruner"
 STUDY_EPOCHS = "epochs"
+STUDY_REPORTS = "reports_per_epoch"  # what its trials' report steps count (see pruners)
 STUDY_SEED = "seed"
 STUDY_TORCH = "torch"  # torch's version
 # What a study or trial without STREAMS was made with, when nothing else says: the
@@ -72,7 +74,10 @@ class TrialRecord:
     final_accuracy: float | None  # validation accuracy after its last epoch
     val_accs: tuple[float, ...]  # validation accuracy after each epoch run, from epoch 1
     best_epoch: int | None  # the epoch (from 1) that reached ``accuracy``
-    epochs_run: int | None  # epochs trained; None if its training never finished (failed, running)
+    epochs_run: int | None  # whole epochs trained; None if its training never finished (failed, running)
+    # Epochs trained, with the part of an epoch a trial pruned after a chunk of it trained
+    # (1.33: a third into its second); epochs_run where a trial stored only that.
+    epochs_trained: float | None
     train_loss: tuple[float | None, ...]  # mean training loss of each epoch; None where not finite
     train_time_s: float | None  # optimizer steps only, evaluation excluded
     samples_per_s: float | None  # training images per second of train_time_s
@@ -95,7 +100,11 @@ class TrialRecord:
         attrs = trial.user_attrs
         values = tuple(float(v) for v in trial.values) if trial.values else None
         accuracy = _float(attrs.get(BEST_VAL_ACC))
-        if accuracy is None and values:  # a complete trial that stored only its objective
+        epochs_run = _int(attrs.get(EPOCHS_RUN))
+        epochs_trained = _float(attrs.get(EPOCHS_TRAINED))
+        # A complete trial that stored only its objective. (One that stored None finished no
+        # epoch: a pruned trial's value is then Optuna's, its last report inside an epoch.)
+        if BEST_VAL_ACC not in attrs and values:
             accuracy = values[0]
         return cls(
             number=trial.number,
@@ -105,7 +114,8 @@ class TrialRecord:
             final_accuracy=_float(attrs.get(FINAL_VAL_ACC)),
             val_accs=tuple(float(a) for a in attrs.get(VAL_ACC) or ()),
             best_epoch=_int(attrs.get(BEST_EPOCH)),
-            epochs_run=_int(attrs.get(EPOCHS_RUN)),
+            epochs_run=epochs_run,
+            epochs_trained=_float(epochs_run) if epochs_trained is None else epochs_trained,
             train_loss=tuple(None if x is None else float(x) for x in attrs.get(TRAIN_LOSS) or ()),
             train_time_s=_float(attrs.get(TRAIN_TIME_S)),
             samples_per_s=_float(attrs.get(SAMPLES_PER_S)),
@@ -143,13 +153,15 @@ def record_start(trial: optuna.Trial, *, seed: int, device: str) -> None:
 
 def record_trial(trial: optuna.Trial, result: TrainResult) -> None:
     """A finished training's figures on its trial (pruned, diverged or complete alike)."""
+    scored = bool(result.val_accs)  # not a trial pruned (or diverged) inside its first epoch
     attrs: dict[str, Any] = {
         EPOCHS_RUN: result.epochs_run,
+        EPOCHS_TRAINED: None if result.epochs_trained is None else round(result.epochs_trained, 4),
         TRAIN_TIME_S: round(result.train_time_s, 4),
         SAMPLES_PER_S: round(result.samples_per_s, 1),
-        FINAL_VAL_ACC: result.final_acc,
-        BEST_VAL_ACC: result.best_acc,
-        BEST_EPOCH: result.best_epoch,
+        FINAL_VAL_ACC: result.final_acc if scored else None,
+        BEST_VAL_ACC: result.best_acc if scored else None,
+        BEST_EPOCH: result.best_epoch if scored else None,
         VAL_ACC: list(result.val_accs),
         TRAIN_LOSS: [x if math.isfinite(x) else None for x in result.train_loss],  # JSON has no NaN
         N_PARAMS: result.config.model.n_params,
@@ -188,7 +200,7 @@ def promotion_attrs(short: TrialRecord) -> dict[str, Any]:
 class StudyRecord:
     """One study as stored: what it searches and how it was started.
 
-    A resume compares ``space``, ``val_size`` and ``objectives`` with its own settings
+    A resume compares ``space``, ``val_size``, ``objectives`` and ``reports_per_epoch`` with its own settings
     (``loop.open_study``) and ``streams_version`` with this version's (``study.check_streams``);
     the rest says, in reports, what the study was started with (a resume may change it).
     """
@@ -211,6 +223,9 @@ class StudyRecord:
     sampler: str | None
     pruner: str | None
     epochs: int | None  # the most epochs one trial may train
+    # Validation reports an epoch: its trials' intermediate values are at steps counted in
+    # reports, from 1 (pruners.py). 1 for a study made before it was stored.
+    reports_per_epoch: int
     seed: int | None
     torch_version: str | None
     promoted_from: str | None  # a promotion study's short study (see ``promote``); None for any other
@@ -232,6 +247,7 @@ class StudyRecord:
             sampler=_str(attrs.get(STUDY_SAMPLER)),
             pruner=_str(attrs.get(STUDY_PRUNER)),
             epochs=_int(attrs.get(STUDY_EPOCHS)),
+            reports_per_epoch=_int(attrs.get(STUDY_REPORTS)) or 1,
             seed=_int(attrs.get(STUDY_SEED)),
             torch_version=_str(attrs.get(STUDY_TORCH)),
             promoted_from=_str(attrs.get(PROMOTED_FROM)),
@@ -248,6 +264,7 @@ def record_new_study(
     pruner: str,
     epochs: int,
     seed: int | None,
+    reports_per_epoch: int = 1,
 ) -> None:
     """What a study being created searches and is started with, and this version's name and streams."""
     attrs: dict[str, Any] = {
@@ -260,6 +277,7 @@ def record_new_study(
         STUDY_SAMPLER: sampler,
         STUDY_PRUNER: pruner,
         STUDY_EPOCHS: epochs,
+        STUDY_REPORTS: reports_per_epoch,
         STUDY_SEED: seed,
         STUDY_TORCH: torch.__version__,
     }

@@ -52,6 +52,9 @@ class SearchSettings:
     trials: int  # finished (complete or pruned) trials the study should hold in total
     epochs: int  # most epochs one trial may train
     pruner: str = "median"  # a name of pruners.PRUNERS
+    # Validation reports an epoch of each trial, each after an equal share of its steps and
+    # each judged by the pruner (its steps are these reports, from 1: see pruners.py).
+    reports_per_epoch: int = 1
     sampler: str = "tpe"  # a name of samplers.SAMPLERS
     seed: int | None = None  # sampler seed, and root of every trial's training seed
     timeout: float | None = None  # seconds after which no new trial starts
@@ -75,6 +78,8 @@ class SearchSettings:
             raise UsageError(f"--trials {self.trials}: must be at least 1")
         if self.epochs < 1:
             raise UsageError(f"--epochs {self.epochs}: must be at least 1")
+        if self.reports_per_epoch < 1:
+            raise UsageError(f"--reports-per-epoch {self.reports_per_epoch}: must be at least 1")
         objectives = ",".join(self.objectives)
         for option, value, check in (
             ("--pruner", self.pruner, lambda: pruner_spec(self.pruner)),
@@ -190,7 +195,7 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
         record_reason(trial, f"diverged: {result.diverged}")
         raise optuna.TrialPruned(result.diverged)
     if result.stopped_early:
-        record_reason(trial, f"pruned by {settings.pruner} pruner after epoch {result.epochs_run}")
+        record_reason(trial, f"pruned by {settings.pruner} pruner {stopped_where(result)}")
         raise optuna.TrialPruned()
     # Measured on the trial's lane and stream as it finished (trial_runner.TrialRunner.trained);
     # here, on the calling thread, only for a result that comes without it.
@@ -198,6 +203,14 @@ def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSett
     record_latency(trial, latency)
     values = objective_values(settings.objectives, result, latency)
     return values[0] if len(values) == 1 else values  # type: ignore[return-value]
+
+
+def stopped_where(result: TrainResult) -> str:
+    """Where a pruned training stopped: after its last whole epoch, or part way into the next."""
+    trained = result.epochs_trained
+    if trained is None or trained == result.epochs_run:
+        return f"after epoch {result.epochs_run}"
+    return f"after {trained:.2f} epochs"
 
 
 def best_accuracy(study: optuna.Study) -> float | None:

@@ -2,9 +2,10 @@
 
 ``TrialRunner`` gives ``training.lanes.run_in_flight`` what starts a trial (ask, prepare,
 a training to build in two phases), what its lane measures once it has trained (its
-latency) and what judges it after each epoch (report, prune, tell), so one
-trial at a time is the K = 1 case of K side by side, with one schedule: each epoch is
-reported and judged, and the trial told, before the next trial is asked for. With the
+latency) and what judges it after each chunk of its steps (report, prune, tell): an
+epoch, or with ``--reports-per-epoch N`` an N-th of one. So one trial at a time is the
+K = 1 case of K side by side, with one schedule: each chunk is reported and judged, and
+the trial told, before the next trial is asked for. With the
 same seed the same trials start, stop and are told in the same order.
 
 A storage that stops answering is the storage's failure, not the trial's: the trial that
@@ -133,18 +134,21 @@ class TrialRunner:
                 continue
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
-            return trial, training_build(config, self.data, runtime=self.settings.runtime, stop=self.stop)
+            return trial, training_build(
+                config, self.data, runtime=self.settings.runtime, stop=self.stop,
+                reports_per_epoch=self.settings.reports_per_epoch,
+            )  # fmt: skip
         return None
 
     def trained(self, run: Training) -> None:
-        """On the trial's lane, after the epoch that finished its training: a completed
+        """On the trial's lane, after the chunk that finished its training: a completed
         trial's latency, on its own stream, while the other lanes go on training (its
         judging then waits on no device)."""
         if run.diverged is None and not run.stopped:
             run.measure_latency()
 
     def judge(self, slot: Slot[optuna.Trial]) -> bool:
-        """After each epoch of ``slot``'s training: report, prune, tell. True once it is finished."""
+        """After each chunk of ``slot``'s training: report, prune, tell. True once it is finished."""
         if self.down is not None:  # the storage is gone: given up, failed once it is back
             self.lose(slot.tag, f"lost the storage: {one_line(self.down)}")
             return True
@@ -160,11 +164,14 @@ class TrialRunner:
             self._fail(trial, slot.error)
             return True
         assert run is not None
-        if self.on_epoch is not None and slot.val_acc is not None:
+        if self.on_epoch is not None and slot.val_acc is not None and not run.mid_epoch:
             wall = time.monotonic() - self.began[trial.number]
             self.on_epoch(TrialEpoch(trial.number, run.epoch, run.config.epochs, slot.val_acc, wall))
         if run.diverged is None and slot.val_acc is not None and not self.settings.multi_objective:
-            trial.report(slot.val_acc, run.epoch)  # Optuna supports neither report nor pruning with several objectives
+            # Optuna supports neither report nor pruning with several objectives. The step is
+            # the report's number from 1 (after run.reports / reports_per_epoch epochs): the
+            # epoch itself with one report an epoch; the unit of every pruner's warm-up and rungs.
+            trial.report(slot.val_acc, run.reports)
             if trial.should_prune():
                 run.stop_early()
         if not run.done:

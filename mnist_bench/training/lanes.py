@@ -1,4 +1,4 @@
-"""K trainings in flight in one process: each trains an epoch per round, side by side.
+"""K trainings in flight in one process: each trains a chunk per round, side by side.
 
 Each of the K places is a ``Lane``: one thread and, on CUDA, one stream bound to it, both
 belonging to the device for the process's life: lane i of a device is the same thread and
@@ -34,11 +34,12 @@ Then, one lane at a time while no lane trains, the exclusive build holds only de
 the weights moved to the device, the step made, warm-up, capture, since a capture must
 never overlap another lane's replay. A training built in one phase (a plain callable) does
 all of it in the exclusive build. A finished training is measured (``on_done``: the
-search's latency, on its own stream) on its lane, right after its last epoch.
+search's latency, on its own stream) on its lane, right after its last chunk.
 
 The schedule is deterministic whatever the timing: in every round each training in
-flight runs one epoch; then, in lane order, each is judged (``judge``: report, prune,
-complete) and finished lanes are refilled (``start``) in lane order. So with the same
+flight runs one chunk of steps (``Training.run_chunk``: an epoch, or the next of the
+epoch's ``reports_per_epoch`` chunks); then, in lane order, each is judged (``judge``:
+report, prune, complete) and finished lanes are refilled (``start``) in lane order. So with the same
 seed the same trainings start, stop and are judged in the same order, and each trains
 exactly what it would train alone.
 
@@ -94,13 +95,17 @@ def training_build(
     runtime: Runtime | None = None,
     stop: StopFlag | None = None,
     score_epochs: bool = True,
+    reports_per_epoch: int = 1,
 ) -> Build:
     """How a lane builds ``config``'s training, as every production path does (a search's
     trials, a retrain's seeds) and the self-check too: the host start (weights drawn on the
     CPU, the rate table) outside the exclusive build, then the rest from it on the lane's stream."""
 
     def on_device(host: HostStart, stream: torch.cuda.Stream | None) -> Training:
-        return Training(config, data, score_epochs=score_epochs, stop=stop, runtime=runtime, stream=stream, host=host)
+        return Training(
+            config, data, score_epochs=score_epochs, stop=stop, runtime=runtime, stream=stream, host=host,
+            reports_per_epoch=reports_per_epoch,
+        )  # fmt: skip
 
     return Build(partial(host_start, config, data), on_device)
 
@@ -108,7 +113,7 @@ def training_build(
 # How to build a training: in two phases (``Build``), or in one, all of it in the exclusive
 # build, on the stream of the lane it was given to (None on a CPU).
 MakeTraining = Callable[[torch.cuda.Stream | None], Training] | Build
-# Called on the lane's thread right after the epoch that finished a training (see run_in_flight).
+# Called on the lane's thread right after the chunk that finished a training (see run_in_flight).
 OnDone = Callable[[Training], None]
 
 
@@ -118,12 +123,12 @@ class Slot(Generic[T]):
     make: MakeTraining | None = None  # how to build its training, until its lane has done so
     host: HostStart | None = None  # a Build's host phase, until the device phase takes it
     training: Training | None = None
-    # What its last epoch (or its building) raised, as one line. Never the exception itself:
+    # What its last chunk (or its building) raised, as one line. Never the exception itself:
     # its traceback holds the frames, and so the model and the graph, alive until a full
     # garbage collection, and one out-of-memory failure would make the next ones likelier.
     error: str | None = None
-    val_acc: float | None = None  # validation accuracy of its last epoch
-    fault: str | None = None  # a sticky device fault its last epoch raised: the run ends
+    val_acc: float | None = None  # validation accuracy after its last chunk (an epoch, or part of one)
+    fault: str | None = None  # a sticky device fault its last chunk raised: the run ends
 
 
 class Lane:
@@ -241,13 +246,13 @@ def _build(slot: Slot[T], lane: Lane) -> None:
         slot.fault = device_fault(exc, lane.device)
 
 
-def _epoch(slot: Slot[T], lane: Lane, on_done: OnDone | None) -> None:
-    """Train the slot's training one epoch, on the lane's thread; ``on_done`` it if that finished it."""
+def _chunk(slot: Slot[T], lane: Lane, on_done: OnDone | None) -> None:
+    """Train the slot's training one chunk, on the lane's thread; ``on_done`` it if that finished it."""
     if slot.training is None:
         return  # its building failed: slot.error says why
     try:
         if not slot.training.done:  # done already: a finished training resumed from its saved state
-            slot.val_acc = slot.training.run_epoch()
+            slot.val_acc = slot.training.run_chunk()
             if slot.training.done and on_done is not None:
                 on_done(slot.training)
         slot.error = None
@@ -280,15 +285,15 @@ def run_in_flight(
     ``start(lane_index)`` names the next training, its tag and how to build it (or None:
     no more); its lane builds it: a ``Build``'s host phase side by side with the other new
     trainings' host phases, then the device part one at a time while no lane trains.
-    ``on_done(training)`` runs on the lane's thread, after the epoch that finished a
+    ``on_done(training)`` runs on the lane's thread, after the chunk that finished a
     training (not after one that raised), while other lanes may still train: what a
     finished training needs measured on its own stream (search: its latency). ``judge(slot)`` is
-    called after each of its epochs, in lane order, and says whether it is finished
+    called after each of its chunks, in lane order, and says whether it is finished
     (completed, pruned, failed); a finished training's graph is released then, and its
     memory given back before the next round.
     ``abandon(slot, reason)`` is called on every training in flight when the run ends
-    early: a KeyboardInterrupt (Ctrl-C, raised inside an epoch by the trainer's stop flag),
-    after the round's other epochs, propagates; a sticky device fault raises ``DeviceFault``.
+    early: a KeyboardInterrupt (Ctrl-C, raised inside a chunk by the trainer's stop flag),
+    after the round's other chunks, propagates; a sticky device fault raises ``DeviceFault``.
     """
     slots: list[Slot[T] | None] = [None] * k
     ran = 0
@@ -324,7 +329,7 @@ def run_in_flight(
             for i, slot in new:
                 lanes[i].run(partial(_build, slot, lanes[i]))
             running = [(i, slot) for i, slot in enumerate(slots) if slot is not None]
-            _wait([lanes[i].submit(partial(_epoch, slot, lanes[i], on_done)) for i, slot in running])
+            _wait([lanes[i].submit(partial(_chunk, slot, lanes[i], on_done)) for i, slot in running])
             fault = next((slot.fault for slot in slots if slot is not None and slot.fault), None)
             if fault is not None:
                 in_flight = sum(slot is not None for slot in slots)

@@ -6,7 +6,9 @@ launched from Python, and the GPU idles between them. The graphed runner capture
 whole step once per training and replays it: one launch per step.
 The batch's indices, the learning rate of the step and the running loss live in device
 buffers the graph reads and writes; the last partial batch runs the same step eagerly.
-At most one host sync per epoch (the loss, read by the caller).
+An epoch is ``begin`` and then ``run`` over its batches, in one stretch or in several
+consecutive ones (a search that judges a trial several times an epoch), always whole
+steps; a runner syncs with the host never, the caller once per stretch at most.
 
 Before capture the step is warmed up (cuBLAS and autograd set themselves up) and what
 the warm-up changed is put back, so training starts where the eager one would. Warm-up,
@@ -55,14 +57,20 @@ class EagerRunner:
     def restore(self, state: dict[str, Any]) -> None:
         self.step.restore(state)
 
-    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
-        """Train over ``perm`` in batches; the summed loss, on the device (no sync)."""
-        bs = self.step.config.batch_size
+    def begin(self, perm: torch.Tensor) -> None:
+        """An epoch over ``perm`` starts: its summed loss from zero."""
         self.step.loss_sum.zero_()
-        for i in range(0, perm.shape[0], bs):
+
+    def run(self, perm: torch.Tensor, first: int, last: int, stop: Callable[[], bool]) -> None:
+        """Batches ``first`` to ``last`` (excluded) of the epoch over ``perm``, in order (no sync)."""
+        bs = self.step.config.batch_size
+        for i in range(first * bs, min(last * bs, perm.shape[0]), bs):
             if stop():  # a Python flag: no device sync
                 raise KeyboardInterrupt("stop requested")
             self.step(perm[i : i + bs])
+
+    def loss(self) -> torch.Tensor:
+        """The epoch's summed loss so far, on the device (no sync)."""
         return self.step.loss_sum.clone()
 
 
@@ -205,25 +213,34 @@ class GraphedRunner:
         self.graph = graph
 
     # -- an epoch ------------------------------------------------------------------------------
-    def epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
-        """Train over ``perm``; the summed loss, on the device (no sync)."""
+    def begin(self, perm: torch.Tensor) -> None:
+        """An epoch over ``perm`` starts: its full batches copied where the graph reads them,
+        the batch counter and the summed loss from zero (no sync)."""
         with self._on_stream():
-            return self._epoch(perm, stop)
+            self._fall_back_if_broken()
+            bs, full = self.step.config.batch_size, self.full_batches
+            if full:
+                self.perm.copy_(perm[: full * bs].view(full, bs))
+            self.batch.zero_()
+            self.step.loss_sum.zero_()
 
-    def _epoch(self, perm: torch.Tensor, stop: Callable[[], bool]) -> torch.Tensor:
-        self._fall_back_if_broken()
-        bs, full = self.step.config.batch_size, self.full_batches
-        if full:
-            self.perm.copy_(perm[: full * bs].view(full, bs))
-        self.batch.zero_()
-        self.step.loss_sum.zero_()
-        for _ in range(full):
-            if stop():
-                raise KeyboardInterrupt("stop requested")
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self._static_step()
-        if perm.shape[0] > full * bs:  # the last partial batch: the same step, not captured
-            self.step(perm[full * bs :])
-        return self.step.loss_sum.clone()
+    def run(self, perm: torch.Tensor, first: int, last: int, stop: Callable[[], bool]) -> None:
+        """Batches ``first`` to ``last`` (excluded) of the epoch ``begin`` started, in order:
+        whole replays, and the last partial batch eagerly; no sync. The graph reads which
+        batch is next from the device counter, so a run goes on where the previous one ended."""
+        with self._on_stream():
+            bs, full = self.step.config.batch_size, self.full_batches
+            for _ in range(first, min(last, full)):
+                if stop():
+                    raise KeyboardInterrupt("stop requested")
+                if self.graph is not None:
+                    self.graph.replay()
+                else:
+                    self._static_step()
+            if last > full and perm.shape[0] > full * bs:  # the last partial batch: the same step, not captured
+                self.step(perm[full * bs :])
+
+    def loss(self) -> torch.Tensor:
+        """The epoch's summed loss so far, on the device (no sync)."""
+        with self._on_stream():
+            return self.step.loss_sum.clone()

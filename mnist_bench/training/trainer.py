@@ -1,8 +1,9 @@
 """Train one MLP configuration on device-resident data.
 
 The trainer sees a frozen ``TrainConfig`` and a ``DeviceData``, never an Optuna
-trial: the search trains its trials an epoch at a time in lanes (``lanes.run_in_flight``),
-reads each epoch's evaluation accuracy, and stops one it prunes with ``stop_early``.
+trial: the search trains its trials a chunk of steps at a time in lanes
+(``lanes.run_in_flight``; a chunk is a whole epoch unless it asks for more reports an
+epoch), reads the validation accuracy after each chunk, and stops one it prunes with ``stop_early``.
 ``train``'s ``on_epoch`` callback does the same for a training run alone.
 """
 
@@ -15,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
 from mnist_bench.model import use_generator
 from mnist_bench.training.device import give_back_memory, sync
+from mnist_bench.training.saved_state import current_runner_state, saved_config
 from mnist_bench.training.start import HostStart, host_start, make_step
 from mnist_bench.training.step import TrainStep
 from mnist_bench.training.step_runners import EagerRunner, GraphedRunner
@@ -51,6 +52,9 @@ class TrainResult:
     graphed: bool = False  # steps replayed as a CUDA graph
     eager_reason: str | None = None  # on CUDA, why the steps ran eagerly
     latency_ms: float | None = None  # one image's latency, where it was measured (measure_latency)
+    # Training images seen over the training split's size: epochs_run, plus the part of an
+    # epoch a training stopped in (pruned after a chunk, see Training.run_chunk); None: unknown.
+    epochs_trained: float | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -107,12 +111,14 @@ def solo_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 class Training:
-    """One configuration being trained, an epoch at a time.
+    """One configuration being trained, an epoch (or a chunk of one) at a time.
 
-    ``run_epoch`` is the one epoch every caller runs: ``run_to_end`` runs it until done
-    (``train``, doctor), the scheduler of trainings in flight (``lanes``) one per training
-    per round, side by side, and bench times it. On CUDA it may be given its
-    own stream, so that the kernels of several trainings overlap.
+    ``run_chunk`` is the one stretch of steps every caller runs: the next of an epoch's
+    ``reports_per_epoch`` chunks, a whole epoch by default. ``run_epoch`` runs the rest of
+    an epoch's chunks, ``run_to_end`` epochs until done (``train``, doctor); the scheduler of
+    trainings in flight (``lanes``) runs one chunk per training per round, side by side,
+    and bench times ``run_epoch``. On CUDA it may be given its own stream, so that the
+    kernels of several trainings overlap.
 
     It is built in two phases: ``host_start`` (initial weights drawn on the CPU, the
     schedule's rate table), which needs no device, then this constructor with it as
@@ -136,10 +142,16 @@ class Training:
         runtime: Runtime | None = None,
         stream: torch.cuda.Stream | None = None,
         host: HostStart | None = None,
+        reports_per_epoch: int = 1,
     ) -> None:
+        if reports_per_epoch < 1:
+            raise ValueError(f"{reports_per_epoch=} must be at least 1")
         if host is not None and (host.config != config or host.n_train != data.x_train.shape[0]):
             raise ValueError(f"the host start of another training (seed {host.config.seed}) cannot start this one")
         self.config, self.data, self.score_epochs, self.stop = config, data, score_epochs, stop
+        self.reports_per_epoch = reports_per_epoch  # validation reports an epoch, each after a chunk of steps
+        self._chunk = 0  # chunks of the current epoch run so far
+        self._perm: torch.Tensor | None = None  # the current epoch's order, from its first chunk to its last
         self._host = host  # taken by the first fresh start
         runtime = runtime or Runtime()
         cuda = data.device.type == "cuda"
@@ -216,29 +228,69 @@ class Training:
     def done(self) -> bool:
         return self.stopped or self.diverged is not None or self.epoch >= self.config.epochs
 
-    def run_epoch(self) -> float | None:
-        """Train one epoch; returns its validation accuracy (None when not scoring). One host sync."""
+    @property
+    def reports(self) -> int:
+        """Validation reports so far, one after each chunk of steps (``run_chunk``): report k
+        comes after k / reports_per_epoch epochs, rounded up to whole steps."""
+        return self.epoch * self.reports_per_epoch + self._chunk
+
+    @property
+    def mid_epoch(self) -> bool:  # some but not all of the current epoch's chunks have run
+        return self._chunk > 0
+
+    def _chunk_batches(self, chunk: int) -> tuple[int, int]:
+        """Chunk ``chunk``'s batches of an epoch, first to last (excluded): the epoch's steps
+        in ``reports_per_epoch`` runs as equal as whole steps allow, each ending at or past
+        its share of the epoch. Rounded up, so no report comes before a step: where an epoch
+        has fewer steps than reports, the last chunks are empty (their reports repeat)."""
+        steps, parts = self.steps_per_epoch, self.reports_per_epoch
+        return -(-steps * chunk // parts), -(-steps * (chunk + 1) // parts)
+
+    def run_chunk(self) -> float | None:
+        """Train the next chunk of the epoch's steps (the whole epoch with one report an
+        epoch); returns the validation accuracy after it (None when not scoring).
+
+        One host sync after the chunk's steps (the time), none between them, and one per
+        evaluation. The epoch's random order is drawn before its first chunk, and an
+        evaluation draws no random number, so the steps are those of an unbroken epoch.
+        Only the epoch's last chunk appends to the per-epoch records (``val_accs``, ``train_loss``).
+        """
         device = self.data.device
         n = self.data.x_train.shape[0]
+        first, last = self._chunk_batches(self._chunk)
         with self.on_stream():
             if self.stream is not None:
                 self.stream.wait_stream(torch.cuda.default_stream(device))  # data made on the default stream
-            self.model.train()
+            self.model.train()  # an evaluation after the previous chunk left it in eval mode
             self._sync()
             start = time.perf_counter()
-            perm = torch.randperm(n, device=device, generator=self.generator)
-            # Summed on the device and read once per epoch: no .item() per batch.
-            loss_sum = self.runner.epoch(perm, self._stopping)
+            if self._perm is None:
+                self._perm = torch.randperm(n, device=device, generator=self.generator)
+                self.runner.begin(self._perm)
+            self.runner.run(self._perm, first, last, self._stopping)
+            self._chunk += 1
+            ends = self._chunk == self.reports_per_epoch
+            loss_sum = self.runner.loss()  # summed on the device and read once per chunk: no .item() per batch
             self._sync()
             self.train_time += time.perf_counter() - start
-            self.samples += n
-            mean_loss = loss_sum.item() / self.steps_per_epoch
-            self.train_loss.append(mean_loss)
+            self.samples += min(last * self.config.batch_size, n) - first * self.config.batch_size
+            loss = loss_sum.item() / max(last, 1)  # the mean over the epoch's steps so far (at its end: all)
+            if ends:
+                self._chunk, self._perm = 0, None
+                self.train_loss.append(loss)
             val_acc = accuracy(self.model, self.data.x_eval, self.data.y_eval) if self.score_epochs else None
-        if val_acc is not None:
+        if ends and val_acc is not None:
             self.val_accs.append(val_acc)
-        if not math.isfinite(mean_loss):
-            self.diverged = f"training loss became {mean_loss} in epoch {self.epoch}"
+        if not math.isfinite(loss):
+            # Mid-epoch too: a diverged trial is never judged (nor pruned) on a broken model's score.
+            self.diverged = f"training loss became {loss} in epoch {self.epoch + (0 if ends else 1)}"
+        return val_acc
+
+    def run_epoch(self) -> float | None:
+        """Train the rest of the epoch, chunk by chunk; its validation accuracy (None when not scoring)."""
+        val_acc = self.run_chunk()
+        while self.mid_epoch and self.diverged is None:
+            val_acc = self.run_chunk()
         return val_acc
 
     def run_to_end(self, on_epoch: EpochCallback | None = None) -> Training:
@@ -265,6 +317,8 @@ class Training:
 
     def save_state(self, path: Path) -> None:
         """Everything needed to go on from the last epoch: written whole or not at all."""
+        if self.mid_epoch:
+            raise ValueError("a training is saved between epochs, not after a chunk of one")
         with self.on_stream():  # read after the training's last kernel
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         state = {
@@ -288,13 +342,13 @@ class Training:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise ValueError(f"{path} cannot be read as a training state ({type(exc).__name__})") from None
-        if _saved_config(state.get("config")) != self.config:
+        if saved_config(state.get("config")) != self.config:
             raise ValueError(f"{path} is the state of another configuration")
         with self.on_stream(), torch.no_grad():  # ordered with the training's own work
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(state["model"][name])  # in place: a captured graph holds these tensors
         self.generator.set_state(state["generator"])
-        self.runner.restore(_current_runner_state(state["runner"], len(list(self.model.parameters()))))
+        self.runner.restore(current_runner_state(state["runner"], len(list(self.model.parameters()))))
         self.train_loss, self.val_accs = list(state["train_loss"]), list(state["eval_acc"])
         self.train_time, self.samples = float(state["train_time"]), int(state["samples"])
         return self.epoch
@@ -335,39 +389,8 @@ class Training:
             graphed=self.graphed,
             eager_reason=self.eager_reason or self.runner.fallen_back,
             latency_ms=self.latency_ms,
+            epochs_trained=self.samples / self.data.x_train.shape[0],
         )
-
-
-def _saved_config(values: Any) -> TrainConfig | None:
-    """The config a saved state was written for (None if it cannot be read as one).
-
-    States saved before configs had one codec (by 0.1.0 and 0.2.0) hold it as
-    ``dataclasses.asdict`` gave it: the model's fields nested under ``model``."""
-    if not isinstance(values, dict):
-        return None
-    if isinstance(values.get("model"), dict):
-        values = {**values["model"], **{k: v for k, v in values.items() if k != "model"}}
-    try:
-        return TrainConfig.from_dict(values)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _current_runner_state(saved: dict[str, Any], n_params: int) -> dict[str, Any]:
-    """A runner's state in the form runners restore, also from the layout 0.1.0 and 0.2.0
-    saved before the eager and graphed runners shared one step: the eager runner saved
-    torch's optimizer and scheduler state dicts, the graphed one per-parameter state, SGD
-    buffers and step counters. The numbers are the same; only the layout moved."""
-    if "update" in saved:
-        return saved
-    if "schedule" in saved:  # that layout's eager runner
-        per_param = saved["optimizer"]["state"]
-        schedule = saved["schedule"]
-        update = [dict(per_param.get(i, {})) for i in range(n_params)]
-        return {"update": update, "rates": {"step": schedule["last_epoch"] if schedule else 0}}
-    buffers = saved["sgd_buffers"]  # that layout's graphed runner
-    update = [{"momentum_buffer": b} for b in buffers] if buffers else saved["optimizer"] or [{}] * n_params
-    return {"update": update, "rates": {"step": max(int(saved["step_no"]), int(saved["host_step"]))}}
 
 
 def train(
