@@ -60,7 +60,9 @@ def test_the_curve_counts_pruned_trials_and_skips_failed_and_running_ones() -> N
         (1, 14.0, 0.95, 0.95),
         (4, 30.0, 0.93, 0.95),
     ]
-    assert curve.final_best == 0.95 and curve.seconds == 30.0
+    # Trial 5 is no point but a finished trial: the search's end and its rate count it.
+    assert curve.final_best == 0.95 and curve.seconds == 31.0 and curve.finished == 4
+    assert trials_per_minute(curve) == pytest.approx(4 / 31 * 60)
     # Without a start given, the first trial's start is the origin.
     assert first_start(trials) == T0 + timedelta(seconds=1)
     assert anytime_curve(trials).points[0].seconds == 9.0

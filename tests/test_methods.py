@@ -21,11 +21,16 @@ runner = CliRunner()
 
 def test_methods_are_sampler_plus_pruner_from_the_registries() -> None:
     assert parse_methods("tpe+median, random+none") == (Method("tpe", "median"), Method("random", "none"))
+    assert parse_methods("tpe+asha@3") == (Method("tpe", "asha", 3),)
+    assert Method("tpe", "asha", 3).name == "tpe+asha@3" and Method("tpe", "asha", 3).study(0) == "tpe-asha-r3-seed0"
     assert Method("tpe", "hyperband").name == "tpe+hyperband" and Method("tpe", "none").study(3) == "tpe-none-seed3"
     for text, message in (
         ("tpe", "not SAMPLER+PRUNER"),
         ("bayes+median", "sampler='bayes' must be one of"),
-        ("tpe+asha", "pruner='asha' must be one of"),
+        ("tpe+bohb", "pruner='bohb' must be one of"),
+        ("tpe+asha@0", "reports per epoch after '@'"),
+        ("tpe+asha@x", "reports per epoch after '@'"),
+        ("tpe+median,tpe+median@1", "twice"),
         ("tpe+median,tpe+median", "twice"),
         (" , ", "at least one method"),
     ):

@@ -27,8 +27,10 @@ from mnist_bench.output.console import methods_table, plural, repeat_line
 from mnist_bench.search.space import load_space
 from mnist_bench.training.device import resolve_device
 
-FULL_METHODS = "tpe+median,random+median,tpe+hyperband"  # the sampler question, and the pruner one
-QUICK_METHODS = "tpe+median,random+median"
+# The default search (tpe+median) against finer judgement (asha at 3 reports an epoch), a
+# sampler that models the whole space (gp), and the baseline every search must beat (random).
+FULL_METHODS = "tpe+median,tpe+asha@3,gp+asha@3,random+median"
+QUICK_METHODS = "tpe+median,tpe+asha@3"
 _FULL, _QUICK = MethodsSettings(parse_methods(FULL_METHODS)), MethodsSettings.quick(parse_methods(QUICK_METHODS))
 
 
@@ -53,7 +55,8 @@ Methods = Annotated[
     typer.Option(
         callback=methods_option,
         help="Methods to compare, comma-separated, each a sampler and a pruner as SAMPLER+PRUNER "
-        "(the choices of `search --sampler` and `search --pruner`).",
+        "(the choices of `search --sampler` and `search --pruner`), with @N for N reports an epoch "
+        "(`search --reports-per-epoch`): tpe+asha@3.",
         show_default=f"{FULL_METHODS}; --quick {QUICK_METHODS}",
     ),
 ]

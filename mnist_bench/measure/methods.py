@@ -49,33 +49,40 @@ FIGURE_FILE = "anytime.png"
 
 @dataclass(frozen=True)
 class Method:
-    """One way to search: a sampler (``search.samplers``) with a pruner (``search.pruners``)."""
+    """One way to search: a sampler (``search.samplers``) with a pruner (``search.pruners``),
+    judging each trial ``reports`` times an epoch (``search --reports-per-epoch``)."""
 
     sampler: str
     pruner: str
+    reports: int = 1
 
     @property
     def name(self) -> str:
-        return f"{self.sampler}+{self.pruner}"
+        return f"{self.sampler}+{self.pruner}" + (f"@{self.reports}" if self.reports > 1 else "")
 
     def study(self, seed: int) -> str:
-        """The name of its repeat ``seed``'s study (a study name holds no '+')."""
-        return f"{self.sampler}-{self.pruner}-seed{seed}"
+        """The name of its repeat ``seed``'s study (a study name holds no '+' nor '@')."""
+        reports = f"-r{self.reports}" if self.reports > 1 else ""
+        return f"{self.sampler}-{self.pruner}{reports}-seed{seed}"
 
 
 def parse_methods(text: str) -> tuple[Method, ...]:
-    """``tpe+median,random+median`` as methods, each name checked against its registry."""
+    """``tpe+median,random+median,tpe+asha@3`` as methods, each name checked against its
+    registry; ``@N`` is the reports per epoch (1 when left out)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise ValueError("name at least one method, e.g. tpe+median")
     methods = []
     for name in names:
-        sampler, plus, pruner = name.partition("+")
+        sampler, plus, rest = name.partition("+")
         if not plus:
-            raise ValueError(f"{name!r} is not SAMPLER+PRUNER, e.g. tpe+median")
+            raise ValueError(f"{name!r} is not SAMPLER+PRUNER[@REPORTS], e.g. tpe+median or tpe+asha@3")
+        pruner, at, reports = rest.partition("@")
+        if at and not (reports.isdigit() and int(reports) >= 1):
+            raise ValueError(f"{name!r}: reports per epoch after '@' must be a whole number >= 1")
         sampler_spec(sampler)
         pruner_spec(pruner)
-        methods.append(Method(sampler, pruner))
+        methods.append(Method(sampler, pruner, int(reports) if at else 1))
     if len(set(methods)) < len(methods):
         raise ValueError(f"{text!r} names a method twice")
     return tuple(methods)
@@ -112,7 +119,8 @@ class MethodsSettings:
         """The settings of one repeat: one trial at a time, since the clock is what is read."""
         return SearchSettings(
             study=method.study(seed), storage=storage, trials=self.trials, epochs=self.epochs,
-            pruner=method.pruner, sampler=method.sampler, seed=seed, val_size=self.val_size, runtime=self.runtime,
+            pruner=method.pruner, sampler=method.sampler, reports_per_epoch=method.reports, seed=seed,
+            val_size=self.val_size, runtime=self.runtime,
         )  # fmt: skip
 
 

@@ -410,6 +410,6 @@ def repeat_line(repeat: Repeat) -> str:
     curve = repeat.curve
     best = "no accuracy" if math.isnan(curve.final_best) else f"best {curve.final_best:.4f}"
     return (
-        f"{repeat.method} seed {repeat.seed}: {plural(len(curve.points), 'finished trial')}, {best}, "
+        f"{repeat.method} seed {repeat.seed}: {plural(curve.finished, 'finished trial')}, {best}, "
         f"{duration_text(curve.seconds)}"
     )

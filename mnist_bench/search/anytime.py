@@ -38,6 +38,14 @@ class AnytimeCurve:
     """The finished trials of one search, in the order they finished."""
 
     points: tuple[CurvePoint, ...]
+    # Seconds at which each finished trial ended, those without an epoch-end accuracy too (a
+    # trial pruned inside its first epoch): what the search's rate counts. Empty: the points'.
+    ends: tuple[float, ...] = ()
+
+    @property
+    def finished(self) -> int:
+        """Finished trials, with or without an accuracy on the curve."""
+        return len(self.ends) if self.ends else len(self.points)
 
     @property
     def final_best(self) -> float:
@@ -47,6 +55,8 @@ class AnytimeCurve:
     @property
     def seconds(self) -> float:
         """Seconds from the start to its last finished trial (0 without one)."""
+        if self.ends:
+            return self.ends[-1]
         return self.points[-1].seconds if self.points else 0.0
 
     def best_at(self, grid: np.ndarray) -> np.ndarray:
@@ -66,28 +76,28 @@ def first_start(trials: Sequence[FrozenTrial]) -> datetime | None:
 def anytime_curve(trials: Sequence[FrozenTrial], start: datetime | None = None) -> AnytimeCurve:
     """The curve of a search's ``trials`` since ``start`` (default: its first trial's start).
 
-    Only finished trials (complete or pruned) with an accuracy and an end time count;
-    failed and running ones measured nothing.
+    Finished trials (complete or pruned) with an epoch-end accuracy are its points; every
+    finished trial is in its ``ends``; failed and running ones measured nothing.
     """
     start = start or first_start(trials)
+    ended = [(end, t) for t in trials if t.state in FINISHED and (end := t.datetime_complete) is not None]
     done = sorted(
         (
-            (t.datetime_complete, t.number, accuracy)
-            for t in trials
-            if t.state in FINISHED
-            and t.datetime_complete is not None
-            and (accuracy := TrialRecord.of(t).accuracy) is not None
-            and not math.isnan(accuracy)
+            (end, t.number, accuracy)
+            for end, t in ended
+            if (accuracy := TrialRecord.of(t).accuracy) is not None and not math.isnan(accuracy)
         ),
         key=lambda row: (row[0], row[1]),
     )
+    if start is None:  # no trial started: nothing finished either
+        return AnytimeCurve(())
     points: list[CurvePoint] = []
     best = -math.inf
     for end, number, accuracy in done:
-        assert start is not None  # a finished trial has started
         best = max(best, accuracy)
         points.append(CurvePoint(number, (end - start).total_seconds(), accuracy, best))
-    return AnytimeCurve(tuple(points))
+    ends = sorted((end - start).total_seconds() for end, _ in ended)
+    return AnytimeCurve(tuple(points), tuple(ends))
 
 
 def time_grid(curves: Sequence[AnytimeCurve], *, n: int = 200) -> np.ndarray:
@@ -136,5 +146,6 @@ def reference_se(reference: float, val_size: int) -> float:
 
 
 def trials_per_minute(curve: AnytimeCurve) -> float:
-    """Finished trials per minute of the search's wall-clock time (nan for an empty curve)."""
-    return len(curve.points) / curve.seconds * 60.0 if curve.seconds > 0 else math.nan
+    """Finished trials per minute of the search's wall-clock time, to its last finished trial
+    (nan for an empty curve)."""
+    return curve.finished / curve.seconds * 60.0 if curve.seconds > 0 else math.nan
