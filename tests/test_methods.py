@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
@@ -13,7 +14,15 @@ from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.measure.methods import Method, MethodsSettings, Repeat, parse_methods, summarize
+from mnist_bench.measure.methods import (
+    Method,
+    MethodsSettings,
+    Repeat,
+    parse_methods,
+    replay_flat_stop,
+    summarize,
+)
+from mnist_bench.search.records import BEST_VAL_ACC
 from tests.test_anytime import curve_of
 
 runner = CliRunner()
@@ -113,3 +122,27 @@ def test_bad_methods_options_are_one_line_and_exit_2(args: list[str], message: s
     result = runner.invoke(app, ["methods", *args])
     assert result.exit_code == 2 and message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_stop_when_flat_replayed_over_a_finished_search_stops_where_the_search_would() -> None:
+    """The best (0.98) comes at trial 2 and nothing beats it by more than its SE: the rule
+    waits max(10, 0.5 x 3) = 10 finished trials after it, so a 30-trial search would have
+    stopped after 13, keeping its best. A late best beyond the noise is what it would lose."""
+    start = datetime(2026, 1, 1)
+
+    def study_of(accuracies: list[float]) -> optuna.Study:
+        study = optuna.create_study(direction="maximize")
+        for number, accuracy in enumerate(accuracies):
+            made = optuna.trial.create_trial(value=accuracy, user_attrs={BEST_VAL_ACC: accuracy})
+            made.datetime_start = start + timedelta(seconds=10 * number)
+            made.datetime_complete = start + timedelta(seconds=10 * (number + 1))
+            study.add_trial(made)
+        return study
+
+    flat = [0.95, 0.96, 0.98] + [0.979] * 27
+    replay = replay_flat_stop(study_of(flat), start, val_size=5000)
+    assert replay is not None and (replay.finished, replay.seconds, replay.best) == (13, 130.0, 0.98)
+    assert replay.kept and replay.full_best == 0.98
+    late = replay_flat_stop(study_of([*flat[:20], 0.99, *flat[21:]]), start, val_size=5000)
+    assert late is not None and late.finished == 13 and late.full_best == 0.99 and not late.kept
+    assert replay_flat_stop(study_of([0.95, 0.96, 0.97, 0.98]), start, val_size=5000) is None

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
 from mnist_bench import __version__
@@ -33,10 +34,11 @@ from mnist_bench.search.anytime import (
     seconds_to_within,
     trials_per_minute,
 )
-from mnist_bench.search.loop import open_study, run_trials
+from mnist_bench.search.loop import finished_trials, open_study, run_trials
 from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.samplers import sampler_spec
 from mnist_bench.search.space import SearchSpace
+from mnist_bench.search.stopping import flat_stop, plateau
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.storage.rdb import open_storage
 from mnist_bench.training.device import environment, resolve_device
@@ -132,6 +134,39 @@ class Repeat:
     seed: int
     study: str  # its study in the run's storage
     curve: AnytimeCurve
+    flat: FlatReplay | None = None  # where --stop-when-flat would have stopped it; None: never
+
+
+@dataclass(frozen=True)
+class FlatReplay:
+    """What ``search --stop-when-flat`` would have done to a finished search. The option only
+    ends a search sooner (every trial before its stop is the same), so replaying its rule over
+    the stored trials is exact."""
+
+    seconds: float  # since the search's start, when the trial after which it stops ended
+    finished: int  # finished trials by then
+    best: float  # the best complete trial's accuracy by then
+    full_best: float  # the best complete trial's accuracy of the whole search
+    se: float  # the whole search's best's binomial standard error
+
+    @property
+    def kept(self) -> bool:
+        """Whether the stopped search's best is within one standard error of the whole one's."""
+        return self.full_best - self.best <= self.se
+
+
+def replay_flat_stop(study: optuna.Study, started: datetime, val_size: int) -> FlatReplay | None:
+    """``--stop-when-flat`` replayed over a search's finished trials (one at a time, as
+    ``methods`` runs them): the first prefix after which its rule holds."""
+    finished = finished_trials(study)
+    whole = plateau(finished, val_size)
+    ends = {t.number: t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete}
+    for k in range(1, len(finished) + 1):
+        stop = flat_stop(finished[:k], val_size)
+        if stop is not None and whole is not None:
+            seconds = (ends[finished[k - 1][0]] - started).total_seconds()
+            return FlatReplay(seconds, k, stop.plateau.best, whole.best, whole.best_se)
+    return None
 
 
 @dataclass(frozen=True)
@@ -150,6 +185,12 @@ class MethodSummary:
     final_best_min: float
     final_best_max: float
     trials_per_min: float  # median over repeats
+    # --stop-when-flat replayed: repeats it would have stopped before their --trials, the
+    # median share of their wall time it would have taken, and how many kept a best within
+    # one standard error of their whole search's.
+    flat_stopped: int = 0
+    flat_time_share_median: float | None = None
+    flat_kept: int = 0
 
 
 @dataclass(frozen=True)
@@ -206,7 +247,7 @@ def run_repeat(
     run_trials(search, space, data, study=study, stop=stop)
     curve = anytime_curve(study.get_trials(deepcopy=False), started)
     assert search.seed is not None
-    return Repeat(method.name, search.seed, search.study, curve)
+    return Repeat(method.name, search.seed, search.study, curve, replay_flat_stop(study, started, search.val_size))
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -240,9 +281,22 @@ def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[flo
                 final_best_min=min(own_finals),
                 final_best_max=max(own_finals),
                 trials_per_min=statistics.median(trials_per_minute(r.curve) for r in own),
+                **flat_summary(own),
             )
         )
     return best, se, tuple(summaries)
+
+
+def flat_summary(own: Sequence[Repeat]) -> dict[str, Any]:
+    """A method's repeats with ``--stop-when-flat`` replayed; a repeat it never stopped took
+    its whole time (share 1)."""
+    stopped = [r.flat for r in own if r.flat is not None]
+    shares = [r.flat.seconds / r.curve.seconds if r.flat and r.curve.seconds > 0 else 1.0 for r in own]
+    return {
+        "flat_stopped": len(stopped),
+        "flat_time_share_median": statistics.median(shares) if own else None,
+        "flat_kept": sum(f.kept for f in stopped) + len(own) - len(stopped),
+    }
 
 
 def curves_frame(repeats: Sequence[Repeat]) -> pd.DataFrame:

@@ -392,7 +392,9 @@ def methods_table(result: MethodsResult) -> Table:
         header_style="bold",
         title_justify="left",
     )
-    for header in ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min"):
+    headers = ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min",
+               "--stop-when-flat: stopped, time share, kept")  # fmt: skip
+    for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for s in result.summaries:
         table.add_row(
@@ -401,6 +403,7 @@ def methods_table(result: MethodsResult) -> Table:
             f"{s.reached}/{s.repeats}",
             f"{s.final_best_median:.4f} [{s.final_best_min:.4f}-{s.final_best_max:.4f}]",
             _fmt(s.trials_per_min, "{:.1f}"),
+            f"{s.flat_stopped}/{s.repeats}, {_fmt(s.flat_time_share_median, '{:.0%}')}, {s.flat_kept}/{s.repeats}",
         )
     return table
 
