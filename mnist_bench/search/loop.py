@@ -202,8 +202,7 @@ class FlatWatch:
         if self.flat is None and (flat := study_flat_stop(self.study)) is not None:
             self.flat = flat
             assert self.runner is not None
-            # The --timeout path, run out now: no trial starts after it, those in flight finish.
-            self.runner.deadline = time.monotonic()
+            self.runner.close()
 
 
 def wait_for_storage(runner: TrialRunner, settings: SearchSettings) -> None:

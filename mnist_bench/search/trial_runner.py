@@ -109,6 +109,11 @@ class TrialRunner:
         """--timeout has run out: no trial starts after it (those in flight finish)."""
         return self.deadline is not None and time.monotonic() >= self.deadline
 
+    def close(self) -> None:
+        """Run --timeout out now (``--stop-when-flat``'s rule held): no trial starts after
+        this, those in flight finish."""
+        self.deadline = time.monotonic()
+
     def start(self, _lane: int) -> tuple[optuna.Trial, MakeTraining] | None:
         """The next trial and how to build its training, or None: no more in this pass."""
         while self.down is None and self.ran < self.budget and not self.stopping() and not self.out_of_time():
