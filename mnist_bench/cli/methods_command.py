@@ -23,7 +23,8 @@ from mnist_bench.cli.common import (
 from mnist_bench.cli.search_command import SpaceName, ValSize
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.measure.methods import MethodsSettings, parse_methods, run_methods, write_methods
-from mnist_bench.output.console import methods_table, plural, repeat_line
+from mnist_bench.output.console import plural
+from mnist_bench.output.methods import methods_table, repeat_line
 from mnist_bench.search.space import load_space
 from mnist_bench.training.device import resolve_device
 

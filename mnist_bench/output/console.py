@@ -11,7 +11,6 @@ import pandas as pd
 from rich.table import Table
 
 from mnist_bench.measure.baselines import describe
-from mnist_bench.measure.methods import MethodsResult, Repeat
 from mnist_bench.search.leaderboard import Ties, accuracy_text, has_eager_reason, or_nan
 from mnist_bench.search.records import TrialRecord
 from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO, FlatStop, Plateau
@@ -43,7 +42,7 @@ TIED_CAPTION = "=: tied with the best within the validation's noise (one standar
 _STATE_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan"}
 
 
-def _fmt(value: Any, fmt: str) -> str:
+def format_cell(value: Any, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     try:
@@ -70,7 +69,7 @@ def leaderboard_table(frame: pd.DataFrame, *, top: int | None = None, title: str
         row["pareto"] = "*" if row.get("pareto") else ""
         row["tied"] = "=" if row.get("tied") else ""
         row["val_acc"] = accuracy_text(or_nan(row.get("best_val_acc")), or_nan(row.get("val_se")))
-        cells = [_fmt(row.get(col), fmt) for col, _, fmt in columns]
+        cells = [format_cell(row.get(col), fmt) for col, _, fmt in columns]
         table.add_row(*cells, style=_STATE_STYLE.get(row["state"]) if row["state"] != "COMPLETE" else None)
     return table
 
@@ -79,11 +78,11 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     """One line per finished trial: number, state, accuracy, time, why its steps ran
     eagerly (where they did, on CUDA), and the best so far."""
     state = row["state"].lower()
-    acc = _fmt(row.get("best_val_acc"), "{:.4f}")
-    secs = _fmt(row.get("train_time_s"), "{:.1f}s")
+    acc = format_cell(row.get("best_val_acc"), "{:.4f}")
+    secs = format_cell(row.get("train_time_s"), "{:.1f}s")
     text = (
         f"trial {row['trial']:>3} {state:<8} val acc {acc}  {secs:>7}  "
-        f"{row.get('layers') or '?'} {row.get('optimizer') or ''} bs {_fmt(row.get('batch_size'), '{:.0f}')}"
+        f"{row.get('layers') or '?'} {row.get('optimizer') or ''} bs {format_cell(row.get('batch_size'), '{:.0f}')}"
     )
     if row.get("reason") and state != "complete":
         text += f"  ({row['reason']})"
@@ -143,9 +142,9 @@ def promotion_table(rows: Sequence[Any], *, short: str, long: str, epochs: int) 
             str(row.short_trial),
             f"{row.short_value:.4f}",
             str(row.short_rank),
-            _fmt(row.long_trial, "{}"),
-            _fmt(row.long_value, "{:.4f}"),
-            _fmt(row.long_rank, "{}"),
+            format_cell(row.long_trial, "{}"),
+            format_cell(row.long_value, "{:.4f}"),
+            format_cell(row.long_rank, "{}"),
         )
     return table
 
@@ -187,7 +186,7 @@ def key_value_table(rows: dict[str, Any], *, title: str) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
-        table.add_row(key, _fmt(value, "{:.6g}") if isinstance(value, float) else str(value))
+        table.add_row(key, format_cell(value, "{:.6g}") if isinstance(value, float) else str(value))
     return table
 
 
@@ -200,10 +199,10 @@ def trial_table(ranked: Any, config: Any, *, title: str) -> Table:
             "rank": f"{ranked.rank} of {ranked.n_complete} complete trials",
             "layers": config.model.layers,
             "optimizer": describe(replace(config, epochs=record.epochs_run or config.epochs)),
-            "validation accuracy": f"{_fmt(record.accuracy, '{:.4f}')} (best epoch {record.best_epoch or '?'})",
+            "validation accuracy": f"{format_cell(record.accuracy, '{:.4f}')} (best epoch {record.best_epoch or '?'})",
             "epochs run": "?" if record.epochs_run is None else record.epochs_run,
-            "train time": f"{_fmt(record.train_time_s, '{:.1f}')} s",
-            "samples/s": _fmt(record.samples_per_s, "{:,.0f}"),
+            "train time": f"{format_cell(record.train_time_s, '{:.1f}')} s",
+            "samples/s": format_cell(record.samples_per_s, "{:,.0f}"),
             "parameters": f"{config.model.n_params:,}",
             "training seed": config.seed,
             "params": ", ".join(
@@ -271,7 +270,7 @@ def baselines_table(frame: pd.DataFrame, *, title: str) -> Table:
     for _, header, _ in columns:
         table.add_column(header, justify="left" if header in ("network", "optimizer and settings") else "right")
     for row in frame.to_dict("records"):
-        table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in columns))
+        table.add_row(*(format_cell(row.get(col), fmt) for col, _, fmt in columns))
     return table
 
 
@@ -369,7 +368,7 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[Column], *, title: str) -
             header, justify="left" if header in ("network", "runtime", "note", "step", "method") else "right"
         )
     for row in frame.to_dict("records"):
-        table.add_row(*(_fmt(row.get(col), fmt) for col, _, fmt in present))
+        table.add_row(*(format_cell(row.get(col), fmt) for col, _, fmt in present))
     return table
 
 
@@ -382,37 +381,3 @@ def doctor_table(checks: Sequence[Any]) -> Table:
         verdict = "" if check.ok is None else ("[green]pass[/]" if check.ok else "[bold red]FAIL[/]")
         table.add_row(check.name, check.result, verdict)
     return table
-
-
-def methods_table(result: MethodsResult) -> Table:
-    """``methods``' summary: per method, how soon its repeats came within 1 SE of the best any
-    method found, the best each found, and its pace."""
-    table = Table(
-        title=f"best of all: {result.best:.4f}, 1 SE on {result.settings.val_size:,} images: {result.se:.4f}",
-        header_style="bold",
-        title_justify="left",
-    )
-    headers = ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min",
-               "--stop-when-flat: stopped, time share, kept")  # fmt: skip
-    for header in headers:
-        table.add_column(header, justify="left" if header == "method" else "right")
-    for s in result.summaries:
-        table.add_row(
-            s.method,
-            "never" if s.s_to_within_median is None else f"{s.s_to_within_median:.1f}",
-            f"{s.reached}/{s.repeats}",
-            f"{s.final_best_median:.4f} [{s.final_best_min:.4f}-{s.final_best_max:.4f}]",
-            _fmt(s.trials_per_min, "{:.1f}"),
-            f"{s.flat_stopped}/{s.repeats}, {_fmt(s.flat_time_share_median, '{:.0%}')}, {s.flat_kept}/{s.repeats}",
-        )
-    return table
-
-
-def repeat_line(repeat: Repeat) -> str:
-    """One line per finished repeat of ``methods``: its method, seed, trials, best and time."""
-    curve = repeat.curve
-    best = "no accuracy" if math.isnan(curve.final_best) else f"best {curve.final_best:.4f}"
-    return (
-        f"{repeat.method} seed {repeat.seed}: {plural(curve.finished, 'finished trial')}, {best}, "
-        f"{duration_text(curve.seconds)}"
-    )

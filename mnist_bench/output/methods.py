@@ -1,0 +1,45 @@
+"""rich renderings of what ``mnist-bench methods`` returns (``measure.methods``)."""
+
+from __future__ import annotations
+
+import math
+
+from rich.table import Table
+
+from mnist_bench.measure.methods import MethodsResult, Repeat
+from mnist_bench.output.console import duration_text, format_cell, plural
+
+
+def methods_table(result: MethodsResult) -> Table:
+    """``methods``' summary: per method, how soon its repeats came within 1 SE of the best any
+    method found, the best each found, and its pace."""
+    table = Table(
+        title=f"best of all: {result.best:.4f}, 1 SE on {result.settings.val_size:,} images: {result.se:.4f}",
+        header_style="bold",
+        title_justify="left",
+    )
+    headers = ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min",
+               "--stop-when-flat: stopped, time share, kept")  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header == "method" else "right")
+    for s in result.summaries:
+        table.add_row(
+            s.method,
+            "never" if s.s_to_within_median is None else f"{s.s_to_within_median:.1f}",
+            f"{s.reached}/{s.repeats}",
+            f"{s.final_best_median:.4f} [{s.final_best_min:.4f}-{s.final_best_max:.4f}]",
+            format_cell(s.trials_per_min, "{:.1f}"),
+            f"{s.flat_stopped}/{s.repeats}, {format_cell(s.flat_time_share_median, '{:.0%}')}, "
+            f"{s.flat_kept}/{s.repeats}",
+        )
+    return table
+
+
+def repeat_line(repeat: Repeat) -> str:
+    """One line per finished repeat of ``methods``: its method, seed, trials, best and time."""
+    curve = repeat.curve
+    best = "no accuracy" if math.isnan(curve.final_best) else f"best {curve.final_best:.4f}"
+    return (
+        f"{repeat.method} seed {repeat.seed}: {plural(curve.finished, 'finished trial')}, {best}, "
+        f"{duration_text(curve.seconds)}"
+    )
