@@ -18,6 +18,7 @@ from mnist_bench.measure.methods import (
     Method,
     MethodsSettings,
     Repeat,
+    against_first,
     parse_methods,
     replay_flat_stop,
     summarize,
@@ -146,3 +147,13 @@ def test_stop_when_flat_replayed_over_a_finished_search_stops_where_the_search_w
     late = replay_flat_stop(study_of([*flat[:20], 0.99, *flat[21:]]), start, val_size=5000)
     assert late is not None and late.finished == 13 and late.full_best == 0.99 and not late.kept
     assert replay_flat_stop(study_of([0.95, 0.96, 0.97, 0.98]), start, val_size=5000) is None
+
+
+def test_against_the_first_method_seed_by_seed() -> None:
+    """Seed 0: the first (old) method's best 0.98 is within 1 SE from 20 s, the other gets there
+    at 8 s (0.4x) and ends higher; seed 1: the first is there at 10 s, the other never (slowest)."""
+    first = [Repeat("a", 0, "a0", curve_of((10, 0.97), (20, 0.98))), Repeat("a", 1, "a1", curve_of((10, 0.96)))]
+    other = [Repeat("b", 0, "b0", curve_of((8, 0.979), (30, 0.99))), Repeat("b", 1, "b1", curve_of((5, 0.90)))]
+    assert against_first(other, first, val_size=5000) == {"vs_first_time_ratio": None, "vs_first_not_lower": 1}
+    assert against_first(other[:1], first, val_size=5000) == {"vs_first_time_ratio": 0.4, "vs_first_not_lower": 1}
+    assert against_first(first, first, val_size=5000) == {"vs_first_time_ratio": 1.0, "vs_first_not_lower": 2}

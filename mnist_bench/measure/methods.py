@@ -191,6 +191,12 @@ class MethodSummary:
     flat_stopped: int = 0
     flat_time_share_median: float | None = None
     flat_kept: int = 0
+    # Against the first method, seed by seed: the time this one took to come within one SE
+    # of the best the first found with the same seed, over the time the first took to come
+    # within one SE of its own best (median over seeds; None where most never did), and on
+    # how many seeds this one's best is no lower than the first's.
+    vs_first_time_ratio: float | None = None
+    vs_first_not_lower: int = 0
 
 
 @dataclass(frozen=True)
@@ -282,9 +288,26 @@ def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[flo
                 final_best_max=max(own_finals),
                 trials_per_min=statistics.median(trials_per_minute(r.curve) for r in own),
                 **flat_summary(own),
+                **against_first(own, [r for r in repeats if r.method == settings.methods[0].name], settings.val_size),
             )
         )
     return best, se, tuple(summaries)
+
+
+def against_first(own: Sequence[Repeat], first: Sequence[Repeat], val_size: int) -> dict[str, Any]:
+    """A method's repeats against the first method's of the same seeds (``vs_first_*``)."""
+    ratios: list[float | None] = []
+    not_lower = 0
+    for ref in first:
+        mine = next((r for r in own if r.seed == ref.seed), None)
+        target = ref.curve.final_best
+        if mine is None or math.isnan(target):
+            continue
+        se = reference_se(target, val_size)
+        t_ref, t_mine = seconds_to_within(ref.curve, target, se), seconds_to_within(mine.curve, target, se)
+        ratios.append(None if t_mine is None or not t_ref else t_mine / t_ref)
+        not_lower += mine.curve.final_best >= target
+    return {"vs_first_time_ratio": _median(ratios) if ratios else None, "vs_first_not_lower": not_lower}
 
 
 def flat_summary(own: Sequence[Repeat]) -> dict[str, Any]:

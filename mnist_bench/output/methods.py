@@ -12,14 +12,16 @@ from mnist_bench.output.console import duration_text, format_cell, plural
 
 def methods_table(result: MethodsResult) -> Table:
     """``methods``' summary: per method, how soon its repeats came within 1 SE of the best any
-    method found, the best each found, and its pace."""
+    method found, the best each found, its pace, how it did against the first method seed by
+    seed, and what ``--stop-when-flat`` would have done to it."""
     table = Table(
         title=f"best of all: {result.best:.4f}, 1 SE on {result.settings.val_size:,} images: {result.se:.4f}",
         header_style="bold",
         title_justify="left",
     )
+    first = result.settings.methods[0].name
     headers = ("method", "s to within 1 SE (median)", "reached", "final best, median [min-max]", "trials/min",
-               "--stop-when-flat: stopped, time share, kept")  # fmt: skip
+               f"vs {first}: time, best no lower", "--stop-when-flat: stopped, time share, kept")  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header == "method" else "right")
     for s in result.summaries:
@@ -29,10 +31,16 @@ def methods_table(result: MethodsResult) -> Table:
             f"{s.reached}/{s.repeats}",
             f"{s.final_best_median:.4f} [{s.final_best_min:.4f}-{s.final_best_max:.4f}]",
             format_cell(s.trials_per_min, "{:.1f}"),
+            "-" if s.method == first else f"{vs_first(s.vs_first_time_ratio)}, {s.vs_first_not_lower}/{s.repeats}",
             f"{s.flat_stopped}/{s.repeats}, {format_cell(s.flat_time_share_median, '{:.0%}')}, "
             f"{s.flat_kept}/{s.repeats}",
         )
     return table
+
+
+def vs_first(ratio: float | None) -> str:
+    """The median time ratio against the first method: 0.40x is in 40% of its time."""
+    return "never" if ratio is None else f"{ratio:.2f}x"
 
 
 def repeat_line(repeat: Repeat) -> str:
