@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,11 +20,15 @@ from mnist_bench.measure.methods import (
     MethodsSettings,
     Repeat,
     against_first,
+    finished_repeat,
     parse_methods,
     replay_flat_stop,
     summarize,
 )
+from mnist_bench.search.loop import open_study
 from mnist_bench.search.records import BEST_VAL_ACC
+from mnist_bench.search.space import load_space
+from mnist_bench.storage.rdb import open_storage
 from tests.test_anytime import curve_of
 
 runner = CliRunner()
@@ -75,13 +80,16 @@ def test_methods_runs_every_repeat_and_writes_curves_summary_figure_and_studies(
 ) -> None:
     (tmp_path / "s.toml").write_text("depth = [1, 1]\nwidth = [8, 16]\n")
     out = tmp_path / "methods"
-    # A study left by an earlier run would be resumed, not timed afresh: the run replaces it.
+    # A study another kind of run left in --out is not taken for a finished search.
     out.mkdir()
     stale = f"sqlite:///{out / 'methods.db'}"
     optuna.create_study(study_name="tpe-median-seed0", storage=stale).optimize(lambda t: 0.5, n_trials=3)
     args = ["methods", "--methods", "tpe+median,random+none", "--repeats", "2", "--trials", "2", "--epochs", "1",
             "--val-size", "100", "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu",
             "--space", str(tmp_path / "s.toml"), "--out", str(out)]  # fmt: skip
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "pass --restart" in refused.stderr and refused.stderr.count("\n") == 1
+    args.append("--restart")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "random+none seed 1: 2 finished trials" in result.stdout and "Written to" in result.stdout
@@ -109,6 +117,27 @@ def test_methods_runs_every_repeat_and_writes_curves_summary_figure_and_studies(
     storage = optuna.storages.RDBStorage(summary["storage"])
     assert sorted(optuna.get_all_study_names(storage)) == sorted(summary["studies"])
     assert len(optuna.load_study(study_name="tpe-median-seed0", storage=storage).trials) == 2
+    # The same command again reads every finished search back: nothing trains, nothing changes.
+    again = runner.invoke(app, args[:-1])
+    assert again.exit_code == 0 and again.stdout.count("read back") == 4, again.output
+    assert pd.read_csv(out / "curves.csv").equals(curves)
+
+
+def test_a_search_an_earlier_run_left_unfinished_runs_again(tmp_path: Path) -> None:
+    space = load_space("default")
+    settings = MethodsSettings(parse_methods("random+none"), repeats=1, trials=2, epochs=1, val_size=100)
+    search = settings.search(settings.methods[0], 0, f"sqlite:///{tmp_path / 'methods.db'}")
+    study = open_study(search, space, open_storage(search.storage, heartbeat_s=search.heartbeat_s))
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={BEST_VAL_ACC: 0.9}))
+    assert finished_repeat(search, space, settings.methods[0]) is None  # 1 of 2: run again
+    assert search.study not in optuna.get_all_study_names(search.storage)
+    study = open_study(search, space, open_storage(search.storage, heartbeat_s=search.heartbeat_s))
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={BEST_VAL_ACC: 0.9}))
+    kept = finished_repeat(search, space, settings.methods[0])
+    assert kept is not None and kept.curve.final_best == 0.9 and kept.curve.finished == 2
+    with pytest.raises(MnistBenchError, match="pass --restart"):
+        finished_repeat(replace(search, epochs=2), space, settings.methods[0])
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,14 @@ Methods = Annotated[
         show_default=f"{FULL_METHODS}; --quick {QUICK_METHODS}",
     ),
 ]
+Restart = Annotated[
+    bool,
+    typer.Option(
+        "--restart",
+        help="Forget the searches an earlier run left in --out and time every one again "
+        "(without it, a search an earlier run finished is read back, an unfinished one run again).",
+    ),
+]
 Quick = Annotated[bool, typer.Option("--quick", help="A short run (few repeats of short searches) for two CPU cores.")]
 Repeats = Annotated[
     int | None,
@@ -102,6 +110,7 @@ def methods(
     device: Device = "auto",
     no_verify: NoVerify = False,
     studies_dir: StudiesDir = Path("studies"),
+    restart: Restart = False,
 ) -> None:
     """Compare search methods by their anytime curves: best accuracy so far against seconds, over seeded repeats."""
     base = _QUICK if quick else _FULL
@@ -125,10 +134,16 @@ def methods(
         try:
             result = run_methods(
                 settings, search_space, data_dir=data_dir, verify=not no_verify, device=device, out=folder,
-                stop=stop, on_repeat=lambda repeat: console.print(repeat_line(repeat), markup=False),
+                restart=restart, stop=stop, on_repeat=lambda repeat, kept: console.print(
+                    repeat_line(repeat) + (" (finished by an earlier run: read back)" if kept else ""), markup=False
+                ),
             )  # fmt: skip
         except KeyboardInterrupt:
-            typer.echo(f"Interrupted: nothing summarized; the finished searches are in {folder}.", err=True)
+            typer.echo(
+                f"Interrupted: the searches it finished are summarized in {folder}; "
+                "the same command goes on from there.",
+                err=True,
+            )
             raise typer.Exit(130) from None
     console.print(methods_table(result))
     paths = write_methods(result, folder)

@@ -30,17 +30,20 @@ from mnist_bench.measure.anytime_figure import anytime_png
 from mnist_bench.search.anytime import (
     AnytimeCurve,
     anytime_curve,
+    first_start,
     reference_se,
     seconds_to_within,
     trials_per_minute,
 )
 from mnist_bench.search.loop import finished_trials, open_study, run_trials
 from mnist_bench.search.pruners import pruner_spec
+from mnist_bench.search.records import StudyRecord
 from mnist_bench.search.samplers import sampler_spec
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.stopping import flat_stop, plateau
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.storage.rdb import open_storage
+from mnist_bench.storage.trial_states import n_finished
 from mnist_bench.training.device import environment, resolve_device
 
 STORAGE_FILE = "methods.db"  # every repeat's study, under the output folder
@@ -218,41 +221,86 @@ def run_methods(
     verify: bool,
     device: str,
     out: Path,
+    restart: bool = False,
     stop: StopFlag | None = None,
-    on_repeat: Callable[[Repeat], None] | None = None,
+    on_repeat: Callable[[Repeat, bool], None] | None = None,
 ) -> MethodsResult:
-    """Run every method's repeats in fresh studies in ``out``/methods.db (a rerun replaces
-    them) and summarize their curves; ``on_repeat`` hears of each repeat as it ends."""
+    """Run every method's repeats, each in a study of its own in ``out``/methods.db, and
+    summarize their curves; the curves, summary and figure are written after every repeat,
+    so a run cut short keeps what it finished.
+
+    A repeat whose study an earlier run finished (``--trials`` finished trials, the same
+    space, validation split and epochs) is read back, not run again; one it left unfinished
+    is run afresh (its clock was broken). ``restart`` forgets every earlier search in
+    ``out``. ``on_repeat`` hears of each repeat, and whether it was read back.
+    """
     split = ensure_split(data_dir, "train", verify=verify)
     torch_device = resolve_device(device)
     data = DeviceData.with_validation(split, torch_device, val_size=settings.val_size)
     del split
     out.mkdir(parents=True, exist_ok=True)
     db = out / STORAGE_FILE
-    db.unlink(missing_ok=True)  # studies of an earlier run would be resumed, not timed afresh
+    if restart:
+        db.unlink(missing_ok=True)
     storage = f"sqlite:///{db}"
-    repeats = []
+    env = dict(environment(torch_device))
+    repeats: list[Repeat] = []
     # Seed by seed, every method in turn: a machine that slows down midway slows all alike.
     for seed in settings.seeds:
         for method in settings.methods:
-            repeat = run_repeat(settings.search(method, seed, storage), space, data, method, stop)
+            search = settings.search(method, seed, storage)
+            kept = finished_repeat(search, space, method)
+            repeat = kept or run_repeat(search, space, data, method, stop)
             repeats.append(repeat)
+            if any(not math.isnan(r.curve.final_best) for r in repeats):  # something to summarize
+                write_methods(methods_result(settings, repeats, storage, env), out)
             if on_repeat is not None:
-                on_repeat(repeat)
+                on_repeat(repeat, kept is not None)
+    return methods_result(settings, repeats, storage, env)
+
+
+def methods_result(
+    settings: MethodsSettings, repeats: Sequence[Repeat], storage: str, env: dict[str, Any]
+) -> MethodsResult:
     best, se, summaries = summarize(repeats, settings)
-    return MethodsResult(settings, tuple(repeats), best, se, summaries, storage, dict(environment(torch_device)))
+    return MethodsResult(settings, tuple(repeats), best, se, summaries, storage, env)
+
+
+def finished_repeat(search: SearchSettings, space: SearchSpace, method: Method) -> Repeat | None:
+    """The repeat an earlier run finished in this storage, read back; None where there is none
+    (a study it left unfinished is deleted: it runs again from its first trial)."""
+    storage = open_storage(search.storage, heartbeat_s=search.heartbeat_s)
+    if search.study not in {s.study_name for s in storage.get_all_studies()}:
+        return None
+    study = optuna.load_study(study_name=search.study, storage=storage)
+    record = StudyRecord.of(study)
+    if (record.space, record.val_size, record.epochs) != (space, search.val_size, search.epochs):
+        raise UsageError(
+            f"{search.storage} holds a search {search.study!r} with another space, --val-size or --epochs: "
+            "pass --restart to time every search again, or another --out"
+        )
+    if n_finished(study) < search.trials:
+        optuna.delete_study(study_name=search.study, storage=storage)
+        return None
+    return repeat_of(study, method, search)
 
 
 def run_repeat(
     search: SearchSettings, space: SearchSpace, data: DeviceData, method: Method, stop: StopFlag | None
 ) -> Repeat:
-    """One seeded search in a fresh study, its curve timed from just before its first trial."""
+    """One seeded search in a fresh study."""
     study = open_study(search, space, open_storage(search.storage, heartbeat_s=search.heartbeat_s))
-    # Trial timestamps are Optuna's naive local datetime.now(): the start must be one too.
-    started = datetime.now()
     run_trials(search, space, data, study=study, stop=stop)
-    curve = anytime_curve(study.get_trials(deepcopy=False), started)
-    assert search.seed is not None
+    return repeat_of(study, method, search)
+
+
+def repeat_of(study: optuna.Study, method: Method, search: SearchSettings) -> Repeat:
+    """A finished search as a repeat: its curve timed from its first trial's start (as stored,
+    so a repeat read back is the repeat that ran), and ``--stop-when-flat`` replayed over it."""
+    trials = study.get_trials(deepcopy=False)
+    started = first_start(trials)
+    assert search.seed is not None and started is not None  # a finished search started a trial
+    curve = anytime_curve(trials, started)
     return Repeat(method.name, search.seed, search.study, curve, replay_flat_stop(study, started, search.val_size))
 
 
@@ -272,6 +320,8 @@ def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[flo
     summaries = []
     for method in settings.methods:
         own = [r for r in repeats if r.method == method.name]
+        if not own:  # a run cut short (or still going) before this method's first repeat
+            continue
         times = [seconds_to_within(r.curve, best, se) for r in own]
         reached = sorted(t for t in times if t is not None)
         own_finals = [r.curve.final_best for r in own]
