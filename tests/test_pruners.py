@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -78,6 +79,12 @@ def test_asha_stops_trials_part_way_into_their_first_epoch_through_search(tmp_pa
         assert record.state.name == "PRUNED" and list(trial.intermediate_values) == [1]  # at the first rung
         assert record.reason == f"pruned by asha pruner after {record.epochs_trained:.2f} epochs"
         assert record.reason in result.stdout and record.reason in leaderboard
+    # How far each trained: a fraction in the leaderboard's file and in its table on screen.
+    rows = pd.read_csv(studies / "mnist-mlp" / "leaderboard.csv").set_index("trial")
+    for trial in early:
+        assert rows.loc[trial.number, "epochs_trained"] == pytest.approx(TrialRecord.of(trial).epochs_trained)
+    table = CliRunner().invoke(app, ["leaderboard", "--studies-dir", str(studies)], terminal_width=250).stdout
+    assert f"{TrialRecord.of(early[0]).epochs_trained:.4g}" in table
 
 
 @pytest.mark.parametrize("bad", ["0", "-1"])

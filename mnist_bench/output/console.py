@@ -25,7 +25,8 @@ _SCREEN = [
     ("lr", "lr", "{:.2e}"),
     ("momentum", "mom.", "{:.3f}"),
     ("batch_size", "batch", "{:.0f}"),
-    ("epochs_run", "epochs", "{:.0f}"),
+    # Epochs trained, a fraction where a pruner stopped a trial inside an epoch (1.33).
+    ("epochs_trained", "epochs", "{:.4g}"),
     ("val_acc", "val acc ± se", "{}"),  # best_val_acc ± val_se, as ``accuracy_text`` writes it
     ("train_time_s", "train s", "{:.1f}"),
     ("samples_per_s", "samples/s", "{:,.0f}"),

@@ -20,13 +20,14 @@ FORMATS = ("table", "csv", "markdown", "json")
 COLUMNS = [
     "rank", "trial", "state", "layers", "optimizer", "lr", "momentum", "batch_size",
     "dropout", "weight_decay", "schedule", "label_smoothing", "augment", "max_norm",
-    "epochs_run", "best_val_acc", "val_se", "tied", "final_val_acc", "train_time_s", "samples_per_s",
+    "epochs_run", "epochs_trained", "best_val_acc", "val_se", "tied", "final_val_acc", "train_time_s", "samples_per_s",
     "n_params", "latency_ms", "pareto", "train_seed", "retry_of", "streams", "reason", "eager_reason",
 ]  # fmt: skip
 # ``val_se``: the binomial standard error of best_val_acc on the study's validation images.
 # ``tied``: a complete trial within the validation's noise of the best (``noise.tied_with_best``;
 # the best included); False for the rest, and for every trial of a multi-objective study,
 # whose trials are ranked by a front, not by one best.
+# ``epochs_trained``: ``epochs_run`` plus the part of an epoch a pruner stopped it in.
 # ``streams``: the version of the random streams the trial trained with (STREAMS_VERSION);
 # a study resumed with --mixed-versions holds more than one. ``eager_reason``: on CUDA, why
 # the trial's steps ran eagerly rather than as a captured graph (empty where they did not).
@@ -49,6 +50,7 @@ def trial_row(trial: FrozenTrial, space: SearchSpace, *, streams: str | None = N
         "trial": record.number,
         "state": record.state.name,
         "epochs_run": record.epochs_run or 0,
+        "epochs_trained": or_nan(record.epochs_trained),
         "best_val_acc": or_nan(record.accuracy),
         "final_val_acc": or_nan(record.final_accuracy),
         "train_time_s": or_nan(record.train_time_s),
