@@ -55,6 +55,14 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
             "minimize",
             lambda result, _latency: float(result.config.model.n_params),
         ),
+        ObjectiveSpec(
+            "time",
+            "the training's seconds, first step to last, validation passes excluded (read off a clock: "
+            "a seeded search's trials repeat, its times only nearly)",
+            "training time (s)",
+            "minimize",
+            lambda result, _latency: result.train_time_s,
+        ),
     )
 }
 FIRST = "accuracy"  # every search's first objective: trials are ranked, pruned and picked by it
