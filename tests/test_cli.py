@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.search.space import shipped_spaces
+from mnist_bench.storage.rdb import default_storage
 
 runner = CliRunner()
 
@@ -444,3 +445,28 @@ def test_stop_when_flat_with_several_objectives_is_one_line(tmp_path: Path, tiny
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
     assert "--stop-when-flat: watches the best accuracy of one objective" in result.stderr
+
+
+def test_speed_space_search_draws_epochs_and_precision_and_retrains_the_trials_own(
+    tmp_path: Path, tiny_mnist: Path
+) -> None:
+    studies = tmp_path / "studies"
+    # The speed space, narrowed to small widths and few epochs so that the tiny run stays quick.
+    (tmp_path / "fast.toml").write_text('base = "speed"\nwidth = [8, 32]\nepochs = [1, 3]\n')
+    common = ["--studies-dir", str(studies), "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
+    args = ["search", "--space", str(tmp_path / "fast.toml"), "--trials", "6", "--seed", "1", "--val-size", "100"]
+    refused = runner.invoke(app, [*args, "--epochs", "4", *common])
+    assert refused.exit_code == 2 and "searches each trial's epochs (1-3); leave it out" in refused.output
+    result = runner.invoke(app, [*args, "--objective", "accuracy,time", *common])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="mnist-mlp", storage=default_storage(studies))
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len({t.params["epochs"] for t in trials}) > 1 and len({t.params["precision"] for t in trials}) > 1
+    for t in trials:  # each trained the epochs it drew, and its time is an objective beside its accuracy
+        assert t.user_attrs["epochs_run"] == t.params["epochs"] and t.values[1] > 0
+    chosen = next(t for t in trials if t.params["precision"] == "bf16")
+    retrain = runner.invoke(app, ["best", "--retrain", "--trial", str(chosen.number), *common])
+    assert retrain.exit_code == 0, retrain.output
+    saved = json.loads((studies / "mnist-mlp" / f"trial-{chosen.number}" / "checkpoint.json").read_text())
+    assert saved["config"]["epochs"] == chosen.params["epochs"]
+    assert "in bf16..." in retrain.output and saved["source"]["precision"] == "bf16"  # the trial's own precision

@@ -8,7 +8,14 @@ import pytest
 
 from mnist_bench.augment import DEFAULT_DEFORM, Deform, augment_spec
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search.space import SearchSpace, load_space, sample_config, shipped_folder, shipped_spaces
+from mnist_bench.search.space import (
+    SearchSpace,
+    load_space,
+    sample_config,
+    sample_precision,
+    shipped_folder,
+    shipped_spaces,
+)
 from tests.conftest import REPO
 
 SHIPPED = REPO / "mnist_bench" / "search" / "spaces"
@@ -61,6 +68,9 @@ def test_partial_file_overrides_only_its_keys(tmp_path: Path) -> None:
         ("batch_sizes = [0, 64]", "batch_sizes"),
         ("sgd_lr = [0.1]", r"\[low, high\]"),
         ("depth = [", "not valid TOML"),
+        ("epochs = [0, 4]", r"epochs = \[0, 4\] must satisfy 1 <= low"),
+        ("epochs = [3]", r"epochs must be \[low, high\]"),
+        ('precisions = ["fp16"]', r"precisions = \['fp16'\] must be a subset of \['fp32', 'tf32', 'bf16'\]"),
     ],
 )
 def test_bad_space_files_are_rejected(tmp_path: Path, text: str, message: str) -> None:
@@ -332,3 +342,21 @@ def test_frontier_cpu_wd_space_keeps_nets_small_and_searches_decay() -> None:
         assert 5e-5 <= chosen.weight_decay <= 5e-4 and params["sgd_weight_decay"] == chosen.weight_decay
         decays.add(chosen.weight_decay)
     assert len(decays) > 1  # searched, not fixed
+
+
+def test_speed_space_draws_each_trials_epochs_and_precision_and_other_spaces_ask_neither() -> None:
+    speed = load_space("speed")
+    assert speed.searches_epochs and speed.precisions == ("fp32", "bf16")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = []
+    for _ in range(12):
+        trial = study.ask()
+        config = sample_config(trial, speed, epochs=99, seed=0)
+        drawn.append((config.epochs, sample_precision(trial, speed, "fp32")))
+        assert trial.params["epochs"] == config.epochs and 1 <= config.epochs <= 8  # the search's 99 is not used
+    assert len({e for e, _ in drawn}) > 2 and {p for _, p in drawn} == {"fp32", "bf16"}
+    for name in ("default", "extended"):  # their seeded trials repeat: nothing new is asked of them
+        trial = optuna.create_study().ask()
+        assert sample_config(trial, load_space(name), epochs=5, seed=0).epochs == 5
+        assert sample_precision(trial, load_space(name), "tf32") == "tf32"
+        assert "epochs" not in trial.params and "precision" not in trial.params

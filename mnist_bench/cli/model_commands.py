@@ -56,7 +56,7 @@ from mnist_bench.output.console import (
     trial_table,
 )
 from mnist_bench.search.leaderboard import leaderboard, study_dir, tied_at_top
-from mnist_bench.search.loop import pick_trial, stored_space, trial_config, watched_val_size
+from mnist_bench.search.loop import pick_trial, stored_space, trial_config, trial_precision, watched_val_size
 from mnist_bench.search.records import StudyRecord, TrialRecord
 from mnist_bench.search.study import DEFAULT_STUDY
 from mnist_bench.storage.rdb import default_storage, load_study, open_storage
@@ -85,8 +85,9 @@ def _train_and_save(
     console = make_console()
     console.print(
         f"Training {config.model.layers} on all {len(data.train)} training images for {config.epochs} epoch(s), "
-        f"{plural(len(seed_list), 'seed')}, on {data.device_data.device}..."
+        f"{plural(len(seed_list), 'seed')}, on {data.device_data.device} in {runtime.precision}..."
     )
+    source = {**source, "precision": runtime.precision}  # the checkpoint says how it was trained
     state_dir = out_dir / "resume"
     if restart:
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -152,7 +153,12 @@ def best(
     seeds: Seeds = 1,
     augment: AugmentOpt = None,
     deform: DeformOpt = None,
-    precision: PrecisionOpt = Precision["fp32"],
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            help="Matmul precision for --retrain.", show_default="the trial's where its space chose one, else fp32"
+        ),
+    ] = None,
     compile: CompileOpt = False,
     steps: StepsOpt = Steps["auto"],
     restart: RestartOpt = False,
@@ -166,10 +172,11 @@ def best(
     --augment retrains with that augmentation instead of the trial's own."""
     require_positive("--epochs", epochs)
     require_positive("--seeds", seeds)
-    # Seeds side by side (runtime.side_by_side); the self-check starts only for a retrain.
-    runtime, _ = runtime_from(precision, compile, [device], steps=steps, check=retrain)
     optuna_study = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
     ranked = pick_trial(optuna_study, trial)
+    chosen = Precision(trial_precision(optuna_study, ranked.trial, "fp32")) if precision is None else precision
+    # Seeds side by side (runtime.side_by_side); the self-check starts only for a retrain.
+    runtime, _ = runtime_from(chosen, compile, [device], steps=steps, check=retrain)
     console = make_console()
     frame = leaderboard(optuna_study, stored_space(optuna_study))
     if len(optuna_study.directions) > 1:

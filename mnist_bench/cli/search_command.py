@@ -35,7 +35,8 @@ from mnist_bench.cli.common import (
     make_console,
     runtime_from,
 )
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.config import precision_spec
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.progress import SearchLines
 from mnist_bench.search.capacity import trial_bytes
@@ -49,6 +50,8 @@ from mnist_bench.search.workers import plan_workers
 from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
+
+DEFAULT_TRIAL_EPOCHS = 10  # --epochs where a space does not search them
 
 MixedVersions = Annotated[
     bool,
@@ -90,7 +93,14 @@ def training_where(devices: list[str], in_flight: int) -> str:
 Trials = Annotated[
     int, typer.Option(help="Finished (complete or pruned) trials the study should hold in total; a rerun tops it up.")
 ]
-TrialEpochs = Annotated[int, typer.Option(help="Most epochs one trial may train (pruning may stop it sooner).")]
+TrialEpochs = Annotated[
+    int | None,
+    typer.Option(
+        help="Most epochs one trial may train (pruning may stop it sooner); a space that searches epochs "
+        "(its `epochs` key) sets them per trial instead.",
+        show_default=str(DEFAULT_TRIAL_EPOCHS),
+    ),
+]
 SpaceName = Annotated[
     str, typer.Option(help="Search space: a shipped one's name (see `mnist-bench spaces`) or the path of a TOML file.")
 ]
@@ -162,26 +172,50 @@ def search_plan(
     devices: str,
     parallel: str,
     runtime: tuple[Precision, bool, Steps],
+    epochs: int | None = None,
 ) -> tuple[SearchSettings, SearchSpace, list[str], list[str]]:
     """The settings with their runtime and trials in flight, the space, the workers' devices,
     and the notes the search prints first; every option checked before anything trains."""
     search_space = load_space(space)
+    settings = epochs_for(settings, search_space, epochs)
     if augment is not None:
         search_space = replace(search_space, augments=(augment.value,))
     worker_devices, auto_line = plan_workers(workers, devices, search_space, val_size=settings.val_size)
     precision, compile, steps = runtime
     in_flight = parallel_option(parallel, worker_devices[0], search_space)
     trusted, in_flight = runtime_from(precision, compile, worker_devices, steps=steps, parallel=in_flight)
+    check_precisions(search_space, worker_devices)
     intro = [auto_line] if auto_line else []
     if settings.multi_objective and pruner_spec(settings.pruner).prunes:
         intro.insert(0, f"Note: Optuna cannot prune multi-objective studies: --pruner {settings.pruner} is ignored.")
     return replace(settings, runtime=trusted, parallel=in_flight), search_space, worker_devices, intro
 
 
+def epochs_for(settings: SearchSettings, space: SearchSpace, epochs: int | None) -> SearchSettings:
+    """The settings' most epochs a trial trains: --epochs, or the top of the space's epochs
+    range where it searches them (then --epochs is a usage error: the space decides)."""
+    if not space.searches_epochs:
+        return replace(settings, epochs=DEFAULT_TRIAL_EPOCHS if epochs is None else epochs)
+    if epochs is not None:
+        low, high = space.epochs
+        raise UsageError(f"--epochs {epochs}: this space searches each trial's epochs ({low}-{high}); leave it out")
+    return replace(settings, epochs=space.epochs[1])
+
+
+def check_precisions(space: SearchSpace, devices: list[str]) -> None:
+    """Every precision a space searches trains on every device of the search: one line otherwise."""
+    for precision in space.precisions:
+        for device in devices:
+            try:
+                precision_spec(precision).check(resolve_device(device))
+            except ValueError as exc:
+                raise UsageError(f"search space: precisions = {list(space.precisions)}: {exc}") from None
+
+
 @app.command()
 def search(
     trials: Trials = 50,
-    epochs: TrialEpochs = 10,
+    epochs: TrialEpochs = None,
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
     space: SpaceName = "default",
@@ -212,15 +246,15 @@ def search(
 ) -> None:
     """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
     settings = SearchSettings(
-        study=study, storage=storage or default_storage(studies_dir), trials=trials, epochs=epochs,
-        pruner=pruner.value, reports_per_epoch=reports_per_epoch, sampler=sampler.value, seed=seed,
-        timeout=timeout, val_size=val_size,
+        study=study, storage=storage or default_storage(studies_dir), trials=trials,
+        epochs=DEFAULT_TRIAL_EPOCHS if epochs is None else epochs, pruner=pruner.value,
+        reports_per_epoch=reports_per_epoch, sampler=sampler.value, seed=seed, timeout=timeout, val_size=val_size,
         heartbeat_s=heartbeat, storage_retry_s=storage_retry, objectives=parse_objectives(objective),
         mixed_versions=mixed_versions, stop_when_flat=stop_when_flat,
     )  # fmt: skip
     settings, search_space, worker_devices, intro = search_plan(
         settings, space, augment, workers=workers, devices=devices or device, parallel=parallel,
-        runtime=(precision, compile, steps),
+        runtime=(precision, compile, steps), epochs=epochs,
     )  # fmt: skip
     where = training_where(worker_devices, settings.parallel)
     lines = SearchLines(make_console(), quiet=quiet, space=search_space, intro=intro, where=where)

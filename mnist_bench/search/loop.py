@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -27,7 +27,7 @@ from mnist_bench.search.objectives import objective_spec
 from mnist_bench.search.pruners import NO_PRUNER, make_pruner
 from mnist_bench.search.records import StudyRecord, TrialRecord, record_new_study
 from mnist_bench.search.samplers import make_sampler
-from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.search.space import SearchSpace, sample_config, sample_precision
 from mnist_bench.search.stopping import FlatStop, Plateau, flat_stop, plateau
 from mnist_bench.search.study import SearchSettings, TrialCounts, TrialEpoch, check_streams
 from mnist_bench.search.trial_runner import TrialRunner
@@ -288,9 +288,15 @@ def trial_config(study: optuna.Study, trial: FrozenTrial, *, epochs: int | None 
     ``n_layers``, ``optimizer`` and ``augment`` chose.
     """
     record = TrialRecord.of(trial)
-    return sample_config(
+    config = sample_config(
         optuna.trial.FixedTrial(trial.params),
         stored_space(study),
         epochs=epochs or record.epochs_run or 1,
         seed=record.train_seed or 0,
     )
+    return config if epochs is None else replace(config, epochs=epochs)  # a space's drawn epochs, unless told
+
+
+def trial_precision(study: optuna.Study, trial: FrozenTrial, default: str) -> str:
+    """The precision a stored trial trained in, where its space chose one; else ``default``."""
+    return sample_precision(optuna.trial.FixedTrial(trial.params), stored_space(study), default)

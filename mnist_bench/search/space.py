@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mnist_bench.augment import AUGMENTS, DEFAULT_DEFORM, Deform, augment_spec
-from mnist_bench.config import TrainConfig
+from mnist_bench.config import PRECISIONS, TrainConfig
 from mnist_bench.errors import UsageError
 from mnist_bench.model import MAX_DEPTH, ModelConfig
 from mnist_bench.optimizers import OPTIMIZERS, optimizer_spec
@@ -87,6 +87,11 @@ class SearchSpace:
     shift_px: tuple[float, float] = (DEFAULT_DEFORM.shift_px,) * 2  # type: ignore[assignment]
     elastic_alpha_px: tuple[float, float] = (DEFAULT_DEFORM.elastic_alpha_px,) * 2  # type: ignore[assignment]
     elastic_sigma_px: tuple[float, float] = (DEFAULT_DEFORM.elastic_sigma_px,) * 2  # type: ignore[assignment]
+    # A speed search's two: each trial's epochs, drawn from [low, high] (its schedule anneals
+    # to its own end), and its precision, a name of config.PRECISIONS. (0, 0) and (): the
+    # search's --epochs and --precision, the same for every trial.
+    epochs: tuple[int, int] = (0, 0)
+    precisions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def check_range(name: str, lo: float, hi: float, *, floor: float, ceil: float = math.inf) -> None:
@@ -109,6 +114,11 @@ class SearchSpace:
                         f"search space: {spec.weight_decay_field} = [{low}, {high}] is searched log-uniform, "
                         "so low must be > 0"
                     )
+        if self.searches_epochs:
+            check_range("epochs", *self.epochs, floor=1)
+        if set(self.precisions) - set(PRECISIONS):
+            known = list(PRECISIONS)
+            raise UsageError(f"search space: precisions = {list(self.precisions)} must be a subset of {known}")
         check_range("dropout", *self.dropout, floor=0, ceil=0.95)
         check_range("label_smoothing", *self.label_smoothing, floor=0, ceil=0.5)
         for name in DEFORM_KEYS:
@@ -133,6 +143,11 @@ class SearchSpace:
             raise UsageError(f"search space: batch_sizes = {list(self.batch_sizes)} must be positive integers")
 
     @property
+    def searches_epochs(self) -> bool:
+        """Each trial draws its own epochs (a speed search), rather than training the search's --epochs."""
+        return self.epochs != (0, 0)
+
+    @property
     def largest_hidden(self) -> tuple[int, ...]:
         """The hidden layers of the biggest net the space can sample (for memory planning)."""
         if self.shapes:
@@ -150,7 +165,7 @@ class SearchSpace:
             if not isinstance(value, list | tuple):
                 raise UsageError(f"{source}: {key} must be a list, got {value!r}")
             fields[key] = tuple(value)
-        ranges = ("depth", "width", *OPTIMIZER_RANGES, *DEFORM_KEYS)
+        ranges = ("depth", "width", "epochs", *OPTIMIZER_RANGES, *DEFORM_KEYS)
         for key in (*ranges, "dropout", "label_smoothing"):
             if key in fields and len(fields[key]) != 2:
                 raise UsageError(f"{source}: {key} must be [low, high], got {list(fields[key])}")
@@ -285,7 +300,8 @@ def sample_config(
     optimizers' fields, every deformation strength where one of its augmentations
     deforms), for a sampler that models only the parameters every trial has (Optuna's
     GPSampler); the config then uses those its ``n_layers``, ``optimizer`` and ``augment``
-    choose and ignores the rest. The default mode rebuilds a trial asked either way from its
+    choose and ignores the rest. A space that searches epochs (``epochs = [low, high]``)
+    draws them here too, and ``epochs`` is then not used. The default mode rebuilds a trial asked either way from its
     stored parameters (``FixedTrial`` ignores those it is not asked for), since the used
     ones carry the same names and ranges in both: a study resumed with another sampler
     holds trials of both kinds.
@@ -313,6 +329,8 @@ def sample_config(
     if deforms or (whole_space and any(augment_spec(name).deforms for name in space.augments)):
         strengths = Deform(**{name: _float(trial, name, getattr(space, name)) for name in DEFORM_KEYS})
         deform = strengths if deforms else DEFAULT_DEFORM
+    if space.searches_epochs:  # asked last, so that the spaces before it repeat their seeded trials
+        epochs = trial.suggest_int("epochs", *space.epochs) if space.epochs[1] > space.epochs[0] else space.epochs[0]
     return TrainConfig(
         model=ModelConfig(hidden=hidden, dropout=dropout),
         optimizer=optimizer,
@@ -328,6 +346,12 @@ def sample_config(
         max_norm=max_norm or None,
         deform=deform,
     )
+
+
+def sample_precision(trial: Suggester, space: SearchSpace, default: str) -> str:
+    """The precision a trial trains in: drawn where the space lists several, else the one it
+    lists, else ``default`` (the search's --precision). Asked after ``sample_config``."""
+    return _choice(trial, "precision", space.precisions) if space.precisions else default
 
 
 def _optimizer_rates(trial: Suggester, space: SearchSpace, optimizer: str) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import optuna
@@ -32,7 +32,7 @@ from mnist_bench.search.records import (
     seed_to_reuse,
 )
 from mnist_bench.search.samplers import sampler_spec
-from mnist_bench.search.space import SearchSpace, sample_config
+from mnist_bench.search.space import SearchSpace, sample_config, sample_precision
 from mnist_bench.search.stopping import FlatStop
 from mnist_bench.storage.rdb import HEARTBEAT_S
 from mnist_bench.storage.trial_states import UNDERWAY
@@ -174,8 +174,11 @@ def has_slot(study: optuna.Study, number: int, target: int) -> bool:
     return ahead < target
 
 
-def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData) -> TrainConfig:
-    """A new trial's config, with its training seed and device stored; SurplusTrial if the study is full."""
+def prepare_trial(
+    trial: optuna.Trial, settings: SearchSettings, space: SearchSpace, data: DeviceData
+) -> tuple[TrainConfig, Runtime]:
+    """A new trial's config and runtime (its precision, where the space searches it), with its
+    training seed and device stored; SurplusTrial if the study is full."""
     if not has_slot(trial.study, trial.number, settings.trials):
         record_reason(trial, SURPLUS)
         raise SurplusTrial(SURPLUS)
@@ -185,7 +188,9 @@ def prepare_trial(trial: optuna.Trial, settings: SearchSettings, space: SearchSp
         seed = training_seed(settings.seed, trial.number)
     record_start(trial, seed=seed, device=str(data.device))
     whole_space = sampler_spec(settings.sampler).whole_space
-    return sample_config(trial, space, epochs=settings.epochs, seed=seed, whole_space=whole_space)
+    config = sample_config(trial, space, epochs=settings.epochs, seed=seed, whole_space=whole_space)
+    precision = sample_precision(trial, space, settings.runtime.precision)
+    return config, replace(settings.runtime, precision=precision)
 
 
 def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:

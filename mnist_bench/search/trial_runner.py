@@ -130,7 +130,7 @@ class TrialRunner:
             self.began[trial.number] = time.monotonic()
             self.beats.add(trial)
             try:
-                config = prepare_trial(trial, self.settings, self.space, self.data)
+                config, runtime = prepare_trial(trial, self.settings, self.space, self.data)
             except SurplusTrial:
                 self._told(trial, self.study.tell(trial, state=TrialState.FAIL))
                 return None
@@ -140,7 +140,7 @@ class TrialRunner:
             # Built by its lane, on the lane's thread and stream; if that fails (no memory
             # for its weights, say), the trial fails alone when judged.
             return trial, training_build(
-                config, self.data, runtime=self.settings.runtime, stop=self.stop,
+                config, self.data, runtime=runtime, stop=self.stop,
                 reports_per_epoch=self.settings.reports_per_epoch,
             )  # fmt: skip
         return None
