@@ -63,8 +63,22 @@ OBJECTIVES: dict[str, ObjectiveSpec] = {
             "minimize",
             lambda result, _latency: result.train_time_s,
         ),
+        ObjectiveSpec(
+            "flops",
+            "the training's arithmetic, 6 x parameters x images trained on: the cost time measures, but "
+            "the same on every run, so a seeded search repeats",
+            "training GFLOP",
+            "minimize",
+            lambda result, _latency: training_gflop(result.config.model.n_params, result.samples_seen),
+        ),
     )
 }
+def training_gflop(n_params: int, samples: float) -> float:
+    """A training's multiply-adds, forward and backward, in GFLOP: 6 per weight per image
+    (2 forward, 4 backward), the usual count for dense layers; biases and the loss are noise."""
+    return 6.0 * n_params * samples / 1e9
+
+
 FIRST = "accuracy"  # every search's first objective: trials are ranked, pruned and picked by it
 
 
