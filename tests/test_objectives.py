@@ -14,7 +14,13 @@ from mnist_bench.training.trainer import TrainResult
 def test_each_objective_reads_its_value_off_a_finished_training() -> None:
     config = TrainConfig(ModelConfig.parse("784-16-10"), "adam", 1e-3)
     result = TrainResult(config, (0.5, 0.9, 0.8), (1.0, 0.5, 0.4), 1.0, 300, False, None, model=nn.Identity())
-    expected = {"accuracy": 0.9, "latency": 0.25, "params": float(config.model.n_params), "time": 1.0, "flops": 6 * config.model.n_params * 300 / 1e9}
+    expected = {
+        "accuracy": 0.9,
+        "latency": 0.25,
+        "params": float(config.model.n_params),
+        "time": 1.0,
+        "flops": 6 * config.model.n_params * 300 / 1e9,
+    }
     assert objective_values(list(OBJECTIVES), result, 0.25) == tuple(expected[name] for name in OBJECTIVES)
     assert OBJECTIVES[FIRST].direction == "maximize"
     assert {spec.direction for spec in OBJECTIVES.values()} <= {"maximize", "minimize"}
