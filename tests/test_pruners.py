@@ -124,10 +124,11 @@ def test_reports_per_epoch_below_one_is_a_usage_error(tmp_path: Path, tiny_mnist
     assert not (tmp_path / "mnist-bench.db").exists()
 
 
-def search_args(tmp_path: Path, tiny_mnist: Path, *extra: str) -> list[str]:
+def search_args(tmp_path: Path, tiny_mnist: Path, *extra: str, trials: int = 5) -> list[str]:
     return [
-        "search", "--trials", "5", "--epochs", "1", "--seed", "0", "--val-size", "100", "--data-dir", str(tiny_mnist),
-        "--no-verify", "--device", "cpu", "--studies-dir", str(tmp_path / "studies"), *extra,
+        "search", "--trials", str(trials), "--epochs", "1", "--seed", "0", "--val-size", "100",
+        "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu", "--studies-dir", str(tmp_path / "studies"),
+        *extra,
     ]  # fmt: skip
 
 
@@ -162,7 +163,9 @@ def test_a_multi_objective_search_is_pruned_by_asha_unless_it_names_none(tmp_pat
     for record in pruned:
         assert record.reason.startswith(f"pruned by asha (multi-objective) after {record.epochs_trained:.2f} epochs")
         assert record.reason in leaderboard and record.reason in out
-    args = search_args(tmp_path, tiny_mnist, "--objective", "accuracy,params", "--pruner", "none", "--study", "n")
+    args = search_args(
+        tmp_path, tiny_mnist, "--objective", "accuracy,params", "--pruner", "none", "--study", "n", trials=2
+    )
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and "1 epoch(s) max, no pruning." in " ".join(result.stdout.split())
     study = optuna.load_study(study_name="n", storage=f"sqlite:///{studies / 'mnist-bench.db'}")

@@ -130,7 +130,7 @@ def test_a_seeded_multi_objective_search_repeats_trial_for_trial_with_two_in_fli
     start, stop at the same rungs with the same ranks, and end with the same values."""
 
     def run(name: str) -> list[tuple[object, ...]]:
-        study = run_trials(settings(tmp_path, study=name, trials=5, parallel=2, **MULTI), SMALL, tiny_data).study
+        study = run_trials(settings(tmp_path, study=name, trials=4, parallel=2, **MULTI), SMALL, tiny_data).study
         records = [TrialRecord.of(t) for t in study.trials]
         return [
             (t.state, t.params, t.values, r.reason, r.rung_values) for t, r in zip(study.trials, records, strict=True)
