@@ -5,7 +5,8 @@ command compares by hand fails in the one place no test goes (an AdamW winner on
 made ``best`` raise KeyError). So each registered name, fixed in a space file, goes
 through ``search``, ``best``, ``best --retrain``, ``baselines --study``, ``predict``,
 ``evaluate`` and ``train``; each sampler, pruner and objective through ``search`` and
-``best``; each precision and steps mode through ``train``, where the CPU can run it.
+``best`` (a second objective with each pruner that judges several); each precision and
+steps mode through ``train``, where the CPU can run it.
 All are read from the registries: a new entry is tested here without a line of this
 file changing.
 """
@@ -29,7 +30,7 @@ from mnist_bench.data import load_split
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
 from mnist_bench.search.objectives import FIRST, OBJECTIVES, objective_spec
-from mnist_bench.search.pruners import PRUNERS
+from mnist_bench.search.pruners import PRUNERS, default_pruner, multi_objective_pruners
 from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.storage.rdb import default_storage
@@ -40,15 +41,25 @@ REGISTRIES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "augment": AUGMENT
 CHOICES = [(kind, name) for kind, registry in REGISTRIES.items() for name in registry]
 # A search's choices (its --sampler, --pruner, --objective), and a training's runtime ones.
 SEARCH_REGISTRIES = {"sampler": SAMPLERS, "pruner": PRUNERS, "objective": OBJECTIVES}
-SEARCH_DEFAULTS = {"sampler": SearchSettings.sampler, "pruner": SearchSettings.pruner, "objective": FIRST}
+SEARCH_DEFAULTS = {"sampler": SearchSettings.sampler, "pruner": default_pruner(1), "objective": FIRST}
 # The defaults, then each other name with the defaults beside it: every name is searched
-# with, and none twice (tpe, median and accuracy alone would be one search three times).
-SEARCH_CASES = [SEARCH_DEFAULTS] + [
-    {**SEARCH_DEFAULTS, kind: name}
-    for kind, registry in SEARCH_REGISTRIES.items()
-    for name in registry
-    if name != SEARCH_DEFAULTS[kind]
-]
+# with, and none twice (tpe, median and accuracy alone would be one search three times). A
+# second objective comes with the pruner a search of several gets where it names none
+# (multi-objective asha), and each other pruner that judges several objectives with one.
+SEARCH_CASES = (
+    [SEARCH_DEFAULTS]
+    + [
+        {**SEARCH_DEFAULTS, kind: name, **({"pruner": default_pruner(2)} if kind == "objective" else {})}
+        for kind, registry in SEARCH_REGISTRIES.items()
+        for name in registry
+        if name != SEARCH_DEFAULTS[kind]
+    ]
+    + [
+        {**SEARCH_DEFAULTS, "pruner": name, "objective": next(o for o in OBJECTIVES if o != FIRST)}
+        for name in multi_objective_pruners()
+        if name != default_pruner(2)
+    ]
+)
 RUNTIME_REGISTRIES = {"precision": PRECISIONS, "steps": STEPS}
 RUNTIME_CHOICES = [(kind, name) for kind, registry in RUNTIME_REGISTRIES.items() for name in registry]
 
@@ -113,7 +124,9 @@ def test_every_registered_sampler_pruner_and_objective_searches_and_picks_a_best
     common_args = ["--studies-dir", str(tmp_path / "studies"), "--data-dir", str(tiny_mnist), "--no-verify"]
     common_args += ["--device", "cpu"]
     objectives = objectives_of(case["objective"])
-    chosen = ["--sampler", case["sampler"], "--pruner", case["pruner"], "--objective", ",".join(objectives)]
+    chosen = ["--sampler", case["sampler"], "--objective", ",".join(objectives)]
+    if case["pruner"] != default_pruner(len(objectives)):  # else named by no option: the default's path
+        chosen += ["--pruner", case["pruner"]]
     search = ["search", "--space", str(space), "--trials", "2", "--epochs", "1", "--seed", "0", "--val-size", "100"]
     ok([*search, *chosen, *common_args])
     shown = ok(["best", *common_args])

@@ -20,8 +20,10 @@ from mnist_bench.search.records import (
     record_new_study,
     record_promoted_from,
     record_reason,
+    record_rung,
     record_start,
     record_trial,
+    rung_values,
 )
 from mnist_bench.search.space import SearchSpace, sample_config
 from mnist_bench.training.trainer import TrainResult
@@ -231,3 +233,30 @@ def test_a_study_s_streams_are_those_it_stored_else_its_version_s(
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     assert StudyRecord.of(study).streams_version == streams
+
+
+def test_rung_values_round_trip_and_what_does_not_read_whole_is_left_out(tmp_path: Path) -> None:
+    """A multi-objective trial's values at each rung it reached, read by every worker while it
+    trains: one written by another version half-way, or inherited by a retry (another trial's
+    number), is no rung of this trial's; the rest of its record reads as ever."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="r", storage=url, directions=["maximize", "minimize"])
+    first = study.ask()
+    record_rung(first, 1, (0.5, 1000.0))
+    record_rung(first, 3, (0.75, 1000.0))
+    study.tell(first, state=TrialState.PRUNED)
+    odd = study.ask()
+    odd.set_user_attr("rung_1", {"trial": 0, "values": [0.9, 10.0]})  # a retry's copy of trial 0's
+    odd.set_user_attr("rung_3", {"trial": 1})  # no values
+    odd.set_user_attr("rung_9", {"trial": 1, "values": ["much", 1.0]})
+    odd.set_user_attr("rung_x", {"trial": 1, "values": [0.1, 1.0]})
+    odd.set_user_attr("rung_27", [0.1, 1.0])
+    record_rung(odd, 81, (0.25, 20.0))
+
+    trials = optuna.load_study(study_name="r", storage=url).trials  # read back afresh from the file
+    assert trials[0].user_attrs["rung_3"] == {"trial": 0, "values": [0.75, 1000.0]}
+    assert TrialRecord.of(trials[0]).rung_values == {1: (0.5, 1000.0), 3: (0.75, 1000.0)}
+    assert TrialRecord.of(trials[1]).rung_values == {81: (0.25, 20.0)}
+    assert TrialRecord.of(trials[1]).state is TrialState.RUNNING
+    assert rung_values(trials, 1) == {0: (0.5, 1000.0)} and rung_values(trials, 81) == {1: (0.25, 20.0)}
+    assert rung_values(trials, 9) == {}

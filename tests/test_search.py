@@ -156,10 +156,13 @@ def test_multi_objective_search_has_a_pareto_front(tmp_path: Path, tiny_data: De
     outcome = run_trials(settings(tmp_path, trials=5, objectives=("accuracy", "params")), SMALL, tiny_data)
     study = outcome.study
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
-    for trial in study.trials:
+    assert study.user_attrs["pruner"] == "asha"  # named none: the one that judges several objectives
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    for trial in complete:
         assert trial.values[1] == trial.user_attrs["n_params"] and trial.user_attrs["latency_ms"] > 0
     frame = leaderboard(study, SMALL)
     assert frame["pareto"].sum() == len(study.best_trials) >= 1
+    assert set(frame[frame["pareto"]]["trial"]) <= {t.number for t in complete}
     assert pick_trial(study).trial.values[0] == best_accuracy(study) == outcome.best_value
     with pytest.raises(MnistBenchError, match="another objective"):
         open_study(settings(tmp_path), SMALL, open_storage(settings(tmp_path).storage))

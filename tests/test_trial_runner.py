@@ -1,8 +1,10 @@
 """Trials judged several times an epoch (``--reports-per-epoch``): the steps a pruner is told
-of, where a trial pruned inside an epoch stopped, and what its study keeps."""
+of, where a trial pruned inside an epoch stopped, and what its study keeps; a multi-objective
+study's trials judged by the runner itself at the rungs (moasha)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -11,8 +13,11 @@ from optuna.trial import TrialState
 
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
-from mnist_bench.search.loop import open_study, run_trials
-from mnist_bench.search.records import StudyRecord, TrialRecord
+from mnist_bench.search.leaderboard import leaderboard
+from mnist_bench.search.loop import open_study, pareto_numbers, run_trials
+from mnist_bench.search.moasha import judge
+from mnist_bench.search.pruners import ASHA_RUNGS
+from mnist_bench.search.records import StudyRecord, TrialRecord, record_rung, rung_values
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SearchSettings
 from mnist_bench.storage.rdb import open_storage
@@ -81,3 +86,76 @@ def test_a_study_keeps_its_reports_per_epoch(tmp_path: Path, tiny_data: DeviceDa
 def test_reports_per_epoch_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(MnistBenchError, match="--reports-per-epoch 0: must be at least 1"):
         settings(tmp_path, reports_per_epoch=0)
+
+
+# (accuracy, params), pruned by asha three times an epoch for one epoch: rungs at reports 1 (a
+# third into it) and 3 (its end, where a trial that trained all its epochs completes).
+MULTI = dict(objectives=("accuracy", "params"), pruner="asha", reports_per_epoch=3, epochs=1)
+RANKED = re.compile(r"pruned by asha \(multi-objective\) after [\d.]+ epochs: rank (\d+) of (\d+) at report ([13])")
+
+
+def test_a_multi_objective_search_prunes_a_trial_by_its_rank_at_a_rung(tmp_path: Path, tiny_data: DeviceData) -> None:
+    """Each trial's (accuracy, params) at each rung it reached are stored on it and ranked
+    against those of every trial there before it: one outside the top third (while fewer than
+    6 have reached it, not the first) stops there, says its rank, and is on no Pareto front."""
+    study = run_trials(settings(tmp_path, trials=6, **MULTI), SMALL, tiny_data).study
+    records = [TrialRecord.of(t) for t in study.trials]
+    pruned = [r for r in records if r.state == TrialState.PRUNED]
+    complete = [r for r in records if r.state == TrialState.COMPLETE]
+    assert pruned and complete and len(records) == 6
+    for record in complete:  # at report 3, the end of epoch 1: that epoch's accuracy
+        assert set(record.rung_values) == {1, 3} and record.rung_values[3] == (record.val_accs[0], record.n_params)
+    for record in pruned:
+        ranked = RANKED.fullmatch(record.reason)
+        assert ranked is not None, record.reason
+        rank, n, report = map(int, ranked.groups())
+        assert report == max(record.rung_values) == 1 and record.values is None
+        # The verdict again, from what is stored: trials ran one at a time, so those before it.
+        at_rung = rung_values(study.trials, report)
+        numbers = [number for number in sorted(at_rung) if number <= record.number]
+        verdict = judge(
+            [at_rung[k] for k in numbers], ("maximize", "minimize"), numbers.index(record.number), ASHA_RUNGS
+        )
+        assert (verdict.rank, verdict.n, verdict.goes_on) == (rank, n, False) and n == len(numbers)
+    front = pareto_numbers(study)
+    assert front and front <= {r.number for r in complete}
+    frame = leaderboard(study, SMALL).set_index("trial")
+    assert not frame.loc[[r.number for r in pruned], "pareto"].any()
+
+
+def test_a_seeded_multi_objective_search_repeats_trial_for_trial_with_two_in_flight(
+    tmp_path: Path, tiny_data: DeviceData
+) -> None:
+    """Deterministic objectives, two trials in flight, judged in lane order: the same trials
+    start, stop at the same rungs with the same ranks, and end with the same values."""
+
+    def run(name: str) -> list[tuple[object, ...]]:
+        study = run_trials(settings(tmp_path, study=name, trials=4, parallel=2, **MULTI), SMALL, tiny_data).study
+        records = [TrialRecord.of(t) for t in study.trials]
+        return [
+            (t.state, t.params, t.values, r.reason, r.rung_values) for t, r in zip(study.trials, records, strict=True)
+        ]
+
+    first = run("a")
+    assert first == run("b")
+    assert {state for state, *_ in first} == {TrialState.COMPLETE, TrialState.PRUNED}
+
+
+def test_rung_values_another_worker_stored_count_and_half_written_ones_are_left_out(
+    tmp_path: Path, tiny_data: DeviceData
+) -> None:
+    """Another process's trial at rung 1 with perfect accuracy and no parameters dominates
+    every trial after it, so none ranks first, and each stops there (none has 6 beside it); one
+    whose values never got written whole is not counted."""
+    chosen = settings(tmp_path, trials=4, **MULTI)
+    other = open_study(chosen, SMALL, open_storage(chosen.storage))  # another worker's handle on the file
+    perfect = other.ask()
+    record_rung(perfect, 1, (1.0, 0.0))
+    other.tell(perfect, state=TrialState.PRUNED)
+    half = other.ask()
+    half.set_user_attr("rung_1", {"trial": half.number})
+    other.tell(half, state=TrialState.FAIL)
+    study = run_trials(chosen, SMALL, tiny_data).study
+    ranked = [RANKED.search(TrialRecord.of(t).reason) for t in study.trials[2:]]
+    assert [(m.group(2), m.group(3)) if m else None for m in ranked] == [("2", "1"), ("3", "1"), ("4", "1")]
+    assert all(m and int(m.group(1)) >= 2 for m in ranked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from optuna.trial import TrialState
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.search.capacity import auto_workers
 from mnist_bench.search.loop import open_study
+from mnist_bench.search.records import StudyRecord, TrialRecord, record_rung
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import SURPLUS, SearchSettings
 from mnist_bench.search.workers import WorkerJob, plan_devices, plan_workers, run_workers
@@ -61,6 +63,40 @@ def test_two_workers_on_sqlite_finish_exactly_the_target(tmp_path: Path, tiny_mn
     # Seeded alike, two workers would propose identical parameters; each has its own offset.
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(set(params)) == len(params)
+
+
+def test_two_workers_prune_a_multi_objective_study_by_each_others_rung_values(tmp_path: Path, tiny_mnist: Path) -> None:
+    """Each worker ranks its trials at a rung against every trial stored there, the other
+    worker's and this process's too, and stops those outside the top third (a trial stored
+    first with perfect accuracy and no parameters makes that most of them); the study still
+    finishes exactly."""
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    settings = SearchSettings(
+        study="mo", storage=storage, trials=7, epochs=1, seed=0, val_size=100, objectives=("accuracy", "params"),
+        reports_per_epoch=3,
+    )  # fmt: skip
+    created = open_study(settings, SMALL, open_storage(storage))
+    perfect = created.ask()
+    record_rung(perfect, 1, (1.0, 0.0))
+    created.tell(perfect, state=TrialState.PRUNED)
+    run_workers(WorkerJob(settings, SMALL, tiny_mnist, False, ("cpu", "cpu")), created)
+    study = optuna.load_study(study_name="mo", storage=storage)
+    check_exactly(study, 7)
+    trained = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))[1:]
+    assert all(1 in TrialRecord.of(t).rung_values for t in trained) and StudyRecord.of(study).pruner == "asha"
+    pruned = [t for t in trained if t.state == TrialState.PRUNED]
+    # Up to 5 at the rung, one goes on (the perfect one): only a trial that finds 5 or more
+    # there before it may go on, and at most 3 can (both workers store and read at once).
+    assert len(pruned) >= 3
+    for trial in pruned:
+        ranked = re.fullmatch(
+            r"pruned by asha \(multi-objective\) after [\d.]+ epochs: rank (\d+) of (\d+) at report 1",
+            TrialRecord.of(trial).reason,
+        )
+        assert ranked is not None, TrialRecord.of(trial).reason
+        # Ranked with every trial that had stored its values before it started, whoever ran it.
+        before = [t for t in trained if t.datetime_complete < trial.datetime_start]  # type: ignore[operator]
+        assert int(ranked.group(1)) >= 2 and 2 + len(before) <= int(ranked.group(2)) <= 7
 
 
 def test_parallel_trials_match_sequential_ones(tmp_path: Path, tiny_mnist: Path) -> None:

@@ -22,7 +22,7 @@ from mnist_bench.measure.selfcheck import trusted
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
 from mnist_bench.search.objectives import OBJECTIVES
-from mnist_bench.search.pruners import PRUNERS
+from mnist_bench.search.pruners import DEFAULT_PRUNER, MULTI_OBJECTIVE_DEFAULT, PRUNERS, multi_objective_pruners
 from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import check_parallel
@@ -149,7 +149,14 @@ AugmentOpt = Annotated[
 SamplerOpt = Annotated[
     Sampler, typer.Option(help="How the next trial's parameters are chosen: " + SAMPLER_CHOICES + ".")
 ]
-PrunerOpt = Annotated[Pruner, typer.Option(help="Which trials stop early, and when: " + PRUNER_CHOICES + ".")]
+PrunerOpt = Annotated[
+    Pruner | None,
+    typer.Option(
+        help=f"Which trials stop early, and when: {PRUNER_CHOICES}. With several --objective, only "
+        f"{' or '.join(multi_objective_pruners())}.",
+        show_default=f"{DEFAULT_PRUNER}; {MULTI_OBJECTIVE_DEFAULT} with several --objective",
+    ),
+]
 PrecisionOpt = Annotated[Precision, typer.Option(help="Matmul precision: " + PRECISION_CHOICES + ".")]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (CUDA graphs on CUDA); eager otherwise.")

@@ -20,7 +20,6 @@ from mnist_bench.cli.common import (
     Parallel,
     Precision,
     PrecisionOpt,
-    Pruner,
     PrunerOpt,
     Quiet,
     Sampler,
@@ -42,7 +41,6 @@ from mnist_bench.output.progress import SearchLines
 from mnist_bench.search.capacity import trial_bytes
 from mnist_bench.search.job import run_search
 from mnist_bench.search.objectives import FIRST, parse_objectives
-from mnist_bench.search.pruners import pruner_spec
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
@@ -109,7 +107,7 @@ Objective = Annotated[
     typer.Option(
         callback=objectives_option,
         help=f"What to optimize, comma-separated, {FIRST} first: " + OBJECTIVE_CHOICES + ". More than one "
-        "is a multi-objective search with a Pareto front; Optuna cannot prune those.",
+        "is a multi-objective search with a Pareto front, pruned by all of them at once (--pruner).",
     ),
 ]
 Timeout = Annotated[
@@ -186,8 +184,6 @@ def search_plan(
     trusted, in_flight = runtime_from(precision, compile, worker_devices, steps=steps, parallel=in_flight)
     check_precisions(search_space, worker_devices)
     intro = [auto_line] if auto_line else []
-    if settings.multi_objective and pruner_spec(settings.pruner).prunes:
-        intro.insert(0, f"Note: Optuna cannot prune multi-objective studies: --pruner {settings.pruner} is ignored.")
     return replace(settings, runtime=trusted, parallel=in_flight), search_space, worker_devices, intro
 
 
@@ -219,7 +215,7 @@ def search(
     study: StudyName = DEFAULT_STUDY,
     storage: Storage = None,
     space: SpaceName = "default",
-    pruner: PrunerOpt = Pruner["median"],
+    pruner: PrunerOpt = None,
     reports_per_epoch: ReportsPerEpoch = 1,
     sampler: SamplerOpt = Sampler["tpe"],
     objective: Objective = FIRST,
@@ -247,7 +243,7 @@ def search(
     """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
     settings = SearchSettings(
         study=study, storage=storage or default_storage(studies_dir), trials=trials,
-        epochs=DEFAULT_TRIAL_EPOCHS if epochs is None else epochs, pruner=pruner.value,
+        epochs=DEFAULT_TRIAL_EPOCHS if epochs is None else epochs, pruner=pruner.value if pruner else "",
         reports_per_epoch=reports_per_epoch, sampler=sampler.value, seed=seed, timeout=timeout, val_size=val_size,
         heartbeat_s=heartbeat, storage_retry_s=storage_retry, objectives=parse_objectives(objective),
         mixed_versions=mixed_versions, stop_when_flat=stop_when_flat,

@@ -103,7 +103,7 @@ class SearchLines(TrialLines):
             f"Study [bold]{escape(settings.study)}[/] in {escape(redact(settings.storage))}: "
             f"{start.trials} trial(s) so far; target {settings.trials} finished"
             f"{' at most, fewer once the best is flat' if settings.stop_when_flat else ''}; "
-            f"training on {escape(self.where)}, {settings.epochs} epoch(s) max."
+            f"training on {escape(self.where)}, {settings.epochs} epoch(s) max, {settings.pruning}."
         )
         self.bar.update(self.task, total=start.missing)
         self.live.enter_context(self.bar)

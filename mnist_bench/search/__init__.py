@@ -7,10 +7,13 @@
 - ``records``: what a study and a trial store, as ``StudyRecord`` and ``TrialRecord``: written and read there alone
 - ``samplers``, ``pruners``, ``objectives``: the registry of each choice of a search (``--sampler``,
   ``--pruner``, ``--objective``): what each builds or reads, its help; an unknown name is an error
+- ``moasha``: multi-objective successive halving as pure math (rungs, non-dominated sort,
+  epsilon-net, how many go on), which a search of several objectives is pruned by
 - ``study``: a study's settings and random streams, and one trial's bookkeeping (config, seed, outcome)
 - ``loop``: the study with its sampler and pruner, the one run loop (K trials in flight, one at a
   time the K = 1 case), picking a winner
-- ``trial_runner``: one pass of that loop: trials asked for, judged after each epoch and told
+- ``trial_runner``: one pass of that loop: trials asked for, judged after each epoch (a
+  multi-objective one at its rungs, by ``moasha``) and told
 - ``leaderboard``: a study's trials as a DataFrame, and its CSV/Markdown/JSON files
 - ``promote``: the best trials of a study trained again, longer, as a study of their own
 - ``capacity``: one trial's worst-case device memory, and how many trials ``--workers auto`` runs at once

@@ -49,6 +49,8 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             None if settings.seed is None else settings.seed + settings.worker,
             parallel=settings.parallel,
         ),
+        # Optuna takes no reports with several objectives: its pruner judges nothing there,
+        # the trial runner judges at the rungs of settings.pruner (moasha).
         pruner=make_pruner(
             NO_PRUNER if settings.multi_objective else settings.pruner,
             settings.epochs,

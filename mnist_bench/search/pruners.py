@@ -10,6 +10,12 @@ epochs of warm-up are 2 * reports_per_epoch steps, Hyperband's budgets run from 
 to ``--epochs`` epochs, and only ``asha``, whose first rung is a single report, judges a
 trial before its first epoch ends.
 
+Optuna prunes no study of several objectives (it refuses their reports), so a pruner that
+judges those too says how in ``multi_objective``: the rungs at which the search loop itself
+ranks the trials' objective vectors (``moasha``, multi-objective successive halving). Only
+``asha`` does; a multi-objective search that names a pruner that cannot is refused, and one
+that names none gets ``default_pruner``'s.
+
 Everything that names a pruner derives from ``PRUNERS``: the settings' validation, the
 study's record, the CLI's choices and help, and the docs. An unknown name is an error
 naming the known ones, never a fallback to no pruning.
@@ -27,8 +33,12 @@ from dataclasses import dataclass
 import optuna
 
 from mnist_bench.errors import registered
+from mnist_bench.search.moasha import Rungs
 
-NO_PRUNER = "none"  # what a multi-objective study and a promotion's longer trials get
+NO_PRUNER = "none"  # Optuna's pruner of a multi-objective study, and a promotion's longer trials' pruner
+DEFAULT_PRUNER = "median"  # a search's pruner where it names none
+MULTI_OBJECTIVE_DEFAULT = "asha"  # ... and a multi-objective search's
+ASHA_RUNGS = Rungs(min_resource=1, reduction_factor=3)  # asha's, for one objective and for several
 
 
 @dataclass(frozen=True)
@@ -39,10 +49,17 @@ class PrunerSpec:
     help: str  # one line, for help and docs
     # (most epochs a trial trains, reports an epoch) -> the pruner, its steps counted in reports
     build: Callable[[int, int], optuna.pruners.BasePruner]
-    # Stops trials early, from the accuracy each reports per epoch: that needs a single
-    # objective (Optuna neither takes reports nor prunes in a multi-objective study, which
-    # gets NO_PRUNER instead).
+    # Stops trials early, from the accuracy each reports per epoch (with one objective; the
+    # Optuna pruner of a multi-objective study is always NO_PRUNER's, which takes no reports).
     prunes: bool = True
+    # How it judges a multi-objective study: the rungs where the search loop ranks the trials'
+    # objective vectors (moasha); None: it cannot, and a search with several objectives that
+    # names it is refused (one that prunes nothing may name it: it judges nothing).
+    multi_objective: Rungs | None = None
+
+    @property
+    def takes_several_objectives(self) -> bool:
+        return self.multi_objective is not None or not self.prunes
 
 
 def _median(epochs: int, reports: int) -> optuna.pruners.BasePruner:
@@ -60,7 +77,10 @@ def _hyperband(epochs: int, reports: int) -> optuna.pruners.BasePruner:
 def _asha(epochs: int, reports: int) -> optuna.pruners.BasePruner:
     # Optuna's asynchronous successive halving: rungs at 1, 3, 9, ... reports, a trial
     # going on past a rung only in the top third of those that reached it.
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    # With several objectives the same rungs, judged by moasha on the objective vectors.
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=ASHA_RUNGS.min_resource, reduction_factor=ASHA_RUNGS.reduction_factor
+    )
 
 
 def _none(epochs: int, reports: int) -> optuna.pruners.BasePruner:
@@ -80,8 +100,10 @@ PRUNERS: dict[str, PrunerSpec] = {
         PrunerSpec(
             "asha",
             "asynchronous successive halving: at 1, 3, 9, ... reports (--reports-per-epoch), a trial goes on "
-            "only in the top third of those that reached the same report",
+            "only in the top third of those that reached the same report; with several objectives, ranked by "
+            "non-dominated sorting of their values, as multi-objective ASHA does",
             _asha,
+            multi_objective=ASHA_RUNGS,
         ),
         PrunerSpec(NO_PRUNER, "every trial trains all its epochs", _none, prunes=False),
     )
@@ -99,3 +121,13 @@ def make_pruner(name: str, epochs: int, *, reports_per_epoch: int = 1) -> optuna
     if reports_per_epoch < 1:
         raise ValueError(f"{reports_per_epoch=} must be at least 1")
     return pruner_spec(name).build(epochs, reports_per_epoch)
+
+
+def default_pruner(objectives: int) -> str:
+    """The pruner of a search of ``objectives`` objectives that names none."""
+    return DEFAULT_PRUNER if objectives <= 1 else MULTI_OBJECTIVE_DEFAULT
+
+
+def multi_objective_pruners() -> tuple[str, ...]:
+    """The pruners a search of several objectives may name: those that judge such studies, and none."""
+    return tuple(name for name, spec in PRUNERS.items() if spec.takes_several_objectives)

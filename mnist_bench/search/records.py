@@ -44,6 +44,10 @@ PROMOTED_FROM = "promoted_from"  # also a study attribute of a promotion study: 
 STREAMS = "streams_version"  # also a study attribute: the streams the study was created with
 MNIST_BENCH_VERSION = "mnist_bench_version"  # study attribute: the package version that created it
 RETRY_OF = "failed_trial"  # system attribute, set by Optuna on the retry of a stale trial
+# A multi-objective trial's objective values at a rung it reached (search.moasha), one
+# attribute a rung, "rung_3": {"trial": its number, "values": [...]}. The number keeps a
+# trial's own values apart from those a retry of a stale trial inherits with its attributes.
+RUNG_PREFIX = "rung_"
 # Study attributes, each written once, when the study is created (``record_new_study``).
 STUDY_SPACE = "space"  # the search space, as SearchSpace.to_dict
 STUDY_VAL_SIZE = "val_size"
@@ -93,6 +97,9 @@ class TrialRecord:
     # The random streams it trained with (``mnist_bench.STREAMS_VERSION``); None for a trial
     # stored before trials recorded it (0.2.0 or earlier: see ``StudyRecord.streams_version``).
     streams_version: str | None
+    # Report -> its objective values there, at each rung it reached in a multi-objective
+    # search pruned by moasha (empty otherwise); what another trial at the same rung is ranked against.
+    rung_values: dict[int, tuple[float, ...]]
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRecord:
@@ -129,7 +136,23 @@ class TrialRecord:
             promoted_from=_int(attrs.get(PROMOTED_FROM)),
             retry_of=_int(trial.system_attrs.get(RETRY_OF)),
             streams_version=_str(attrs.get(STREAMS)),
+            rung_values=_rung_values(trial.number, attrs),
         )
+
+
+def _rung_values(number: int, attrs: dict[str, Any]) -> dict[int, tuple[float, ...]]:
+    """The trial's own values at its rungs. Other workers read these while the trial trains,
+    so what does not read whole (or was inherited by a retry) is left out, not an error."""
+    rungs: dict[int, tuple[float, ...]] = {}
+    for key, stored in attrs.items():
+        if not key.startswith(RUNG_PREFIX):
+            continue
+        try:
+            if stored["trial"] == number:
+                rungs[int(key.removeprefix(RUNG_PREFIX))] = tuple(float(v) for v in stored["values"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return dict(sorted(rungs.items()))
 
 
 def _float(value: Any) -> float | None:
@@ -180,6 +203,19 @@ def record_reason(trial: optuna.Trial, reason: str) -> None:
 
 def record_latency(trial: optuna.Trial, latency_ms: float) -> None:
     trial.set_user_attr(LATENCY_MS, latency_ms)
+
+
+def record_rung(trial: optuna.Trial, report: int, values: tuple[float, ...]) -> None:
+    """A multi-objective trial's objective values at the rung of report ``report``: one write,
+    so another worker reads all of them or none."""
+    trial.set_user_attr(f"{RUNG_PREFIX}{report}", {"trial": trial.number, "values": list(values)})
+
+
+def rung_values(trials: list[FrozenTrial], report: int) -> dict[int, tuple[float, ...]]:
+    """Trial number -> its objective values at the rung of report ``report``, for every trial
+    in ``trials`` that reached it (whatever its state)."""
+    records = (TrialRecord.of(t) for t in trials)
+    return {r.number: r.rung_values[report] for r in records if report in r.rung_values}
 
 
 def seed_to_reuse(trial: optuna.Trial) -> int | None:

@@ -21,7 +21,7 @@ from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError, UsageError, one_line
 from mnist_bench.search.objectives import check_objectives, objective_values
-from mnist_bench.search.pruners import pruner_spec
+from mnist_bench.search.pruners import default_pruner, multi_objective_pruners, pruner_spec
 from mnist_bench.search.records import (
     StudyRecord,
     TrialRecord,
@@ -51,7 +51,9 @@ class SearchSettings:
     storage: str  # Optuna storage URL
     trials: int  # finished (complete or pruned) trials the study should hold in total
     epochs: int  # most epochs one trial may train
-    pruner: str = "median"  # a name of pruners.PRUNERS
+    # A name of pruners.PRUNERS; "" (the default): pruners.default_pruner, which judges
+    # several objectives where there are several.
+    pruner: str = ""
     # Validation reports an epoch of each trial, each after an equal share of its steps and
     # each judged by the pruner (its steps are these reports, from 1: see pruners.py).
     reports_per_epoch: int = 1
@@ -73,6 +75,8 @@ class SearchSettings:
     stop_when_flat: bool = False
 
     def __post_init__(self) -> None:
+        if not self.pruner:  # frozen: set once, here, before anything reads it
+            object.__setattr__(self, "pruner", default_pruner(len(self.objectives)))
         check_study_name(self.study)
         if self.trials < 1:
             raise UsageError(f"--trials {self.trials}: must be at least 1")
@@ -93,6 +97,11 @@ class SearchSettings:
         sampler = sampler_spec(self.sampler)
         if self.multi_objective and not sampler.multi_objective:
             raise UsageError(f"--sampler {self.sampler}: takes one objective, not {objectives}")
+        if self.multi_objective and not pruner_spec(self.pruner).takes_several_objectives:
+            raise UsageError(
+                f"--pruner {self.pruner}: judges one objective, not {objectives}; "
+                f"with several use {' or '.join(multi_objective_pruners())}"
+            )
         if sampler.missing():
             raise MnistBenchError(f"--sampler {self.sampler}: needs {', '.join(sampler.missing())}, not installed here")
         if self.timeout is not None and not self.timeout > 0:
@@ -109,8 +118,17 @@ class SearchSettings:
 
     @property
     def multi_objective(self) -> bool:
-        """Optuna cannot prune such studies: every trial then trains all its epochs."""
+        """Optuna cannot prune such studies: the search loop judges their trials (moasha)."""
         return len(self.objectives) > 1
+
+    @property
+    def pruning(self) -> str:
+        """Which pruner judges the trials, in words (the search's first line says it)."""
+        if not pruner_spec(self.pruner).prunes:
+            return "no pruning"
+        if self.multi_objective:
+            return f"pruned by {self.pruner} (multi-objective, on {', '.join(self.objectives)} at once)"
+        return f"pruned by {self.pruner}"
 
 
 def check_streams(study: StudyRecord, settings: SearchSettings) -> None:
@@ -193,14 +211,21 @@ def prepare_trial(
     return config, replace(settings.runtime, precision=precision)
 
 
-def trial_outcome(trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData) -> float:
-    """Record a finished training on its trial; its objective value(s), or TrialPruned."""
+def trial_outcome(
+    trial: optuna.Trial, result: TrainResult, settings: SearchSettings, data: DeviceData, *, ranked: str = ""
+) -> float:
+    """Record a finished training on its trial; its objective value(s), or TrialPruned.
+
+    ``ranked``: where a multi-objective search's pruner stopped it, its rank at the rung
+    (``rank 5 of 9 at report 3``); a single-objective one's says nothing more.
+    """
     record_trial(trial, result)
     if result.diverged:
         record_reason(trial, f"diverged: {result.diverged}")
         raise optuna.TrialPruned(result.diverged)
     if result.stopped_early:
-        record_reason(trial, f"pruned by {settings.pruner} pruner {stopped_where(result)}")
+        by = f"{settings.pruner} (multi-objective)" if settings.multi_objective else f"{settings.pruner} pruner"
+        record_reason(trial, f"pruned by {by} {stopped_where(result)}" + (f": {ranked}" if ranked else ""))
         raise optuna.TrialPruned()
     # Measured on the trial's lane and stream as it finished (trial_runner.TrialRunner.trained);
     # here, on the calling thread, only for a result that comes without it.

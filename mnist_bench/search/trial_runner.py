@@ -8,6 +8,13 @@ K = 1 case of K side by side, with one schedule: each chunk is reported and judg
 the trial told, before the next trial is asked for. With the
 same seed the same trials start, stop and are told in the same order.
 
+A single-objective trial is judged by the study's Optuna pruner, through ``trial.report``.
+Optuna takes no reports with several objectives, so there the runner judges at the rungs of
+the pruner's ``multi_objective`` (``moasha``): the trial's objective values at the report
+(``objectives.report_values``) are stored on it (``records.record_rung``), ranked against
+those every trial stored at the same rung, this runner's, other workers' and earlier runs',
+and the trial stops unless it ranks in the top third.
+
 A storage that stops answering is the storage's failure, not the trial's: the trial that
 met it is failed with the reason ``lost the storage: ...`` where the storage answers again
 at once, and leaves its place to another (it is ``lost``, never counted among this call's
@@ -18,6 +25,7 @@ loop (``loop.run_trials``) waits for the storage as ``--storage-retry`` says.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -29,7 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import one_line
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.search.records import record_reason
+from mnist_bench.search.moasha import judge
+from mnist_bench.search.objectives import objective_spec, report_values
+from mnist_bench.search.pruners import pruner_spec
+from mnist_bench.search.records import record_reason, record_rung, rung_values
 from mnist_bench.search.space import SearchSpace
 from mnist_bench.search.study import (
     SearchSettings,
@@ -91,6 +102,7 @@ class TrialRunner:
     down: BaseException | None = None  # what the storage raised, while it does not answer
     down_since: float = 0.0
     began: dict[int, float] = field(default_factory=dict)  # trial number -> when it was asked for
+    ranked: dict[int, str] = field(default_factory=dict)  # trial number -> its rank where moasha stopped it
     # When --timeout runs out (time.monotonic()), counted from the runner's making; None: never.
     deadline: float | None = field(init=False)
 
@@ -172,21 +184,54 @@ class TrialRunner:
         if self.on_epoch is not None and slot.val_acc is not None and not run.mid_epoch:
             wall = time.monotonic() - self.began[trial.number]
             self.on_epoch(TrialEpoch(trial.number, run.epoch, run.config.epochs, slot.val_acc, wall))
-        if run.diverged is None and slot.val_acc is not None and not self.settings.multi_objective:
-            # Optuna supports neither report nor pruning with several objectives. The step is
-            # the report's number from 1 (after run.reports / reports_per_epoch epochs): the
-            # epoch itself with one report an epoch; the unit of every pruner's warm-up and rungs.
-            trial.report(slot.val_acc, run.reports)
-            if trial.should_prune():
-                run.stop_early()
+        if run.diverged is None and slot.val_acc is not None:
+            if self.settings.multi_objective:
+                self._judge_rung(trial, run, slot.val_acc)
+            else:
+                # The step is the report's number from 1 (after run.reports / reports_per_epoch
+                # epochs): the epoch itself with one report an epoch; the unit of every
+                # pruner's warm-up and rungs.
+                trial.report(slot.val_acc, run.reports)
+                if trial.should_prune():
+                    run.stop_early()
         if not run.done:
             return False
         try:
-            frozen = self.study.tell(trial, trial_outcome(trial, run.result(), self.settings, self.data))
+            ranked = self.ranked.get(trial.number, "")
+            outcome = trial_outcome(trial, run.result(), self.settings, self.data, ranked=ranked)
+            frozen = self.study.tell(trial, outcome)
         except optuna.TrialPruned:
             frozen = self.study.tell(trial, state=TrialState.PRUNED)
         self._told(trial, frozen)
         return True
+
+    def _judge_rung(self, trial: optuna.Trial, run: Training, val_acc: float) -> None:
+        """A multi-objective trial at a rung of its pruner (moasha): its values there stored,
+        then ranked against every trial's at the same rung; stopped unless it goes on."""
+        rungs = pruner_spec(self.settings.pruner).multi_objective
+        report = run.reports
+        if rungs is None or not rungs.at(report):
+            return
+        values = report_values(self.settings.objectives, run, val_acc)
+        if all(math.isfinite(v) for v in values):
+            record_rung(trial, report, values)
+            # Every trial's values at this rung, read back from the storage: this runner's,
+            # other workers' and earlier runs'; any of another length (not this study's
+            # objectives) or not finite left out. In trial-number order, which breaks the ranking's ties.
+            at_rung = rung_values(self.study.get_trials(deepcopy=False), report)
+            fit = {n: v for n, v in at_rung.items() if len(v) == len(values) and all(map(math.isfinite, v))}
+            at_rung = fit | {trial.number: values}
+            numbers = sorted(at_rung)
+            directions = [objective_spec(name).direction for name in self.settings.objectives]
+            verdict = judge([at_rung[n] for n in numbers], directions, numbers.index(trial.number), rungs)
+            if verdict.goes_on:
+                return
+            why = f"rank {verdict.rank} of {verdict.n} at report {report}"
+        else:  # as Optuna's pruners stop a trial that reports NaN
+            why = f"objective values {values} at report {report}"
+        run.stop_early()
+        if run.stopped:  # not after its last report: a trial that has trained all its epochs completes
+            self.ranked[trial.number] = why
 
     def abandon(self, slot: Slot[optuna.Trial], reason: str) -> None:
         """A trial in flight when the pass ends early (Ctrl-C, a device fault): failed with ``reason``."""
@@ -201,6 +246,7 @@ class TrialRunner:
     def _told(self, trial: optuna.Trial, frozen: FrozenTrial) -> None:
         self.beats.remove(trial)
         self.began.pop(trial.number, None)
+        self.ranked.pop(trial.number, None)
         if self.on_trial is not None:
             self.on_trial(self.study, frozen)
 

@@ -171,7 +171,9 @@ class Training:
         self.samples = 0
         self.stopped = False  # stop_early() was called before the last epoch
         self.diverged: str | None = None
-        self.latency_ms: float | None = None  # measured once trained, if asked (measure_latency)
+        # One image's latency, where asked (measure_latency): once trained, and for a
+        # multi-objective search's pruning once at its first report (the last measure stays).
+        self.latency_ms: float | None = None
 
     def _host_start(self) -> HostStart:
         """The host part of a fresh start: the one drawn for this training before it was
@@ -367,7 +369,8 @@ class Training:
     def measure_latency(self) -> float:
         """One image's latency through the trained model, on the training's own stream
         (``timing.latency_ms``: CUDA events, no device-wide sync); ``result`` carries it.
-        After training, on the thread that trains it (a lane's)."""
+        After training, on the thread that trains it (a lane's); or between two chunks (the
+        next ``run_chunk`` puts the model back in training mode), while no chunk of it runs."""
         self.latency_ms = latency_ms(self.model, self.data.device, stream=self.stream)
         return self.latency_ms
 
