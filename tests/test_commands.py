@@ -100,3 +100,12 @@ def _fill(arg: str, fill: dict[str, str]) -> str:
 def test_every_command_is_listed() -> None:
     names = {name.split()[0] for name in COMMANDS} | {"doctor"}
     assert set(typer.main.get_command(app).commands) == names  # type: ignore[attr-defined]
+
+
+def test_each_command_is_found_in_the_module_the_app_imports_for_it() -> None:
+    """The app imports a command's module (common.COMMANDS) only when the command runs or is
+    listed: a command another module defines, or one left out of the table, would go missing."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name, module in common.COMMANDS.items():
+        assert commands[name].callback.__module__ == f"mnist_bench.cli.{module}", name
+    assert len(typer.main.get_command(app).commands) == len(common.COMMANDS)  # type: ignore[attr-defined]

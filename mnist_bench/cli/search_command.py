@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,6 @@ import typer
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
-    OBJECTIVE_CHOICES,
     Augment,
     AugmentOpt,
     CompileOpt,
@@ -20,11 +20,7 @@ from mnist_bench.cli.common import (
     Parallel,
     Precision,
     PrecisionOpt,
-    Pruner,
-    PrunerOpt,
     Quiet,
-    Sampler,
-    SamplerOpt,
     Steps,
     StepsOpt,
     Storage,
@@ -40,8 +36,9 @@ from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.progress import SearchLines
 from mnist_bench.search.capacity import trial_bytes
 from mnist_bench.search.job import run_search
-from mnist_bench.search.objectives import FIRST, parse_objectives
-from mnist_bench.search.pruners import pruner_spec
+from mnist_bench.search.objectives import FIRST, OBJECTIVES, parse_objectives
+from mnist_bench.search.pruners import PRUNERS, pruner_spec
+from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
@@ -50,6 +47,17 @@ from mnist_bench.storage.rdb import HEARTBEAT_S, default_storage
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
+# The choices of the search's registries, as Typer reads them: here, not in common, so that a
+# command without a search need import neither them nor Optuna.
+Sampler = StrEnum("Sampler", [(name, name) for name in SAMPLERS])  # type: ignore[misc]
+Pruner = StrEnum("Pruner", [(name, name) for name in PRUNERS])  # type: ignore[misc]
+SAMPLER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in SAMPLERS.values())
+PRUNER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRUNERS.values())
+OBJECTIVE_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in OBJECTIVES.values())
+SamplerOpt = Annotated[
+    Sampler, typer.Option(help="How the next trial's parameters are chosen: " + SAMPLER_CHOICES + ".")
+]
+PrunerOpt = Annotated[Pruner, typer.Option(help="Which trials stop early, and when: " + PRUNER_CHOICES + ".")]
 MixedVersions = Annotated[
     bool,
     typer.Option(
