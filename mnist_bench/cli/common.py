@@ -1,7 +1,7 @@
 """What every command shares: the Typer app, its one-line errors, option types, helpers.
 
 Kept light (torch, typer and rich, no Optuna, pandas or search modules): every command
-imports it, and a command that opens no study should start fast. A command's own module imports what it
+imports it, and ``speedrun`` must start fast. A command's own module imports what it
 alone needs, and is imported only when that command runs or is listed (``COMMANDS``).
 """
 
@@ -32,15 +32,17 @@ from mnist_bench.training.lanes import check_parallel
 # Every command and the module of mnist_bench.cli that defines it, in the order of
 # `mnist-bench --help` (the main job first, then what follows from it). A module is
 # imported when one of its commands runs or is listed, so that a command pays for its own
-# imports only: a command that opens no study need not load Optuna, SQLAlchemy or pandas.
+# imports only: `speedrun` never loads Optuna, SQLAlchemy, pandas or the search modules.
 COMMANDS = {
     "search": "search_command", "spaces": "space_command", "promote": "study_commands",
     "leaderboard": "study_commands", "report": "study_commands", "best": "model_commands",
     "train": "model_commands", "baselines": "model_commands", "deformations": "model_commands",
-    "predict": "checkpoint_commands", "evaluate": "checkpoint_commands", "demo": "checkpoint_commands",
-    "export": "checkpoint_commands",
+    "speedrun": "speedrun_command", "recipes": "speedrun_command", "predict": "checkpoint_commands",
+    "evaluate": "checkpoint_commands", "demo": "checkpoint_commands", "export": "checkpoint_commands",
     "bench": "bench_command", "methods": "methods_command", "doctor": "doctor_command",
 }  # fmt: skip
+# Commands that never open a study: the app's callback leaves Optuna unimported for them.
+WITHOUT_OPTUNA = frozenset({"speedrun", "recipes"})
 
 
 class _LazyCommands(MutableMapping[str, Any]):
@@ -256,10 +258,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    if ctx.invoked_subcommand in WITHOUT_OPTUNA:
+        return
     import optuna  # noqa: PLC0415  (the commands that use it have imported it already)
 
     # The CLI prints its own line per trial, with the reason a trial failed; Optuna's log

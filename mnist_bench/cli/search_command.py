@@ -48,7 +48,7 @@ from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import parse_parallel
 
 # The choices of the search's registries, as Typer reads them: here, not in common, so that a
-# command without a search need import neither them nor Optuna.
+# command without a search (speedrun) imports neither them nor Optuna.
 Sampler = StrEnum("Sampler", [(name, name) for name in SAMPLERS])  # type: ignore[misc]
 Pruner = StrEnum("Pruner", [(name, name) for name in PRUNERS])  # type: ignore[misc]
 SAMPLER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in SAMPLERS.values())
