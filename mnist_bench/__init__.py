@@ -21,6 +21,8 @@ layers below it (each folder's docstring says what it holds and what it may impo
   search as one call, leaderboard, promote
 - ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
 - ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
+- ``speedrun``: fixed recipes (shipped as package data) timed to a test accuracy over seeded
+  runs, airbench's protocol; it imports nothing of ``search`` or ``storage``
 - ``output``: console tables and the HTML report
 - ``cli``: the Typer commands, one module per group of commands; ``cli.docs`` writes them
   out as docs/cli.md

@@ -457,7 +457,7 @@ def test_speed_space_search_draws_epochs_and_precision_and_retrains_the_trials_o
     args = ["search", "--space", str(tmp_path / "fast.toml"), "--trials", "6", "--seed", "1", "--val-size", "100"]
     refused = runner.invoke(app, [*args, "--epochs", "4", *common])
     assert refused.exit_code == 2 and "searches each trial's epochs (1-3); leave it out" in refused.output
-    result = runner.invoke(app, [*args, "--objective", "accuracy,time", *common])
+    result = runner.invoke(app, [*args, "--objective", "accuracy,time", "--pruner", "none", *common])
     assert result.exit_code == 0, result.output
     study = optuna.load_study(study_name="mnist-mlp", storage=default_storage(studies))
     trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

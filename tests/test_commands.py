@@ -9,6 +9,7 @@ A command added to the CLI and not listed here fails the last test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,8 @@ COMMANDS: dict[str, tuple[list[str], bool]] = {
         ],
         True,
     ),
+    "speedrun": (["speedrun", "--recipe", "{tmp}/recipe.json", "--runs", "1"], True),
+    "recipes": (["recipes"], False),
     "leaderboard": (["leaderboard"], False),
     "report": (["report"], False),
     "spaces": (["spaces"], False),
@@ -76,6 +79,8 @@ def test_each_command_that_trains_goes_through_the_self_check(tmp_path: Path, ti
 
     monkeypatch.setattr(common, "trusted", recorded)
     (tmp_path / "space.toml").write_text("depth = [1, 1]\nwidth = [16, 16]\nbatch_sizes = [64]\n")
+    config = {"hidden": [16], "optimizer": "sgd", "lr": 0.1, "epochs": 1}
+    (tmp_path / "recipe.json").write_text(json.dumps({"name": "r", "target": 97, "device": "cpu", "config": config}))
     image = load_split(tiny_mnist, "test", verify=False).images[0].numpy()
     Image.fromarray(image).save(tmp_path / "digit.png")
     fill = {"{tmp}": str(tmp_path), "{data}": str(tiny_mnist), "{space}": str(tmp_path / "space.toml")}
@@ -100,3 +105,12 @@ def _fill(arg: str, fill: dict[str, str]) -> str:
 def test_every_command_is_listed() -> None:
     names = {name.split()[0] for name in COMMANDS} | {"doctor"}
     assert set(typer.main.get_command(app).commands) == names  # type: ignore[attr-defined]
+
+
+def test_each_command_is_found_in_the_module_the_app_imports_for_it() -> None:
+    """The app imports a command's module (common.COMMANDS) only when the command runs or is
+    listed: a command another module defines, or one left out of the table, would go missing."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    for name, module in common.COMMANDS.items():
+        assert commands[name].callback.__module__ == f"mnist_bench.cli.{module}", name
+    assert len(typer.main.get_command(app).commands) == len(common.COMMANDS)  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import sys
 import types
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_bench import data
 from mnist_bench.data import (
     MNIST_MEAN,
     MNIST_STD,
@@ -18,7 +20,7 @@ from mnist_bench.data import (
     validation_indices,
 )
 from mnist_bench.errors import MnistBenchError
-from tests.conftest import make_mnist_dir, synthetic_digits
+from tests.conftest import make_mnist_dir, synthetic_digits, write_idx
 
 
 @pytest.mark.parametrize("compress", [True, False])
@@ -119,6 +121,58 @@ def test_normalize_standardizes_on_the_input_device() -> None:
     assert out.shape == (1, 784) and out.dtype == torch.float32 and out.device == images.device
     assert out[0, 0].item() == pytest.approx((0 - MNIST_MEAN) / MNIST_STD)
     assert out[0, 1].item() == pytest.approx((1 - MNIST_MEAN) / MNIST_STD)
+
+
+def test_normalize_gives_the_bits_of_the_formula_and_leaves_its_input() -> None:
+    images = torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    floats = images.float()
+    expected = (floats.reshape(64, -1) / 255.0 - MNIST_MEAN) / MNIST_STD
+    assert torch.equal(normalize(images), expected)  # in place, the same bits as the formula
+    assert torch.equal(normalize(floats), expected) and torch.equal(floats, images.float())
+
+
+def test_a_cache_keeps_each_files_content_and_hash_for_the_next_load(
+    tiny_mnist: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    first = load_split(tiny_mnist, "train", verify=False, cache=cache)
+    kept = sorted(path.name for path in cache.iterdir())
+    assert [name.rsplit("-", 2)[0] for name in kept] == ["train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert [name.rsplit("-", 1)[1] for name in kept] == [first.sha256[stem] for stem in sorted(first.sha256)]
+
+    def unread(path: Path) -> bytes:
+        raise AssertionError(f"{path} decompressed again")
+
+    monkeypatch.setattr(data, "_read_bytes", unread)
+    again = load_split(tiny_mnist, "train", verify=False, cache=cache)
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert again.sha256 == first.sha256
+    with pytest.raises(MnistBenchError, match="train-images-idx3-ubyte.gz is corrupted"):  # checked on the kept hash
+        load_split(tiny_mnist, "train", cache=cache)
+
+
+def test_a_changed_file_is_read_again_and_its_old_copy_dropped(tiny_mnist: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    load_split(tiny_mnist, "train", verify=False, cache=cache)
+    path = tiny_mnist / "MNIST/raw/train-labels-idx1-ubyte"
+    labels = (synthetic_digits(600, seed=0)[1] + 1) % 10
+    write_idx(path, labels)
+    mtime = path.with_suffix(".gz").stat().st_mtime_ns + 10**9  # another time, however coarse the clock
+    os.utime(path.with_suffix(".gz"), ns=(mtime, mtime))
+    changed = load_split(tiny_mnist, "train", verify=False, cache=cache)
+    assert torch.equal(changed.labels, torch.from_numpy(labels).long())
+    assert len(list(cache.glob("train-labels-idx1-ubyte-*"))) == 1
+
+
+def test_uncompressed_files_keep_only_their_hash_and_an_unwritable_cache_is_passed_by(tmp_path: Path) -> None:
+    root = make_mnist_dir(tmp_path / "data", n_train=50, n_test=20, compress=False)
+    cache = tmp_path / "cache"
+    first = load_split(root, "test", verify=False, cache=cache)
+    assert [path.stat().st_size for path in cache.iterdir()] == [0, 0]
+    assert torch.equal(load_split(root, "test", verify=False, cache=cache).images, first.images)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    assert torch.equal(load_split(root, "test", verify=False, cache=blocked).images, first.images)
 
 
 def test_device_data_holds_out_validation_from_train(tiny_mnist: Path) -> None:

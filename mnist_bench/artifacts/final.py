@@ -89,9 +89,10 @@ class FinalData:
     test: MnistSplit
 
     @classmethod
-    def load(cls, data_dir: Path, device: torch.device, *, verify: bool = True) -> FinalData:
-        train_split = ensure_split(data_dir, "train", verify=verify)
-        test_split = ensure_split(data_dir, "test", verify=verify)
+    def load(cls, data_dir: Path, device: torch.device, *, verify: bool = True, cache: Path | None = None) -> FinalData:
+        """``cache``: a folder keeping the files' decompressed content for the next load (``data.load_split``)."""
+        train_split = ensure_split(data_dir, "train", verify=verify, cache=cache)
+        test_split = ensure_split(data_dir, "test", verify=verify, cache=cache)
         return cls(DeviceData.from_splits(train_split, test_split, device), train_split, test_split)
 
     @property

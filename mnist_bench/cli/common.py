@@ -1,14 +1,19 @@
-"""What every command shares: the Typer app, its one-line errors, option types, helpers."""
+"""What every command shares: the Typer app, its one-line errors, option types, helpers.
+
+Kept light (torch, typer and rich, no Optuna, pandas or search modules): every command
+imports it, and ``speedrun`` must start fast. A command's own module imports what it
+alone needs, and is imported only when that command runs or is listed (``COMMANDS``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import optuna
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
@@ -21,25 +26,66 @@ from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.measure.selfcheck import trusted
 from mnist_bench.optimizers import OPTIMIZERS
 from mnist_bench.schedules import SCHEDULES
-from mnist_bench.search.objectives import OBJECTIVES
-from mnist_bench.search.pruners import DEFAULT_PRUNER, MULTI_OBJECTIVE_DEFAULT, PRUNERS, multi_objective_pruners
-from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.training.device import resolve_device
 from mnist_bench.training.lanes import check_parallel
 
-# The order of `mnist-bench --help`: the main job first, then what follows from it.
-COMMAND_ORDER = (
-    "search", "spaces", "promote", "leaderboard", "report", "best", "train", "baselines", "deformations",
-    "predict", "evaluate", "demo", "export", "bench", "methods",
-)  # fmt: skip
+# Every command and the module of mnist_bench.cli that defines it, in the order of
+# `mnist-bench --help` (the main job first, then what follows from it). A module is
+# imported when one of its commands runs or is listed, so that a command pays for its own
+# imports only: `speedrun` never loads Optuna, SQLAlchemy, pandas or the search modules.
+COMMANDS = {
+    "search": "search_command", "spaces": "space_command", "promote": "study_commands",
+    "leaderboard": "study_commands", "report": "study_commands", "best": "model_commands",
+    "train": "model_commands", "baselines": "model_commands", "deformations": "model_commands",
+    "speedrun": "speedrun_command", "recipes": "speedrun_command", "predict": "checkpoint_commands",
+    "evaluate": "checkpoint_commands", "demo": "checkpoint_commands", "export": "checkpoint_commands",
+    "bench": "bench_command", "methods": "methods_command", "doctor": "doctor_command",
+}  # fmt: skip
+# Commands that never open a study: the app's callback leaves Optuna unimported for them.
+WITHOUT_OPTUNA = frozenset({"speedrun", "recipes"})
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """A group's commands by name (``COMMANDS``), each module imported at its first lookup."""
+
+    def __init__(self, loaded: MutableMapping[str, Any]) -> None:
+        self._loaded = dict(loaded)
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded and name in COMMANDS:
+            importlib.import_module(f"mnist_bench.cli.{COMMANDS[name]}")  # registers its commands on app
+            built = typer.main.get_command(app)  # the group again, with them
+            assert isinstance(built, _OneLineErrors) and isinstance(built.commands, _LazyCommands)
+            for known, command in built.commands._loaded.items():
+                self._loaded.setdefault(known, command)
+        return self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:  # without importing anything
+        return name in COMMANDS or name in self._loaded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*COMMANDS, *self._loaded]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*COMMANDS, *self._loaded]))
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._loaded[name]
 
 
 class _OneLineErrors(TyperGroup):
     """Every error a user can cause ends as one 'Error: ...' line and a non-zero exit."""
 
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.commands)
+
     def list_commands(self, ctx: Any) -> list[str]:
-        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
-        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+        rank = {name: i for i, name in enumerate(COMMANDS)}
+        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))  # names: nothing imported
 
     def main(
         self,
@@ -87,19 +133,15 @@ class Background(StrEnum):
     light = "light"
 
 
-# The choices of a registry, as Typer reads them: written from the registries, never by hand.
+# The choices of a registry, as Typer reads them: written from the registries, never by hand
+# (the search's samplers, pruners and objectives in search_command, which alone imports them).
 Optimizer = StrEnum("Optimizer", [(name, name) for name in OPTIMIZERS])  # type: ignore[misc]
 Schedule = StrEnum("Schedule", [(name, name) for name in SCHEDULES])  # type: ignore[misc]
 Augment = StrEnum("Augment", [(name, name) for name in AUGMENTS])  # type: ignore[misc]
-Sampler = StrEnum("Sampler", [(name, name) for name in SAMPLERS])  # type: ignore[misc]
-Pruner = StrEnum("Pruner", [(name, name) for name in PRUNERS])  # type: ignore[misc]
 Precision = StrEnum("Precision", [(name, name) for name in PRECISIONS])  # type: ignore[misc]
 Steps = StrEnum("Steps", [(name, name) for name in STEPS])  # type: ignore[misc]
 # What help texts say of the choices, from the registries too.
 AUGMENT_CHOICES = "; ".join(f"{spec.name} ({spec.description})" for spec in AUGMENTS.values())
-SAMPLER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in SAMPLERS.values())
-PRUNER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRUNERS.values())
-OBJECTIVE_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in OBJECTIVES.values())
 PRECISION_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRECISIONS.values())
 STEPS_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in STEPS.values())
 MOMENTUM_TAKERS = ", ".join(spec.name for spec in OPTIMIZERS.values() if spec.momentum)
@@ -144,17 +186,6 @@ AugmentOpt = Annotated[
     typer.Option(
         help="Training-time augmentation on the device: " + AUGMENT_CHOICES + " (search: fixes the space's choice).",
         show_default="none; for best, the trial's; for search, the space's",
-    ),
-]
-SamplerOpt = Annotated[
-    Sampler, typer.Option(help="How the next trial's parameters are chosen: " + SAMPLER_CHOICES + ".")
-]
-PrunerOpt = Annotated[
-    Pruner | None,
-    typer.Option(
-        help=f"Which trials stop early, and when: {PRUNER_CHOICES}. With several --objective, only "
-        f"{' or '.join(multi_objective_pruners())}.",
-        show_default=f"{DEFAULT_PRUNER}; {MULTI_OBJECTIVE_DEFAULT} with several --objective",
     ),
 ]
 PrecisionOpt = Annotated[Precision, typer.Option(help="Matmul precision: " + PRECISION_CHOICES + ".")]
@@ -227,10 +258,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
+    if ctx.invoked_subcommand in WITHOUT_OPTUNA:
+        return
+    import optuna  # noqa: PLC0415  (the commands that use it have imported it already)
+
     # The CLI prints its own line per trial, with the reason a trial failed; Optuna's log
     # would repeat it (with a traceback for a Ctrl-C).
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,6 @@ import typer
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
-    OBJECTIVE_CHOICES,
     Augment,
     AugmentOpt,
     CompileOpt,
@@ -20,10 +20,7 @@ from mnist_bench.cli.common import (
     Parallel,
     Precision,
     PrecisionOpt,
-    PrunerOpt,
     Quiet,
-    Sampler,
-    SamplerOpt,
     Steps,
     StepsOpt,
     Storage,
@@ -40,7 +37,14 @@ from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.output.progress import SearchLines
 from mnist_bench.search.capacity import trial_bytes
 from mnist_bench.search.job import run_search
-from mnist_bench.search.objectives import FIRST, parse_objectives
+from mnist_bench.search.objectives import FIRST, OBJECTIVES, parse_objectives
+from mnist_bench.search.pruners import (
+    DEFAULT_PRUNER,
+    MULTI_OBJECTIVE_DEFAULT,
+    PRUNERS,
+    multi_objective_pruners,
+)
+from mnist_bench.search.samplers import SAMPLERS
 from mnist_bench.search.space import SearchSpace, load_space
 from mnist_bench.search.stopping import MIN_PATIENCE, PATIENCE_RATIO
 from mnist_bench.search.study import DEFAULT_STUDY, SearchSettings
@@ -51,6 +55,24 @@ from mnist_bench.training.lanes import parse_parallel
 
 DEFAULT_TRIAL_EPOCHS = 10  # --epochs where a space does not search them
 
+# The choices of the search's registries, as Typer reads them: here, not in common, so that a
+# command without a search (speedrun) imports neither them nor Optuna.
+Sampler = StrEnum("Sampler", [(name, name) for name in SAMPLERS])  # type: ignore[misc]
+Pruner = StrEnum("Pruner", [(name, name) for name in PRUNERS])  # type: ignore[misc]
+SAMPLER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in SAMPLERS.values())
+PRUNER_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in PRUNERS.values())
+OBJECTIVE_CHOICES = "; ".join(f"{spec.name} ({spec.help})" for spec in OBJECTIVES.values())
+SamplerOpt = Annotated[
+    Sampler, typer.Option(help="How the next trial's parameters are chosen: " + SAMPLER_CHOICES + ".")
+]
+PrunerOpt = Annotated[
+    Pruner | None,
+    typer.Option(
+        help=f"Which trials stop early, and when: {PRUNER_CHOICES}. With several --objective, only "
+        f"{' or '.join(multi_objective_pruners())}.",
+        show_default=f"{DEFAULT_PRUNER}; {MULTI_OBJECTIVE_DEFAULT} with several --objective",
+    ),
+]
 MixedVersions = Annotated[
     bool,
     typer.Option(
