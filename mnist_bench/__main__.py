@@ -1,3 +1,3 @@
-from mnist_bench.cli import app
+from mnist_bench.cli import main
 
-app(prog_name="mnist-bench")
+main()

@@ -333,3 +333,17 @@ def test_the_guides_example_is_a_recipe() -> None:
     recipe = Recipe.from_dict(json.loads(example), source="docs/guide.md")
     assert recipe.name == "cpu-98" and recipe.provenance is not None
     assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_the_console_script_ends_promptly_after_writing_everything(tmp_path: Path, tiny_mnist: Path) -> None:
+    """In its own process speedrun exits without torch's teardown: its output and JSON are whole first."""
+    recipe, out = write_recipe(tmp_path / "r.json"), tmp_path / "run.json"
+    args = ["--recipe", str(recipe), "--runs", "1", "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mnist_bench", "speedrun", *args, "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(f"Written to {out}") and "wall time:" in done.stdout
+    assert json.loads(out.read_text())["runs"][0]["seed"] == 0
