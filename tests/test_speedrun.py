@@ -347,3 +347,40 @@ def test_the_console_script_ends_promptly_after_writing_everything(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert done.stdout.rstrip().endswith(f"Written to {out}") and "wall time:" in done.stdout
     assert json.loads(out.read_text())["runs"][0]["seed"] == 0
+
+
+def test_a_studys_trial_becomes_a_recipe_with_its_provenance(tmp_path: Path, tiny_mnist: Path) -> None:
+    """How a shipped recipe is found: an accuracy-and-time search, then `speedrun --study --trial --save-recipe`."""
+    studies = tmp_path / "studies"
+    (tmp_path / "fast.toml").write_text('base = "speed"\nwidth = [8, 32]\nepochs = [1, 2]\n')
+    where = ["--studies-dir", str(studies), "--data-dir", str(tiny_mnist), "--no-verify", "--device", "cpu"]
+    search = ["search", "--space", str(tmp_path / "fast.toml"), "--objective", "accuracy,time", "--pruner", "none"]
+    found = runner.invoke(app, [*search, "--trials", "3", "--seed", "0", "--val-size", "100", *where])
+    assert found.exit_code == 0, found.output
+    saved = tmp_path / "cpu-97.json"
+    args = ["speedrun", "--study", "mnist-mlp", "--trial", "1", "--target", "97", "--runs", "2"]
+    result = runner.invoke(app, [*args, "--save-recipe", str(saved), *where])
+    assert result.exit_code == 0, result.output
+    recipe = Recipe.load(saved)
+    assert recipe.name == "cpu-97" and recipe.target == 97.0 and recipe.device == "cpu"
+    assert recipe.provenance is not None and recipe.provenance.runs == 2
+    made_by = "mnist-bench search --space (a file of its own) --objective accuracy,time --sampler tpe --pruner none"
+    assert recipe.provenance.search.startswith(made_by)
+    assert recipe.provenance.selection == "mnist-bench speedrun --study mnist-mlp --trial 1 --target 97 --runs 2"
+    rerun = runner.invoke(app, ["speedrun", "--recipe", str(saved), "--runs", "2", *where[2:]])
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{recipe.provenance.mean_acc * 100:.2f}" in rerun.output  # the same two seeds, the same accuracy
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--trial", "1"], "--trial: picks a trial of --study, which is not given"),
+        (["--study", "s", "--recipe", "cpu-98"], "--recipe and --study: run a recipe, or a study's trial as one"),
+    ],
+)
+def test_a_trial_without_its_study_or_beside_a_recipe_is_a_usage_error(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["speedrun", *extra, "--studies-dir", str(tmp_path)])
+    assert result.exit_code == 2 and message in result.output

@@ -8,8 +8,9 @@ wall time it reports.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +23,8 @@ from mnist_bench.cli.common import (
     Precision,
     Steps,
     StepsOpt,
+    Storage,
+    StudiesDir,
     app,
     exit_promptly,
     make_console,
@@ -29,13 +32,14 @@ from mnist_bench.cli.common import (
     runtime_from,
 )
 from mnist_bench.config import Runtime
-from mnist_bench.errors import MnistBenchError
+from mnist_bench.errors import MnistBenchError, UsageError
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.measure.selfcheck import cache_dir
 from mnist_bench.output.speedrun import recipe_line, recipes_table, run_line, runs_table, summary_lines, wall_line
 from mnist_bench.speedrun.recipe import (
     DEFAULT_TARGET,
     TARGET_CHOICES,
+    Recipe,
     find_recipe,
     parse_target,
     recipe_for,
@@ -71,6 +75,27 @@ def speedrun(
             "--json", help="Also write the runs, figures, recipe, machine and versions here.", show_default="no file"
         ),
     ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            help="Run a trial of this study as the recipe (an accuracy-and-time search's, say): its own config, "
+            "epochs and precision.",
+            show_default="no study",
+        ),
+    ] = None,
+    trial: Annotated[
+        int | None, typer.Option(help="With --study: the trial to run.", show_default="the study's best")
+    ] = None,
+    save_recipe: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the recipe run, with its provenance (the search, this command, the machine and these "
+            "runs' figures), to this JSON file, named by its stem: how a shipped recipe is made.",
+            show_default="no file",
+        ),
+    ] = None,
+    storage: Storage = None,
+    studies_dir: StudiesDir = Path("studies"),
     steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
@@ -85,9 +110,7 @@ def speedrun(
     require_positive("--runs", runs)
     goal = None if target is None else parse_target(target)
     on = resolve_device(device)
-    chosen = (
-        find_recipe(recipe) if recipe is not None else recipe_for(DEFAULT_TARGET if goal is None else goal, on.type)
-    )
+    chosen, found_by = _chosen_recipe(recipe, study, trial, goal, on.type, storage=storage, studies_dir=studies_dir)
     try:
         Runtime(precision=chosen.precision).check(on)
     except ValueError as exc:
@@ -118,13 +141,56 @@ def speedrun(
         typer.echo(f"Interrupted after {len(result.runs)} of {runs} runs: no verdict.", err=True)
         raise typer.Exit(130)
     if json_out is not None:
-        try:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result.to_dict(wall_s=wall_s, wall_from=stopwatch.since), indent=2) + "\n")
-        except OSError as exc:
-            raise MnistBenchError(f"cannot write {json_out}: {exc.strerror or exc}") from None
+        _write_json(json_out, result.to_dict(wall_s=wall_s, wall_from=stopwatch.since))
         console.print(f"Written to {json_out}", markup=False)
+    if save_recipe is not None:
+        selection = f"mnist-bench speedrun {_selection_options(recipe, study, trial, chosen.target)} --runs {runs}"
+        made = replace(
+            chosen, name=save_recipe.stem, provenance=result.provenance(search=found_by, selection=selection)
+        )
+        _write_json(save_recipe, made.to_dict())
+        console.print(f"Recipe written to {save_recipe}", markup=False)
     exit_promptly()  # its wall time is the product: no torch teardown after it
+
+
+def _chosen_recipe(
+    recipe: str | None,
+    study: str | None,
+    trial: int | None,
+    goal: float | None,
+    device_kind: str,
+    *,
+    storage: str | None,
+    studies_dir: Path,
+) -> tuple[Recipe, str]:
+    """The recipe to run, and the search that found it (for a recipe it writes)."""
+    if study is None:
+        if trial is not None:
+            raise UsageError("--trial: picks a trial of --study, which is not given")
+        chosen = find_recipe(recipe) if recipe is not None else recipe_for(goal or DEFAULT_TARGET, device_kind)
+        return chosen, chosen.provenance.search if chosen.provenance is not None else "not recorded"
+    if recipe is not None:
+        raise UsageError("--recipe and --study: run a recipe, or a study's trial as one, not both")
+    # Only here: a speedrun of a shipped recipe imports nothing of the search (Optuna, SQLAlchemy).
+    from mnist_bench.search.recipes import search_command, trial_recipe  # noqa: PLC0415
+    from mnist_bench.storage.rdb import default_storage, load_study, open_storage  # noqa: PLC0415
+
+    stored = load_study(study, open_storage(storage or default_storage(studies_dir), must_exist=True))
+    return trial_recipe(stored, trial, target=goal or DEFAULT_TARGET, device_kind=device_kind), search_command(stored)
+
+
+def _selection_options(recipe: str | None, study: str | None, trial: int | None, target: float) -> str:
+    if study is not None:
+        return f"--study {study}" + ("" if trial is None else f" --trial {trial}") + f" --target {target:g}"
+    return f"--recipe {recipe}" if recipe is not None else f"--target {target:g}"
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values, indent=2) + "\n")
+    except OSError as exc:
+        raise MnistBenchError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @app.command()

@@ -10,6 +10,7 @@ by the mean accuracy over the runs, not the best one.
 
 from __future__ import annotations
 
+import datetime
 import os
 import statistics
 import time
@@ -25,8 +26,8 @@ from mnist_bench.config import Runtime
 from mnist_bench.data import DeviceData
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.interrupt import StopFlag
-from mnist_bench.speedrun.recipe import Recipe
-from mnist_bench.training.device import environment
+from mnist_bench.speedrun.recipe import Provenance, Recipe
+from mnist_bench.training.device import device_name, environment
 from mnist_bench.training.trainer import accuracy, train
 
 
@@ -71,6 +72,21 @@ class SpeedrunResult:
         # In percent, rounded well below a test image's 0.01 point: a mean of 98% exactly
         # reaches 98 whatever the last bit of the float sum.
         return round(self.mean_acc * 100, 6) >= self.target
+
+    def provenance(self, *, search: str, selection: str) -> Provenance:
+        """Where its recipe came from (``search``, ``selection``) and what these runs gave, here, today."""
+        return Provenance(
+            search=search,
+            selection=selection,
+            machine=device_name(torch.device(self.device)),
+            cores=os.cpu_count() or 0,
+            date=datetime.date.today().isoformat(),
+            mnist_bench=__version__,
+            torch=torch.__version__,
+            mean_acc=self.mean_acc,
+            median_train_s=self.median_train_s,
+            runs=len(self.runs),
+        )
 
     def to_dict(self, *, wall_s: float, wall_from: str) -> dict[str, Any]:
         """What ``speedrun --json`` writes: accuracies as fractions (as checkpoints store them),
