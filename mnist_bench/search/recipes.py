@@ -8,6 +8,8 @@ speedrun that chose and measured it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import optuna
 
 from mnist_bench.search.loop import pick_trial, stored_space, trial_config, trial_precision
@@ -42,6 +44,6 @@ def search_command(study: optuna.Study) -> str:
 def trial_recipe(study: optuna.Study, number: int | None, *, target: float, device_kind: str) -> Recipe:
     """Trial ``number`` of ``study`` (its best trial when None) as a recipe for ``target`` on ``device_kind``."""
     trial = pick_trial(study, number).trial
-    config = trial_config(study, trial)
+    config = replace(trial_config(study, trial), seed=0)  # each run sets its own: the trial's is not the recipe's
     name = f"{device_kind}-{target_text(target)}"
     return Recipe(name, target, device_kind, config, precision=trial_precision(study, trial, "fp32"))
