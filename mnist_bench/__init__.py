@@ -16,13 +16,13 @@ layers below it (each folder's docstring says what it holds and what it may impo
   by side in lanes, the device, timing
 - ``storage``: Optuna's storages with heartbeats, stopped workers' trials, trial counts, and the
   one module that uses Optuna's private API
-- ``search``: the search space, the registries of samplers, pruners and objectives, a
-  study's settings, trial records, the search loop, worker processes on one study, a whole
-  search as one call, leaderboard, promote
-- ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
-- ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
 - ``speedrun``: fixed recipes (shipped as package data) timed to a test accuracy over seeded
   runs, airbench's protocol; it imports nothing of ``search`` or ``storage``
+- ``search``: the search space, the registries of samplers, pruners and objectives, a
+  study's settings, trial records, the search loop, worker processes on one study, a whole
+  search as one call, leaderboard, promote, a trial as a speedrun recipe
+- ``artifacts``: final training and test, checkpoints, predict, demo page, ONNX export
+- ``measure``: bench, the tutorial baselines, doctor, and the GPU self-check
 - ``output``: console tables and the HTML report
 - ``cli``: the Typer commands, one module per group of commands; ``cli.docs`` writes them
   out as docs/cli.md

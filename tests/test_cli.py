@@ -470,3 +470,5 @@ def test_speed_space_search_draws_epochs_and_precision_and_retrains_the_trials_o
     saved = json.loads((studies / "mnist-mlp" / f"trial-{chosen.number}" / "checkpoint.json").read_text())
     assert saved["config"]["epochs"] == chosen.params["epochs"]
     assert "in bf16..." in retrain.output and saved["source"]["precision"] == "bf16"  # the trial's own precision
+    promoted = runner.invoke(app, ["promote", "--best", "2", "--epochs", "4", *common])
+    assert promoted.exit_code == 2 and "each of its trials drew its own epochs" in promoted.output

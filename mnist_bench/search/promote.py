@@ -86,6 +86,11 @@ def long_settings(short: optuna.Study, settings: SearchSettings, top: int) -> Se
     """The long study's settings: ``top`` trials, no pruning, the short study's validation split."""
     if settings.study == short.study_name:
         raise UsageError(f"--into {settings.study!r}: the longer trials need a study of their own")
+    if stored_space(short).searches_epochs:
+        raise UsageError(
+            f"study {short.study_name!r}: each of its trials drew its own epochs (a speed space), which a promotion "
+            "would keep: time one as a recipe with `speedrun --study NAME --trial N` instead"
+        )
     stored = StudyRecord.of(short).val_size
     val_size = settings.val_size if stored is None else stored
     return replace(settings, trials=top, pruner=NO_PRUNER, val_size=val_size, objectives=(FIRST,))
