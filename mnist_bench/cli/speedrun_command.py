@@ -48,52 +48,66 @@ from mnist_bench.speedrun.recipe import (
 from mnist_bench.speedrun.run import Stopwatch, run_speedrun
 from mnist_bench.training.device import device_name, resolve_device
 
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Test accuracy in percent the mean over the runs must reach: {TARGET_CHOICES}. Picks the shipped "
+        "recipe for it and the device.",
+        show_default=f"{DEFAULT_TARGET:g}; with --recipe, the recipe's",
+    ),
+]
+
+RunsOpt = Annotated[int, typer.Option(help="Trainings from fresh weights, one per seed; their mean is judged.")]
+
+FirstSeedOpt = Annotated[int, typer.Option(help="Seed of the first run; the others take the next ones.")]
+
+RecipeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="A shipped recipe's name (`mnist-bench recipes`), e.g. to run another device's on purpose, or the "
+        "path of a recipe file of your own, NAME.json.",
+        show_default="the shipped one for --target and the device",
+    ),
+]
+
+JsonOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--json", help="Also write the runs, figures, recipe, machine and versions here.", show_default="no file"
+    ),
+]
+
+StudyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Run a trial of this study as the recipe (an accuracy-and-time search's, say): its own config, "
+        "epochs and precision.",
+        show_default="no study",
+    ),
+]
+
+TrialOpt = Annotated[int | None, typer.Option(help="With --study: the trial to run.", show_default="the study's best")]
+
+SaveRecipeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Write the recipe run, with its provenance (the search, this command, the machine and these "
+        "runs' figures), to this JSON file, named by its stem: how a shipped recipe is made.",
+        show_default="no file",
+    ),
+]
+
 
 @app.command()
 def speedrun(
-    target: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Test accuracy in percent the mean over the runs must reach: {TARGET_CHOICES}. Picks the shipped "
-            "recipe for it and the device.",
-            show_default=f"{DEFAULT_TARGET:g}; with --recipe, the recipe's",
-        ),
-    ] = None,
-    runs: Annotated[int, typer.Option(help="Trainings from fresh weights, one per seed; their mean is judged.")] = 5,
-    seed: Annotated[int, typer.Option(help="Seed of the first run; the others take the next ones.")] = 0,
-    recipe: Annotated[
-        str | None,
-        typer.Option(
-            help="A shipped recipe's name (`mnist-bench recipes`), e.g. to run another device's on purpose, or the "
-            "path of a recipe file of your own, NAME.json.",
-            show_default="the shipped one for --target and the device",
-        ),
-    ] = None,
-    json_out: Annotated[
-        Path | None,
-        typer.Option(
-            "--json", help="Also write the runs, figures, recipe, machine and versions here.", show_default="no file"
-        ),
-    ] = None,
-    study: Annotated[
-        str | None,
-        typer.Option(
-            help="Run a trial of this study as the recipe (an accuracy-and-time search's, say): its own config, "
-            "epochs and precision.",
-            show_default="no study",
-        ),
-    ] = None,
-    trial: Annotated[
-        int | None, typer.Option(help="With --study: the trial to run.", show_default="the study's best")
-    ] = None,
-    save_recipe: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write the recipe run, with its provenance (the search, this command, the machine and these "
-            "runs' figures), to this JSON file, named by its stem: how a shipped recipe is made.",
-            show_default="no file",
-        ),
-    ] = None,
+    target: TargetOpt = None,
+    runs: RunsOpt = 5,
+    seed: FirstSeedOpt = 0,
+    recipe: RecipeOpt = None,
+    json_out: JsonOpt = None,
+    study: StudyOpt = None,
+    trial: TrialOpt = None,
+    save_recipe: SaveRecipeOpt = None,
     storage: Storage = None,
     studies_dir: StudiesDir = Path("studies"),
     steps: StepsOpt = Steps["auto"],
