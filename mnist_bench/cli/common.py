@@ -325,3 +325,13 @@ def runtime_from(
 def require_positive(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise UsageError(f"{name} {value}: must be at least 1")
+
+
+def study_options(storage: str | None, studies_dir: Path) -> str:
+    """The options that find a study again, as a printed command needs them: the storage
+    given (its password hidden), or a studies folder other than the default; "" for neither."""
+    if storage is not None:
+        from mnist_bench.storage.rdb import redact  # noqa: PLC0415  (SQLAlchemy: only for a search's commands)
+
+        return f" --storage {redact(storage)}"
+    return "" if studies_dir == Path("studies") else f" --studies-dir {studies_dir}"

@@ -38,6 +38,7 @@ from mnist_bench.cli.common import (
     make_console,
     require_positive,
     runtime_from,
+    study_options,
 )
 from mnist_bench.config import Runtime, TrainConfig
 from mnist_bench.errors import MnistBenchError, UsageError
@@ -193,7 +194,7 @@ def best(
     )
     ties = tied_at_top(frame, watched_val_size(optuna_study))  # the study's, whichever trial is shown
     if ties is not None:
-        console.print(ties_line(ties, study=study), markup=False)
+        console.print(ties_line(ties, study=study, options=study_options(storage, studies_dir)), markup=False)
     if retrain:
         source = {
             "command": "best --retrain",

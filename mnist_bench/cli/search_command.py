@@ -30,6 +30,7 @@ from mnist_bench.cli.common import (
     app,
     make_console,
     runtime_from,
+    study_options,
 )
 from mnist_bench.config import precision_spec
 from mnist_bench.errors import MnistBenchError, UsageError
@@ -275,7 +276,10 @@ def search(
         runtime=(precision, compile, steps), epochs=epochs,
     )  # fmt: skip
     where = training_where(worker_devices, settings.parallel)
-    lines = SearchLines(make_console(), quiet=quiet, space=search_space, intro=intro, where=where)
+    lines = SearchLines(
+        make_console(), quiet=quiet, space=search_space, intro=intro, where=where,
+        options=study_options(storage, studies_dir),
+    )  # fmt: skip
     with sigint_as_event() as stop, lines.live:
         run = run_search(
             settings, search_space, devices=worker_devices, data_dir=data_dir, verify=not no_verify,

@@ -94,15 +94,16 @@ def trial_line(row: dict[str, Any], best: float | None) -> str:
     return text
 
 
-def ties_line(ties: Ties, *, study: str) -> str:
-    """How many trials the validation cannot tell from the best, and the command that can."""
+def ties_line(ties: Ties, *, study: str, options: str = "") -> str:
+    """How many trials the validation cannot tell from the best, and the command that can
+    (``options``: where the study is, as the command that printed it was told, e.g. `` --studies-dir D``)."""
     best, others = ties.trials[0], ties.trials[1:]
     listed = ", ".join(str(n) for n in others)
     return (
         f"{plural(len(others), 'trial')} {'is' if len(others) == 1 else 'are'} tied with the best (trial {best}) "
         f"within the validation's noise (±{100 * ties.best_se:.2f} points on {ties.val_size:,} images): {listed}. "
         "Their order is noise; training them longer is how to tell them apart: "
-        f"mnist-bench promote --study {study} --best {ties.promote_best}"
+        f"mnist-bench promote --study {study} --best {ties.promote_best}{options}"
     )
 
 

@@ -88,9 +88,12 @@ class SearchLines(TrialLines):
     """A search's lines: its first line (``start``), a line a trial under a bar of finished
     trials (on a terminal, unless ``quiet``; gone when the search ends), its last lines (``end``)."""
 
-    def __init__(self, console: Console, *, quiet: bool, space: SearchSpace, intro: Sequence[str], where: str) -> None:
+    def __init__(
+        self, console: Console, *, quiet: bool, space: SearchSpace, intro: Sequence[str], where: str, options: str = ""
+    ) -> None:
         super().__init__(console, quiet=quiet, space=space)
         self.intro, self.where = intro, where  # notes printed first; where the trials train
+        self.options = options  # where the study is, for the commands its last lines print
         self.bar = trial_bar(console, quiet=quiet)
         self.task = self.bar.add_task("search", total=0, best="")
         self.live = contextlib.ExitStack()  # the bar, from the first trial to the end
@@ -132,7 +135,7 @@ class SearchLines(TrialLines):
         if run.plateau is not None:
             self.console.print(plateau_line(run.plateau), markup=False)
         if run.ties is not None:
-            self.console.print(ties_line(run.ties, study=name), markup=False)
+            self.console.print(ties_line(run.ties, study=name, options=self.options), markup=False)
 
 
 def trial_bar(console: Console, *, quiet: bool) -> Progress:
