@@ -54,3 +54,38 @@ def test_the_heartbeat_tables_have_the_columns_read(tmp_path: Path) -> None:
     ages = heartbeat_ages(storage, storage.get_study_id_from_name("p"))
     assert list(ages) == [trial.number] and 0 <= ages[trial.number] < 60
     assert {"trials", "trial_heartbeats"} <= set(sqlalchemy.inspect(storage.engine).get_table_names())
+
+
+def _reported(study: optuna.Study, values: list[float], state: optuna.trial.TrialState) -> None:
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for step, value in enumerate(values, 1):
+        trial.report(value, step)
+    study.tell(trial, values[-1] if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+
+
+def test_pruned_trials_read_as_finished_at_the_best_they_reported(tmp_path: Path) -> None:
+    pruned, complete, running = (optuna.trial.TrialState[s] for s in ("PRUNED", "COMPLETE", "RUNNING"))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", direction="maximize")
+    _reported(study, [0.5, 0.9, 0.8], complete)
+    _reported(study, [0.3, 0.6, 0.4], pruned)
+    study.tell(study.ask(), state=pruned)  # pruned before its first report: nothing to score it by
+    study.ask()
+    seen = optuna_private.PrunedAsFinished(study)
+    assert [(t.number, t.state, t.value) for t in seen._get_trials(deepcopy=False, states=(complete,))] == [
+        (0, complete, 0.8),
+        (1, complete, 0.6),
+    ]
+    assert [t.state for t in seen._get_trials(deepcopy=False, states=(complete, running))] == [complete] * 2 + [running]
+    assert [t.state for t in seen._get_trials(deepcopy=False, states=(pruned,))] == [pruned] * 2  # as stored
+    assert len(seen._get_trials()) == 4 and seen.direction == study.direction  # the rest is the study's own
+    assert (study.trials[1].state, study.trials[1].value) == (pruned, 0.4)  # stored as Optuna keeps it: the last report
+    lowest = optuna.create_study(direction="minimize")
+    _reported(lowest, [0.3, 0.1, 0.2], pruned)
+    assert [t.value for t in optuna_private.PrunedAsFinished(lowest)._get_trials(states=(complete,))] == [0.1]
+
+
+def test_gp_sampler_reads_its_finished_trials_through_get_trials() -> None:
+    # What PrunedAsFinished answers: the name and keywords GPSampler.sample_relative calls.
+    source = inspect.getsource(optuna.samplers.GPSampler.sample_relative)
+    assert "study._get_trials(deepcopy=False, states=states" in source
+    assert {"deepcopy", "states", "use_cache"} <= set(inspect.signature(optuna.Study._get_trials).parameters)

@@ -24,6 +24,8 @@ from mnist_bench.storage.rdb import default_storage
 # a Gaussian process proposes in a second or so.
 CONDITIONAL = SearchSpace(depth=(1, 3), width=(8, 64), batch_sizes=(64,))
 
+PRUNED = optuna.trial.TrialState.PRUNED
+
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
 @pytest.mark.parametrize("parallel", [1, 3])
@@ -87,6 +89,26 @@ def test_gp_models_every_parameter_and_repeats_its_seed(caplog: pytest.LogCaptur
     partial = _whole_space_study(optuna.samplers.RandomSampler(seed=7), 12, whole_space=False)
     shared = set(optuna.samplers.GPSampler().infer_relative_search_space(partial, partial.trials[-1]))
     assert shared < every and "width_1" not in shared
+
+
+def _mostly_pruned() -> tuple[optuna.Study, optuna.trial.FrozenTrial]:
+    """10 finished trials of one parameter, 3 completed and 7 pruned after reporting, and an 11th asked."""
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    for i in range(10):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(1 - abs(x - 0.3), 1)
+        study.tell(trial, 1 - abs(x - 0.3) if i % 3 == 0 else None, state=None if i % 3 == 0 else PRUNED)
+    return study, study._storage.get_trial(study.ask()._trial_id)
+
+
+def test_gp_models_once_10_trials_finished_though_most_were_pruned() -> None:
+    # Under asha a few trials in 50 complete; Optuna's GPSampler alone would still be drawing at random.
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    assert optuna.samplers.GPSampler(seed=0).sample_relative(*_mostly_pruned(), space) == {}  # waits for 10 complete
+    proposed = make_sampler("gp", 0).sample_relative(*_mostly_pruned(), space)
+    assert set(proposed) == {"x"} and abs(proposed["x"] - 0.3) < 0.2
+    assert make_sampler("gp", 0).sample_relative(*_mostly_pruned(), space) == proposed  # seeded
 
 
 def test_a_gp_trial_of_one_layer_retrains_to_one_layer(

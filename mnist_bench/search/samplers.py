@@ -15,10 +15,13 @@ import importlib.util
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
 
 from mnist_bench.errors import registered
+from mnist_bench.storage.optuna_private import PrunedAsFinished
 
 
 @dataclass(frozen=True)
@@ -59,15 +62,26 @@ def _nsga2(seed: int | None, parallel: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
+class _WholeStudyGP(optuna.samplers.GPSampler):
+    """Optuna's GPSampler, fitted to the pruned trials as well as the completed ones."""
+
+    def sample_relative(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return super().sample_relative(PrunedAsFinished(study), trial, search_space)  # type: ignore[arg-type]
+
+
 def _gp(seed: int | None, parallel: int) -> optuna.samplers.BaseSampler:
     # It models only the parameters every finished trial has, so its entry asks for all of
     # them in every trial (whole_space). Trials in flight (--parallel, --workers: chosen,
     # not yet scored) count as they are in Optuna 5.1, with no setting here: a proposal is
     # judged by the improvement it adds to theirs, their scores drawn jointly from the
     # Gaussian process (q-batch expected improvement), so trials side by side spread out.
-    # Pruned and failed trials are left out of its fit, and its trials are random until 10
-    # have completed.
-    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=10)
+    # Optuna's fits only completed trials, which under asha are a few in 50: on its own it
+    # would draw at random all search long. So a pruned trial counts as finished at the
+    # best accuracy it reported (storage.optuna_private.PrunedAsFinished), and its trials
+    # are random until 10 have finished, pruned or not.
+    return _WholeStudyGP(seed=seed, n_startup_trials=10)
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
@@ -78,7 +92,7 @@ SAMPLERS: dict[str, SamplerSpec] = {
         SamplerSpec("nsga2", "the NSGA-II genetic algorithm, for multi-objective searches", _nsga2),
         SamplerSpec(
             "gp",
-            "a Gaussian process over every parameter of the space, after 10 random trials",
+            "a Gaussian process over every parameter of the space, fitted to pruned trials too, after 10 random trials",
             _gp,
             needs=("scipy",),
             whole_space=True,
