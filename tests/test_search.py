@@ -100,7 +100,7 @@ def test_resuming_with_another_space_is_refused(tmp_path: Path, tiny_data: Devic
     storage = open_storage(settings(tmp_path).storage)
     with pytest.raises(MnistBenchError, match="another space"):
         open_study(settings(tmp_path), other, storage)
-    with pytest.raises(MnistBenchError, match="another val_size"):
+    with pytest.raises(MnistBenchError, match=r"another val_size \(100, this run 50\)"):
         open_study(settings(tmp_path, val_size=50), SMALL, storage)
 
 

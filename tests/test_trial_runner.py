@@ -77,7 +77,7 @@ def test_a_study_keeps_its_reports_per_epoch(tmp_path: Path, tiny_data: DeviceDa
     steps of other lengths in one pruner's comparisons."""
     run_trials(settings(tmp_path, trials=1, reports_per_epoch=2), SMALL, tiny_data)
     storage = open_storage(settings(tmp_path).storage)
-    with pytest.raises(MnistBenchError, match="another reports_per_epoch") as refused:
+    with pytest.raises(MnistBenchError, match=r"another reports_per_epoch \(2: --reports-per-epoch 2\)") as refused:
         open_study(settings(tmp_path), SMALL, storage)
     assert "\n" not in str(refused.value)
     assert open_study(settings(tmp_path, reports_per_epoch=2), SMALL, storage).study_name == "t"

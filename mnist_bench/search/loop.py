@@ -78,10 +78,13 @@ def open_study(settings: SearchSettings, space: SearchSpace, storage: optuna.sto
             name
             for name, same in (
                 ("space", record.space == space),
-                ("val_size", record.val_size == settings.val_size),
+                (f"val_size ({record.val_size}, this run {settings.val_size})", record.val_size == settings.val_size),
                 ("objective", record.objectives == tuple(settings.objectives)),
                 # Its trials' report steps count reports of that many an epoch: other steps would mix.
-                ("reports_per_epoch", record.reports_per_epoch == settings.reports_per_epoch),
+                (
+                    f"reports_per_epoch ({record.reports_per_epoch}: --reports-per-epoch {record.reports_per_epoch})",
+                    record.reports_per_epoch == settings.reports_per_epoch,
+                ),
             )
             if not same
         ]
