@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from mnist_bench.artifacts.final import FinalData, train_and_test
 from mnist_bench.search.loop import trial_config
+from mnist_bench.search.records import TrialRecord
 
 RULES = {
     "best epoch": lambda accs: max(accs),
@@ -34,10 +35,15 @@ tested: dict[tuple[str, int], float] = {}
 by_rule: dict[str, list[float]] = {rule: [] for rule in RULES}
 for name in names:
     study = optuna.load_study(study_name=name, storage=storage)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.intermediate_values]
+    # Each complete trial's epoch-end accuracies (a study judged N times an epoch reports
+    # more often; only the epochs' ends are its accuracies).
+    epochs = {
+        t.number: TrialRecord.of(t).val_accs for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    }
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if epochs[t.number]]
     for rule, score in RULES.items():
-        winner = max(complete, key=lambda t: score([t.intermediate_values[k] for k in sorted(t.intermediate_values)]))
-        accs = [winner.intermediate_values[k] for k in sorted(winner.intermediate_values)]
+        winner = max(complete, key=lambda t: score(epochs[t.number]))
+        accs = list(epochs[winner.number])
         if (name, winner.number) not in tested:
             config = trial_config(study, winner)
             report = train_and_test(config, data.device_data, SEEDS)
