@@ -62,7 +62,7 @@ def _nsga2(seed: int | None, parallel: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-class _WholeStudyGP(optuna.samplers.GPSampler):
+class _GPFittingPruned(optuna.samplers.GPSampler):
     """Optuna's GPSampler, fitted to the pruned trials as well as the completed ones."""
 
     def sample_relative(
@@ -81,7 +81,7 @@ def _gp(seed: int | None, parallel: int) -> optuna.samplers.BaseSampler:
     # would draw at random all search long. So a pruned trial counts as finished at the
     # best accuracy it reported (storage.optuna_private.PrunedAsFinished), and its trials
     # are random until 10 have finished, pruned or not.
-    return _WholeStudyGP(seed=seed, n_startup_trials=10)
+    return _GPFittingPruned(seed=seed, n_startup_trials=10)
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
