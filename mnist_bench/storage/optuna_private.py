@@ -49,9 +49,9 @@ def trial_id(trial: optuna.Trial) -> int:
 
 class PrunedAsFinished:
     """``study`` as a sampler that learns only from completed trials should see it: every
-    pruned trial of a one-objective study that reported a value is completed, its value the
-    best it reported (the highest for a study that maximizes, the lowest for one that
-    minimizes), as far as accuracy is a trial's objective (the best epoch) and its reports.
+    pruned trial of a one-objective study that reported a value reads as completed, its
+    value the best it reported (the highest for a study that maximizes, the lowest for one
+    that minimizes). A search's reports are its objective's own figure, validation accuracy.
 
     A pruned trial is thus no better than what it showed before it was stopped, which is
     the pruner's verdict in the objective's own units: a sampler so fed learns where
