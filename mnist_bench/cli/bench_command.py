@@ -10,6 +10,7 @@ import typer
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     DataDir,
     Device,
     NoVerify,
@@ -126,7 +127,7 @@ def bench(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Time the trainer against the hardware floor and the classic DataLoader pipeline."""
     torch_device = resolve_device(device)

@@ -175,6 +175,7 @@ class Format(StrEnum):
 
 
 DEFAULT_DATA_DIR = default_data_dir()
+DEFAULT_STUDIES_DIR = Path("studies")
 StudiesDir = Annotated[
     Path,
     typer.Option(
@@ -334,4 +335,4 @@ def study_options(storage: str | None, studies_dir: Path) -> str:
         from mnist_bench.storage.rdb import redact  # noqa: PLC0415  (SQLAlchemy: only for a search's commands)
 
         return f" --storage {redact(storage)}"
-    return "" if studies_dir == Path("studies") else f" --studies-dir {studies_dir}"
+    return "" if studies_dir == DEFAULT_STUDIES_DIR else f" --studies-dir {studies_dir}"

@@ -13,6 +13,7 @@ import typer
 from mnist_bench.artifacts.final import EpochDone, FinalData, TimeLeft, save_final, seeds_from, train_and_test
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     MOMENTUM_TAKERS,
     WEIGHT_DECAYS,
     Augment,
@@ -166,7 +167,7 @@ def best(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Show a study's best trial; with --retrain, turn it into a tested, saved model.
 
@@ -250,7 +251,7 @@ def train_cmd(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Train one configuration on all training images, test it, save checkpoint and figures."""
     require_positive("--seeds", seeds)
@@ -305,7 +306,7 @@ def baselines(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Train the five networks MNIST tutorials write by hand and compare with what they report."""
     require_positive("--seeds", seeds)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     Augment,
     AugmentOpt,
     CompileOpt,
@@ -261,7 +261,7 @@ def search(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Run (or resume) an Optuna study over MLPs; print and save its leaderboard."""
     settings = SearchSettings(

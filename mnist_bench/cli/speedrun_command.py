@@ -17,6 +17,7 @@ import typer
 from mnist_bench.artifacts.final import FinalData
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     DataDir,
     Device,
     NoVerify,
@@ -109,7 +110,7 @@ def speedrun(
     trial: TrialOpt = None,
     save_recipe: SaveRecipeOpt = None,
     storage: Storage = None,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
     steps: StepsOpt = Steps["auto"],
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",

@@ -12,6 +12,7 @@ from optuna.trial import FrozenTrial
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     CompileOpt,
     DataDir,
     Device,
@@ -70,7 +71,7 @@ def promote(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Train a study's best few trials longer, on the same validation split; rank them again.
 
@@ -119,7 +120,7 @@ def leaderboard_cmd(
     storage: Storage = None,
     top: Annotated[int | None, typer.Option(help="Show only the best K trials.", show_default="all")] = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Print an existing study's leaderboard without training anything."""
     if top is not None and top < 1:
@@ -151,7 +152,7 @@ def report(
             help="Report folder.", show_default="STUDIES_DIR/STUDY/report; STUDIES_DIR/A-vs-B/report for several"
         ),
     ] = None,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
 ) -> None:
     """Write PNG figures and a self-contained HTML page for a study, or compare studies."""
     names = study or [DEFAULT_STUDY]
