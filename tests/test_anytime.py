@@ -13,6 +13,8 @@ from mnist_bench.search.anytime import (
     anytime_curve,
     band,
     first_start,
+    median_best_at,
+    moments,
     reference_se,
     seconds_to_within,
     time_grid,
@@ -113,3 +115,13 @@ def test_time_to_within_one_standard_error_of_a_reference() -> None:
 def test_trials_per_minute() -> None:
     assert trials_per_minute(curve_of((30, 0.9), (60, 0.9), (90, 0.9))) == pytest.approx(2.0)
     assert math.isnan(trials_per_minute(AnytimeCurve(())))
+
+
+def test_round_moments_within_the_longest_curve_and_the_median_best_at_each() -> None:
+    short, long = curve_of((10, 0.90), (20, 0.95)), curve_of((50, 0.93), (100, 0.97))
+    assert moments([short]) == (15,) and moments([short, long]) == (15, 30, 60)
+    assert moments([long], most=2) == (30, 60) and moments([curve_of((14, 0.9))]) == () and moments([]) == ()
+    # At 15 s only the short search has a model: one of two, so no median yet. At 60 s the
+    # short one has ended and counts with its last best.
+    none_yet, at_60, at_100 = median_best_at([short, long], (15, 60, 100))
+    assert none_yet is None and at_60 == pytest.approx(0.94) and at_100 == pytest.approx(0.96)

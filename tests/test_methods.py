@@ -11,12 +11,14 @@ import optuna
 import pandas as pd
 import pytest
 from PIL import Image
+from rich.console import Console
 from typer.testing import CliRunner
 
 from mnist_bench.cli import app
 from mnist_bench.errors import MnistBenchError
 from mnist_bench.measure.methods import (
     Method,
+    MethodsResult,
     MethodsSettings,
     Repeat,
     against_first,
@@ -25,6 +27,7 @@ from mnist_bench.measure.methods import (
     replay_flat_stop,
     summarize,
 )
+from mnist_bench.output.methods import anytime_table, moment_text
 from mnist_bench.search.loop import open_study
 from mnist_bench.search.records import BEST_VAL_ACC
 from mnist_bench.search.space import load_space
@@ -73,6 +76,19 @@ def test_summary_times_each_method_to_within_one_se_of_the_best_of_all() -> None
     # Two of three random repeats never got there: so did its median.
     assert (b.reached, b.s_to_within_median, b.s_to_within_min) == (1, None, 50.0)
     assert a.trials_per_min == pytest.approx(4.0)  # median of 6, 4 and 1.5 per minute
+    # The curves read at the round moments the longest repeat (50 s) lasted to: at 15 s one
+    # random repeat of three has found nothing yet, and counts as below the other two.
+    assert a.best_so_far == {15: 0.97, 30: 0.979} and b.best_so_far == {15: 0.90, 30: 0.90}
+    result = MethodsResult(settings, tuple(repeats), best, se, (a, b), "sqlite:///x.db", {})
+    table = anytime_table(result)
+    assert table is not None
+    console = Console(width=120, record=True)
+    console.print(table)
+    shown = console.export_text()
+    assert "15 s" in shown and "30 s" in shown and "0.9790" in shown and "0.9000" in shown
+    short = [Repeat(tpe, 0, "a", curve_of((10, 0.97)))]
+    assert anytime_table(MethodsResult(settings, tuple(short), 0.97, se, summarize(short, settings)[2], "", {})) is None
+    assert [moment_text(s) for s in (15, 120, 3600, 5400)] == ["15 s", "2 min", "1 h", "1 h 30 min"]
 
 
 def test_methods_runs_every_repeat_and_writes_curves_summary_figure_and_studies(

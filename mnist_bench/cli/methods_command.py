@@ -9,6 +9,7 @@ import typer
 
 from mnist_bench.cli.common import (
     DEFAULT_DATA_DIR,
+    DEFAULT_STUDIES_DIR,
     DataDir,
     Device,
     NoVerify,
@@ -24,7 +25,7 @@ from mnist_bench.cli.search_command import SpaceName, ValSize
 from mnist_bench.interrupt import sigint_as_event
 from mnist_bench.measure.methods import MethodsSettings, parse_methods, run_methods, write_methods
 from mnist_bench.output.console import plural
-from mnist_bench.output.methods import methods_table, repeat_line
+from mnist_bench.output.methods import anytime_table, methods_table, repeat_line
 from mnist_bench.search.space import load_space
 from mnist_bench.training.device import resolve_device
 
@@ -109,7 +110,7 @@ def methods(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     device: Device = "auto",
     no_verify: NoVerify = False,
-    studies_dir: StudiesDir = Path("studies"),
+    studies_dir: StudiesDir = DEFAULT_STUDIES_DIR,
     restart: Restart = False,
 ) -> None:
     """Compare search methods by their anytime curves: best accuracy so far against seconds, over seeded repeats."""
@@ -146,6 +147,8 @@ def methods(
             )
             raise typer.Exit(130) from None
     console.print(methods_table(result))
+    if (anytime := anytime_table(result)) is not None:
+        console.print(anytime)
     paths = write_methods(result, folder)
     console.print(f"Written to {folder}: " + ", ".join(p.name for p in paths), markup=False)
     console.print(

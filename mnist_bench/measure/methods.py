@@ -31,6 +31,8 @@ from mnist_bench.search.anytime import (
     AnytimeCurve,
     anytime_curve,
     first_start,
+    median_best_at,
+    moments,
     reference_se,
     seconds_to_within,
     trials_per_minute,
@@ -200,6 +202,10 @@ class MethodSummary:
     # how many seeds this one's best is no lower than the first's.
     vs_first_time_ratio: float | None = None
     vs_first_not_lower: int = 0
+    # The anytime curve at round moments (``search.anytime.moments``, the same for every
+    # method of a run): seconds since the start -> the median over repeats of the best found
+    # by then (None while most repeats had found nothing).
+    best_so_far: dict[int, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,6 +323,7 @@ def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[flo
         raise MnistBenchError("no repeat finished a trial with an accuracy: nothing to compare")
     best = max(finals)
     se = reference_se(best, settings.val_size)
+    at = moments([r.curve for r in repeats])
     summaries = []
     for method in settings.methods:
         own = [r for r in repeats if r.method == method.name]
@@ -339,6 +346,7 @@ def summarize(repeats: Sequence[Repeat], settings: MethodsSettings) -> tuple[flo
                 trials_per_min=statistics.median(trials_per_minute(r.curve) for r in own),
                 **flat_summary(own),
                 **against_first(own, [r for r in repeats if r.method == settings.methods[0].name], settings.val_size),
+                best_so_far=dict(zip(at, median_best_at([r.curve for r in own], at), strict=True)),
             )
         )
     return best, se, tuple(summaries)

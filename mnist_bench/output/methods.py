@@ -38,6 +38,32 @@ def methods_table(result: MethodsResult) -> Table:
     return table
 
 
+def anytime_table(result: MethodsResult) -> Table | None:
+    """The anytime curves read at round moments: per method, the median over its repeats of
+    the best accuracy found by then ("-" while most had found nothing); None for a run whose
+    searches all ended within the first of those moments."""
+    at = next((tuple(s.best_so_far) for s in result.summaries if s.best_so_far), ())
+    if not at:
+        return None
+    table = Table(title="median best so far, after", header_style="bold", title_justify="left")
+    table.add_column("method")
+    for seconds in at:
+        table.add_column(moment_text(seconds), justify="right")
+    for s in result.summaries:
+        table.add_row(s.method, *(format_cell(s.best_so_far.get(seconds), "{:.4f}") for seconds in at))
+    return table
+
+
+def moment_text(seconds: int) -> str:
+    """'15 s', '2 min', '1 h', '1 h 30 min': a moment of ``search.anytime.MOMENTS_S``."""
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h" + (f" {minutes} min" if minutes else "")
+
+
 def vs_first(ratio: float | None) -> str:
     """The median time ratio against the first method: 0.40x is in 40% of its time."""
     return "never" if ratio is None else f"{ratio:.2f}x"

@@ -21,6 +21,9 @@ from mnist_bench.search.noise import binomial_se
 from mnist_bench.search.records import TrialRecord
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# The moments (seconds since a search's start) at which a comparison's table reads the
+# curves: the round minutes HPO papers report, from 15 s for short searches to 4 h.
+MOMENTS_S = (15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,20 @@ def band(curves: Sequence[AnytimeCurve], grid: np.ndarray) -> Band:
         return np.where(np.isinf(row), np.nan, row)
 
     return Band(grid, shown(np.median(values, axis=0)), shown(values.min(axis=0)), shown(values.max(axis=0)))
+
+
+def moments(curves: Sequence[AnytimeCurve], *, most: int = 7) -> tuple[int, ...]:
+    """The last ``most`` of ``MOMENTS_S`` that the longest of ``curves`` lasted to."""
+    end = max((c.seconds for c in curves), default=0.0)
+    return tuple(m for m in MOMENTS_S if m <= end)[-most:]
+
+
+def median_best_at(curves: Sequence[AnytimeCurve], seconds: Sequence[float]) -> tuple[float | None, ...]:
+    """The median over ``curves`` of the best found by each of ``seconds`` (``band``'s
+    median): None where most had found nothing yet. A curve that ended earlier counts with
+    the best it ended with."""
+    median = band(curves, np.asarray(seconds, dtype=float)).median
+    return tuple(None if math.isnan(v) else float(v) for v in median)
 
 
 def seconds_to_within(curve: AnytimeCurve, reference: float, se: float) -> float | None:
